@@ -1,0 +1,212 @@
+// sparse24: the command-line tool.
+//   sparse24 info                      version, build options, GPUs found
+//   sparse24 prune IN.npy OUT.npy ...  2:4-prune a matrix with any method
+//   sparse24 check IN.npy              is a matrix 2:4 along rows / columns / transposable?
+//   sparse24 randn OUT.npy ...         write a random N(0,1) matrix (for trying the others)
+// Exit codes: 0 success (check: 2:4 along rows), 1 check found the matrix not 2:4, 2 error.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <string>
+
+#include "cli_args.h"
+#include "sparse24/sparse24.h"
+
+namespace sparse24::cli {
+namespace {
+
+const char* kUsage = R"(usage: sparse24 <command> [options]
+
+commands:
+  info                         version, build options and the GPUs found
+  prune IN.npy OUT.npy         2:4-prune a 2-D matrix (groups of 4 along each row) and write the
+                               pruned dense matrix
+      --method M               magnitude (default) | mask | mvue | soft | transposable
+      --mask FILE.npy          the mask for --method mask (non-zero = keep; exactly 2 per group)
+      --seed N                 seed of --method mvue (default 0)
+      --beta X                 scale of --method soft (default: S-STE's beta = <W,S(W)>/<S(W),S(W)>)
+      --dtype T                storage dtype of kept values: fp32 fp16 bf16 int8 e4m3 e5m2
+                               (default: the input's); OUT holds the stored values, dequantized:
+                               fp16 is written as float16, everything else as float32
+      --scale S                stored = value / S (required for int8; default 1)
+      --saturate               clamp out-of-range values to the dtype's max (default: PyTorch's
+                               cast: Inf, or NaN for e4m3)
+      --nan error|propagate    NaN/Inf in the input: fail naming it (default), or store NaN
+      --mask-out FILE.npy      also write the mask (uint8 0/1)
+  check IN.npy                 report whether a matrix is 2:4 along rows, along columns, and
+                               transposable; exit 0 if 2:4 along rows, 1 if not
+  randn OUT.npy --rows R --cols C [--seed N] [--dtype fp32|fp16]
+                               write a matrix of N(0,1) values
+
+errors print 'sparse24: <what>' and exit 2.
+)";
+
+// Reads a .npy matrix as a transform input (fp32/fp16/bf16; integer files become fp32).
+Tensor read_matrix(const std::string& path) {
+  NpyArray a = read_npy(path);
+  S24_CHECK(a.tensor.view().is_matrix(), kShape, path, ": expected a 2-D matrix, got ", a.tensor.view().describe());
+  if (!is_input_dtype(a.tensor.dtype())) return to_f32_row_major(a.tensor);
+  return a.tensor;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int cmd_info() {
+  std::printf("sparse24 %s\n", version());
+  std::printf("build: CUDA backend %s, OpenMP %s (%d CPU threads)\n", built_with_cuda() ? "on" : "off",
+              built_with_openmp() ? "on" : "off", cpu_threads());
+  std::string why;
+  const std::vector<GpuInfo> gpus = list_gpus(&why);
+  if (gpus.empty()) std::printf("GPUs: none (%s)\n", why.c_str());
+  for (const GpuInfo& g : gpus)
+    std::printf("GPU %d: %s, sm_%d%d, %.1f GiB\n", g.index, g.name.c_str(), g.cc_major, g.cc_minor,
+                double(g.memory_bytes) / (1 << 30));
+  std::printf("CUDA kernels of the transforms and GEMMs: not in this version (CPU backend only)\n");
+  return 0;
+}
+
+int cmd_prune(int argc, char** argv) {
+  const Args args(argc, argv, {"method", "mask", "seed", "beta", "dtype", "scale", "nan", "mask-out"}, {"saturate"});
+  args.expect_positional(2, "IN.npy OUT.npy");
+  const std::string in_path = args.positional()[0], out_path = args.positional()[1];
+  const std::string method = args.get_or("method", "magnitude");
+  S24_CHECK(method == "magnitude" || method == "mask" || method == "mvue" || method == "soft" ||
+                method == "transposable", kValue, "unknown --method '", method,
+            "' (magnitude, mask, mvue, soft, transposable)");
+  S24_CHECK(args.has("mask") == (method == "mask"), kValue,
+            method == "mask" ? "--method mask needs --mask FILE.npy" : "--mask is only for --method mask");
+  S24_CHECK(!args.has("seed") || method == "mvue", kValue, "--seed is only for --method mvue");
+  S24_CHECK(!args.has("beta") || method == "soft", kValue, "--beta is only for --method soft");
+
+  CompressOptions opts;
+  if (auto d = args.get("dtype")) opts.dtype = parse_dtype(d->c_str());
+  opts.scale = args.get_float("scale");
+  opts.overflow = args.has("saturate") ? Overflow::kSaturate : Overflow::kPyTorch;
+  const std::string nan = args.get_or("nan", "error");
+  S24_CHECK(nan == "error" || nan == "propagate", kValue, "--nan expects error or propagate, got '", nan, "'");
+  opts.non_finite = nan == "error" ? NonFinite::kError : NonFinite::kPropagate;
+
+  const Tensor w = read_matrix(in_path);
+  const auto t0 = std::chrono::steady_clock::now();
+  Sparse24Matrix s;
+  std::string detail;
+  if (method == "magnitude") {
+    s = prune_magnitude(w, opts);
+  } else if (method == "mask") {
+    const NpyArray m = read_npy(*args.get("mask"));
+    S24_CHECK(m.tensor.view().is_matrix(), kShape, *args.get("mask"), ": expected a 2-D mask, got ",
+              m.tensor.view().describe());
+    s = prune_with_mask(w, Mask24::from_dense(m.tensor), opts);
+  } else if (method == "mvue") {
+    const uint64_t seed = args.get_u64("seed", 0);
+    s = prune_mvue(w, seed, opts);
+    detail = ", seed " + std::to_string(seed);
+  } else if (method == "soft") {
+    const float beta = args.get_float("beta").value_or(float(sste_scale(w)));
+    s = prune_soft_threshold(w, beta, opts);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, ", beta %.6g", double(beta));
+    detail = buf;
+  } else {
+    s = prune_transposable(w, opts).w;
+  }
+  const double secs = seconds_since(t0);
+
+  const DType out_dtype = s.dtype == DType::kF16 ? DType::kF16 : DType::kF32;
+  const Tensor pruned = decompress(s, out_dtype);
+  write_npy(out_path, pruned);
+  if (auto mask_path = args.get("mask-out")) write_npy(*mask_path, s.mask.to_dense());
+
+  // How far the pruned matrix is from the input: ||out - in|| / ||in||.
+  double diff = 0, total = 0;
+  const Tensor wf = to_f32_row_major(w), pf = to_f32_row_major(pruned);
+  for (int64_t i = 0; i < wf.numel(); ++i) {
+    const double a = wf.data<float>()[i], b = pf.data<float>()[i];
+    total += a * a;
+    diff += (b - a) * (b - a);
+  }
+  std::printf("%s: %lld x %lld %s, %s%s -> %s (%s, stored as %s): relative error %.3f, %.1f ms\n",
+              in_path.c_str(), (long long)w.rows(), (long long)w.cols(), dtype_name(w.dtype()), method.c_str(),
+              detail.c_str(), out_path.c_str(), dtype_name(out_dtype), dtype_name(s.dtype),
+              total > 0 ? std::sqrt(diff / total) : 0.0, secs * 1e3);
+  return 0;
+}
+
+int cmd_check(int argc, char** argv) {
+  const Args args(argc, argv, {}, {});
+  args.expect_positional(1, "IN.npy");
+  const std::string path = args.positional()[0];
+  const NpyArray a = read_npy(path);
+  const TensorView v = a.tensor;
+  S24_CHECK(v.is_matrix(), kShape, path, ": expected a 2-D matrix, got ", v.describe());
+  const SparsityReport r = check_24(v);
+  std::printf("%s: %lld x %lld (%s)\n", path.c_str(), (long long)v.rows(), (long long)v.cols(), a.descr.c_str());
+  if (r.rows_24)
+    std::printf("  2:4 along rows:    yes\n");
+  else if (v.cols() % 4)
+    std::printf("  2:4 along rows:    no (%lld columns, not divisible by 4)\n", (long long)v.cols());
+  else
+    std::printf("  2:4 along rows:    no (row %lld, columns %lld..%lld hold more than 2 non-zeros)\n",
+                (long long)r.bad_row, (long long)(4 * r.bad_row_group), (long long)(4 * r.bad_row_group + 3));
+  if (r.cols_24)
+    std::printf("  2:4 along columns: yes\n");
+  else if (v.rows() % 4)
+    std::printf("  2:4 along columns: no (%lld rows, not divisible by 4)\n", (long long)v.rows());
+  else
+    std::printf("  2:4 along columns: no (column %lld, rows %lld..%lld hold more than 2 non-zeros)\n",
+                (long long)r.bad_col, (long long)(4 * r.bad_col_group), (long long)(4 * r.bad_col_group + 3));
+  std::printf("  transposable:      %s\n", r.transposable() ? "yes" : "no");
+  return r.rows_24 ? 0 : 1;
+}
+
+int cmd_randn(int argc, char** argv) {
+  const Args args(argc, argv, {"rows", "cols", "seed", "dtype"}, {});
+  args.expect_positional(1, "OUT.npy");
+  S24_CHECK(args.has("rows") && args.has("cols"), kValue, "randn needs --rows R --cols C");
+  const int64_t rows = args.get_int("rows", 0), cols = args.get_int("cols", 0);
+  S24_CHECK(rows > 0 && cols > 0 && rows * cols <= (int64_t(1) << 32), kShape, "randn: bad shape ", rows, " x ", cols);
+  const DType dt = parse_dtype(args.get_or("dtype", "fp32").c_str());
+  S24_CHECK(dt == DType::kF32 || dt == DType::kF16, kDType, "randn writes fp32 or fp16, not ", dtype_name(dt));
+  Tensor t = Tensor::matrix(rows, cols, dt);
+  std::mt19937_64 rng(args.get_u64("seed", 0));
+  std::normal_distribution<float> dist(0.f, 1.f);
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float x = dist(rng);
+    if (dt == DType::kF32) t.data<float>()[i] = x;
+    else t.data<f16_t>()[i] = {f32_to_f16(x)};
+  }
+  write_npy(args.positional()[0], t);
+  std::printf("wrote %s: %lld x %lld %s, N(0,1)\n", args.positional()[0].c_str(), (long long)rows, (long long)cols,
+              dtype_name(dt));
+  return 0;
+}
+
+}  // namespace
+}  // namespace sparse24::cli
+
+int main(int argc, char** argv) {
+  using namespace sparse24::cli;
+  if (argc < 2 || std::string(argv[1]) == "help" || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  try {
+    if (cmd == "info") return cmd_info();
+    if (cmd == "prune") return cmd_prune(argc - 2, argv + 2);
+    if (cmd == "check") return cmd_check(argc - 2, argv + 2);
+    if (cmd == "randn") return cmd_randn(argc - 2, argv + 2);
+    std::fprintf(stderr, "sparse24: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+    return 2;
+  } catch (const sparse24::Error& e) {
+    std::fprintf(stderr, "sparse24: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sparse24: unexpected failure: %s\n", e.what());
+    return 2;
+  }
+}

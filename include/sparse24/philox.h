@@ -1,0 +1,42 @@
+// sparse24/philox.h: Philox4x32-10, the counter-based generator of MVUE24 (host + device).
+//
+// philox4x32_10(counter, key) is a pure function: the same (seed, group) gives the same four
+// 32-bit words on the CPU and on any GPU. This is the Philox of Salmon et al. (SC'11), the
+// same algorithm as curand's and PyTorch's, written out here so both backends share one code.
+#pragma once
+
+#include <cstdint>
+
+#include "sparse24/dtype.h"  // S24_HD
+
+namespace sparse24 {
+
+struct Philox4 { uint32_t v[4]; };
+
+S24_HD Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
+  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
+  for (int round = 0; round < 10; ++round) {
+    const uint64_t p0 = uint64_t(kM0) * ctr.v[0], p1 = uint64_t(kM1) * ctr.v[2];
+    const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
+    const uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
+    ctr = {{hi1 ^ ctr.v[1] ^ k0, lo1, hi0 ^ ctr.v[3] ^ k1, lo0}};
+    k0 += kW0;
+    k1 += kW1;
+  }
+  return ctr;
+}
+
+// The uniform in [0, 1) made of the top 24 bits of a word (exact in float).
+S24_HD float philox_uniform(uint32_t word) { return float(word >> 8) * (1.0f / 16777216.0f); }
+
+// The two uniforms of MVUE group `group` under `seed`: words 0 and 1 of Philox at counter
+// (group low, group high, 0, 0), key (seed low, seed high).
+S24_HD void mvue_uniforms(uint64_t seed, uint64_t group, float* u0, float* u1) {
+  const Philox4 r = philox4x32_10({{uint32_t(group), uint32_t(group >> 32), 0u, 0u}},
+                                  uint32_t(seed), uint32_t(seed >> 32));
+  *u0 = philox_uniform(r.v[0]);
+  *u1 = philox_uniform(r.v[1]);
+}
+
+}  // namespace sparse24

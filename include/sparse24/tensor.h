@@ -1,0 +1,94 @@
+// sparse24/tensor.h: strided tensors, owning (Tensor) and non-owning (TensorView).
+//
+// A TensorView is a plain description of memory: pointer, dtype, device, shape and strides (in
+// elements). Row- and column-major matrices are both just strides, so a transposed gradient is a
+// view (t()), never a copy. Operations take views and pick their backend from view.device.
+// A Tensor owns its memory (shared, reference counted) and hands out views.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+
+#include "sparse24/dtype.h"
+
+namespace sparse24 {
+
+enum class Device : uint8_t { kCPU, kCUDA };
+const char* device_name(Device d);
+
+// Named layouts of a freshly allocated matrix.
+enum class Layout : uint8_t {
+  kRowMajor,  // element (i, j) at i * cols + j
+  kColMajor,  // element (i, j) at j * rows + i
+};
+
+constexpr int kMaxRank = 4;
+
+struct TensorView {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  int rank = 0;
+  int64_t shape[kMaxRank] = {0, 0, 0, 0};
+  int64_t strides[kMaxRank] = {0, 0, 0, 0};  // in elements, not bytes
+
+  // A rows x cols matrix over existing memory.
+  static TensorView matrix(void* data, DType dtype, int64_t rows, int64_t cols,
+                           Layout layout = Layout::kRowMajor, Device device = Device::kCPU);
+
+  int64_t numel() const;
+  int64_t rows() const { return shape[0]; }  // for rank-2 views
+  int64_t cols() const { return shape[1]; }
+  bool is_matrix() const { return rank == 2; }
+  bool is_row_major() const;  // rank 2, stride (cols, 1)
+  bool is_col_major() const;  // rank 2, stride (1, rows)
+  bool is_contiguous() const; // row-major order without gaps, any rank
+  // The transpose of a matrix: same memory, dims and strides swapped.
+  TensorView t() const;
+  // Element (i, j) of a matrix, as a typed pointer.
+  template <typename T>
+  T* at(int64_t i, int64_t j) const {
+    return static_cast<T*>(data) + i * strides[0] + j * strides[1];
+  }
+  // "fp16[3072 x 768, col-major, cpu]", for error messages.
+  std::string describe() const;
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Uninitialised, contiguous row-major tensor.
+  static Tensor empty(std::initializer_list<int64_t> shape, DType dtype, Device device = Device::kCPU);
+  static Tensor matrix(int64_t rows, int64_t cols, DType dtype, Layout layout = Layout::kRowMajor,
+                       Device device = Device::kCPU);
+  // A copy of any view into fresh memory on `device`, same dtype, same layout if it is a
+  // row- or column-major matrix, otherwise row-major.
+  static Tensor copy_of(const TensorView& src, Device device);
+
+  bool defined() const { return storage_ != nullptr; }
+  const TensorView& view() const { return view_; }
+  operator const TensorView&() const { return view_; }  // NOLINT: a Tensor is usable as a view
+  template <typename T>
+  T* data() const { return static_cast<T*>(view_.data); }
+  Tensor to(Device device) const { return copy_of(view_, device); }
+
+  int64_t numel() const { return view_.numel(); }
+  int64_t rows() const { return view_.rows(); }
+  int64_t cols() const { return view_.cols(); }
+  DType dtype() const { return view_.dtype; }
+  Device device() const { return view_.device; }
+
+ private:
+  std::shared_ptr<void> storage_;
+  TensorView view_;
+};
+
+// Copies src into dst (same shape; any strides, any devices; dtypes must match).
+void copy_into(const TensorView& dst, const TensorView& src);
+
+// A CPU fp32 row-major copy of a CPU matrix of any float dtype and layout (int8 is unscaled).
+Tensor to_f32_row_major(const TensorView& src);
+
+}  // namespace sparse24

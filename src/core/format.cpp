@@ -1,0 +1,104 @@
+#include "sparse24/format.h"
+
+#include <cstring>
+
+#include "sparse24/error.h"
+
+namespace sparse24 {
+
+Mask24 Mask24::empty(int64_t rows, int64_t cols, Device device) {
+  S24_CHECK(cols % 4 == 0, kShape, "a 2:4 mask needs columns divisible by 4, got ", rows, " x ", cols);
+  Mask24 m;
+  m.rows_ = rows;
+  m.cols_ = cols;
+  m.codes_ = Tensor::matrix(rows, m.row_bytes(), DType::kU8, Layout::kRowMajor, device);
+  // The unused high nibble of an odd row's last byte must be 0 (FORMAT.md); CPU writers set codes
+  // one nibble at a time, so start from zeros. Device kernels write whole bytes.
+  if (device == Device::kCPU) std::memset(m.codes_.data<uint8_t>(), 0, size_t(rows * m.row_bytes()));
+  return m;
+}
+
+uint8_t Mask24::code(int64_t r, int64_t g) const {
+  const uint8_t byte = codes_.data<uint8_t>()[r * row_bytes() + g / 2];
+  return uint8_t((g & 1) ? byte >> 4 : byte & 0xF);
+}
+
+void Mask24::set_code(int64_t r, int64_t g, uint8_t c) const {
+  uint8_t& byte = codes_.data<uint8_t>()[r * row_bytes() + g / 2];
+  byte = (g & 1) ? uint8_t((byte & 0x0F) | (c << 4)) : uint8_t((byte & 0xF0) | c);
+}
+
+Mask24 Mask24::from_dense(const TensorView& mask) {
+  S24_CHECK(mask.is_matrix(), kShape, "a mask must be a matrix, got ", mask.describe());
+  S24_CHECK(mask.device == Device::kCPU, kDevice, "Mask24::from_dense reads CPU masks, got ", mask.describe());
+  S24_CHECK(mask.cols() % 4 == 0, kShape, "mask ", mask.describe(), ": columns not divisible by 4");
+  Mask24 m = empty(mask.rows(), mask.cols());
+  dispatch_dtype(mask.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (int64_t r = 0; r < m.rows_; ++r)
+      for (int64_t g = 0; g < m.groups_per_row(); ++g) {
+        int kept[4], n = 0;
+        for (int i = 0; i < 4; ++i) {
+          const float v = to_f32(*mask.at<const T>(r, 4 * g + i));
+          if (v != 0.f) {  // NaN counts as non-zero, i.e. kept
+            if (n < 4) kept[n] = i;
+            ++n;
+          }
+        }
+        S24_CHECK(n == 2, kInvalidMask, "mask group at row ", r, ", group ", g, " (columns ", 4 * g,
+                  "..", 4 * g + 3, ") keeps ", n, " entries; a 2:4 mask keeps exactly 2 of every 4");
+        m.set_code(r, g, group_code(kept[0], kept[1]));
+      }
+  });
+  return m;
+}
+
+Tensor Mask24::to_dense() const {
+  S24_CHECK(device() == Device::kCPU, kDevice, "Mask24::to_dense needs a CPU mask");
+  Tensor out = Tensor::matrix(rows_, cols_, DType::kU8);
+  uint8_t* o = out.data<uint8_t>();
+  for (int64_t r = 0; r < rows_; ++r)
+    for (int64_t c = 0; c < cols_; ++c) o[r * cols_ + c] = kept(r, c) ? 1 : 0;
+  return out;
+}
+
+Mask24 Mask24::transposed() const {
+  S24_CHECK(device() == Device::kCPU, kDevice, "Mask24::transposed needs a CPU mask");
+  S24_CHECK(rows_ % 4 == 0, kShape, "the transpose of a ", rows_, " x ", cols_,
+            " mask is not 2:4: rows not divisible by 4");
+  Tensor dense = to_dense();
+  return from_dense(dense.view().t());
+}
+
+Mask24 Mask24::to(Device device) const {
+  Mask24 m = *this;
+  m.codes_ = codes_.to(device);
+  return m;
+}
+
+bool Mask24::operator==(const Mask24& other) const {
+  if (rows_ != other.rows_ || cols_ != other.cols_) return false;
+  return std::memcmp(codes_.data<uint8_t>(), other.codes_.data<uint8_t>(), size_t(rows_ * row_bytes())) == 0;
+}
+
+Sparse24Matrix Sparse24Matrix::to(Device device) const {
+  Sparse24Matrix s = *this;
+  s.values = values.to(device);
+  s.mask = mask.to(device);
+  return s;
+}
+
+Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scale, Device device) {
+  S24_CHECK(cols % 4 == 0, kShape, "a 2:4 matrix needs columns divisible by 4, got ", rows, " x ", cols);
+  S24_CHECK(is_value_dtype(dtype), kDType, "2:4 values cannot be stored as ", dtype_name(dtype));
+  Sparse24Matrix s;
+  s.rows = rows;
+  s.cols = cols;
+  s.dtype = dtype;
+  s.scale = scale;
+  s.values = Tensor::matrix(rows, cols / 2, dtype, Layout::kRowMajor, device);
+  s.mask = Mask24::empty(rows, cols, device);
+  return s;
+}
+
+}  // namespace sparse24

@@ -1,0 +1,179 @@
+#include "sparse24/tensor.h"
+
+#include <cstring>
+#include <new>
+#include <sstream>
+
+#include "cuda/runtime.h"
+#include "sparse24/error.h"
+
+namespace sparse24 {
+
+const char* device_name(Device d) { return d == Device::kCPU ? "cpu" : "cuda"; }
+
+TensorView TensorView::matrix(void* data, DType dtype, int64_t rows, int64_t cols, Layout layout,
+                              Device device) {
+  S24_CHECK(rows >= 0 && cols >= 0, kShape, "negative matrix shape ", rows, " x ", cols);
+  TensorView v;
+  v.data = data;
+  v.dtype = dtype;
+  v.device = device;
+  v.rank = 2;
+  v.shape[0] = rows;
+  v.shape[1] = cols;
+  v.strides[0] = layout == Layout::kRowMajor ? cols : 1;
+  v.strides[1] = layout == Layout::kRowMajor ? 1 : rows;
+  return v;
+}
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < rank; ++i) n *= shape[i];
+  return n;
+}
+
+bool TensorView::is_row_major() const {
+  return rank == 2 && (strides[1] == 1 || shape[1] <= 1) && (strides[0] == shape[1] || shape[0] <= 1);
+}
+
+bool TensorView::is_col_major() const {
+  return rank == 2 && (strides[0] == 1 || shape[0] <= 1) && (strides[1] == shape[0] || shape[1] <= 1);
+}
+
+bool TensorView::is_contiguous() const {
+  int64_t expect = 1;
+  for (int i = rank - 1; i >= 0; --i) {
+    if (shape[i] != 1 && strides[i] != expect) return false;
+    expect *= shape[i];
+  }
+  return true;
+}
+
+TensorView TensorView::t() const {
+  S24_CHECK(rank == 2, kShape, "t() needs a matrix, got rank ", rank);
+  TensorView v = *this;
+  std::swap(v.shape[0], v.shape[1]);
+  std::swap(v.strides[0], v.strides[1]);
+  return v;
+}
+
+std::string TensorView::describe() const {
+  std::ostringstream os;
+  os << dtype_name(dtype) << "[";
+  for (int i = 0; i < rank; ++i) os << (i ? " x " : "") << shape[i];
+  if (rank == 2) os << (is_row_major() ? ", row-major" : is_col_major() ? ", col-major" : ", strided");
+  os << ", " << device_name(device) << "]";
+  return os.str();
+}
+
+namespace {
+std::shared_ptr<void> allocate(size_t bytes, Device device) {
+  if (device == Device::kCUDA) return cuda::alloc(bytes);
+  void* p = ::operator new(bytes ? bytes : 1, std::align_val_t(64));
+  return std::shared_ptr<void>(p, [](void* q) { ::operator delete(q, std::align_val_t(64)); });
+}
+}  // namespace
+
+Tensor Tensor::empty(std::initializer_list<int64_t> shape, DType dtype, Device device) {
+  S24_CHECK(shape.size() >= 1 && shape.size() <= size_t(kMaxRank), kShape,
+            "tensor rank must be 1..", kMaxRank, ", got ", shape.size());
+  Tensor t;
+  t.view_.dtype = dtype;
+  t.view_.device = device;
+  t.view_.rank = int(shape.size());
+  int i = 0;
+  for (int64_t s : shape) {
+    S24_CHECK(s >= 0, kShape, "negative dimension ", s);
+    t.view_.shape[i++] = s;
+  }
+  int64_t stride = 1;
+  for (int d = t.view_.rank - 1; d >= 0; --d) {
+    t.view_.strides[d] = stride;
+    stride *= t.view_.shape[d];
+  }
+  t.storage_ = allocate(size_t(stride) * size_t(dtype_size(dtype)), device);
+  t.view_.data = t.storage_.get();
+  return t;
+}
+
+Tensor Tensor::matrix(int64_t rows, int64_t cols, DType dtype, Layout layout, Device device) {
+  Tensor t = empty({rows, cols}, dtype, device);
+  t.view_ = TensorView::matrix(t.storage_.get(), dtype, rows, cols, layout, device);
+  return t;
+}
+
+Tensor Tensor::copy_of(const TensorView& src, Device device) {
+  Tensor dst;
+  dst.view_ = src;
+  dst.view_.device = device;
+  if (src.is_matrix() && src.is_col_major() && !src.is_row_major()) {
+    dst.view_.strides[0] = 1;  // keep a column-major matrix column-major
+    dst.view_.strides[1] = src.rows();
+  } else {
+    int64_t stride = 1;
+    for (int d = src.rank - 1; d >= 0; --d) {
+      dst.view_.strides[d] = stride;
+      stride *= src.shape[d];
+    }
+  }
+  dst.storage_ = allocate(size_t(src.numel()) * size_t(dtype_size(src.dtype)), device);
+  dst.view_.data = dst.storage_.get();
+  copy_into(dst.view_, src);
+  return dst;
+}
+
+void copy_into(const TensorView& dst, const TensorView& src) {
+  S24_CHECK(dst.dtype == src.dtype, kDType, "copy from ", src.describe(), " to ", dst.describe());
+  S24_CHECK(dst.rank == src.rank, kShape, "copy from ", src.describe(), " to ", dst.describe());
+  for (int i = 0; i < src.rank; ++i)
+    S24_CHECK(dst.shape[i] == src.shape[i], kShape, "copy from ", src.describe(), " to ", dst.describe());
+  const size_t bytes = size_t(src.numel()) * size_t(dtype_size(src.dtype));
+  const bool same_order = (src.is_contiguous() && dst.is_contiguous()) ||
+                          (src.is_col_major() && dst.is_col_major());
+  if (same_order) {
+    if (src.device == Device::kCPU && dst.device == Device::kCPU) {
+      if (bytes) std::memcpy(dst.data, src.data, bytes);
+    } else {
+      cuda::copy(dst.data, dst.device == Device::kCUDA, src.data, src.device == Device::kCUDA, bytes);
+    }
+    return;
+  }
+  S24_CHECK(src.device == Device::kCPU && dst.device == Device::kCPU, kDevice,
+            "strided copy between devices from ", src.describe(), " to ", dst.describe(),
+            " (copy to a contiguous layout first)");
+  // Element-wise strided copy on the CPU, over a rank-4 index space padded with size-1 dims.
+  int64_t shape[kMaxRank] = {1, 1, 1, 1}, ss[kMaxRank] = {0, 0, 0, 0}, ds[kMaxRank] = {0, 0, 0, 0};
+  for (int i = 0; i < src.rank; ++i) {
+    const int k = kMaxRank - src.rank + i;
+    shape[k] = src.shape[i];
+    ss[k] = src.strides[i];
+    ds[k] = dst.strides[i];
+  }
+  const int64_t es = dtype_size(src.dtype);
+  const char* s = static_cast<const char*>(src.data);
+  char* d = static_cast<char*>(dst.data);
+  for (int64_t a = 0; a < shape[0]; ++a)
+    for (int64_t b = 0; b < shape[1]; ++b)
+      for (int64_t c = 0; c < shape[2]; ++c)
+        for (int64_t e = 0; e < shape[3]; ++e) {
+          const int64_t so = a * ss[0] + b * ss[1] + c * ss[2] + e * ss[3];
+          const int64_t dof = a * ds[0] + b * ds[1] + c * ds[2] + e * ds[3];
+          std::memcpy(d + dof * es, s + so * es, size_t(es));
+        }
+}
+
+Tensor to_f32_row_major(const TensorView& src) {
+  S24_CHECK(src.is_matrix(), kShape, "expected a matrix, got ", src.describe());
+  S24_CHECK(src.device == Device::kCPU, kDevice, "expected a CPU matrix, got ", src.describe());
+  Tensor out = Tensor::matrix(src.rows(), src.cols(), DType::kF32);
+  float* o = out.data<float>();
+  const int64_t cols = src.cols();
+  dispatch_dtype(src.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (int64_t i = 0; i < src.rows(); ++i)
+      for (int64_t j = 0; j < cols; ++j) o[i * cols + j] = to_f32(*src.at<const T>(i, j));
+  });
+  return out;
+}
+
+}  // namespace sparse24

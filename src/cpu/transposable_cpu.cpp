@@ -1,0 +1,85 @@
+// CPU backend of the exact transposable mask: for every aligned 4x4 block, the best of the 90
+// patterns (rules::best_transposable), then W and W^T compressed with that mask.
+#include <vector>
+
+#include "core/rules24.h"
+#include "cpu/transforms_cpu.h"
+
+namespace sparse24::cpu {
+namespace {
+
+template <typename In, typename Out>
+void transposable_typed(const TensorView& w, const CompressOptions& opts, Transposable24& res) {
+  static const rules::TransposableTable table = rules::make_transposable_table();
+  const int64_t brows = w.rows() / 4, bcols = w.cols() / 4;
+  const float scale = res.w.scale;
+  const Overflow ov = opts.overflow;
+
+  // 1. The chosen pattern of every block.
+  std::vector<uint8_t> choice(size_t(brows * bcols));
+#ifdef SPARSE24_WITH_OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t bi = 0; bi < brows; ++bi)
+    for (int64_t bj = 0; bj < bcols; ++bj) {
+      float absw[16];
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) absw[4 * r + c] = rules::abs_f(to_f32(*w.at<const In>(4 * bi + r, 4 * bj + c)));
+      choice[size_t(bi * bcols + bj)] = uint8_t(rules::best_transposable(table, absw));
+    }
+
+  // 2. W: row 4*bi + r keeps the pattern's pair of row r in group bj.
+  Out* wv = res.w.values.data<Out>();
+#ifdef SPARSE24_WITH_OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t bi = 0; bi < brows; ++bi)
+    for (int64_t bj = 0; bj < bcols; ++bj)
+      for (int r = 0; r < 4; ++r) {
+        int a, b;
+        rules::pattern_row(table, choice[size_t(bi * bcols + bj)], r, &a, &b);
+        const int64_t row = 4 * bi + r;
+        wv[row * 2 * bcols + 2 * bj] = from_f32<Out>(to_f32(*w.at<const In>(row, 4 * bj + a)), scale, ov);
+        wv[row * 2 * bcols + 2 * bj + 1] = from_f32<Out>(to_f32(*w.at<const In>(row, 4 * bj + b)), scale, ov);
+        res.w.mask.set_code(row, bj, group_code(a, b));
+      }
+
+  // 3. W^T: its row 4*bj + c (column c of the block) keeps the two rows of the pattern that hold
+  //    a one in column c, as group bi.
+  Out* tv = res.wt.values.data<Out>();
+#ifdef SPARSE24_WITH_OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t bj = 0; bj < bcols; ++bj)
+    for (int64_t bi = 0; bi < brows; ++bi) {
+      int rows_of_col[4][2], n[4] = {0, 0, 0, 0};
+      for (int r = 0; r < 4; ++r) {
+        int a, b;
+        rules::pattern_row(table, choice[size_t(bi * bcols + bj)], r, &a, &b);
+        rows_of_col[a][n[a]++] = r;
+        rows_of_col[b][n[b]++] = r;
+      }
+      for (int c = 0; c < 4; ++c) {
+        const int64_t trow = 4 * bj + c;
+        const int r0 = rows_of_col[c][0], r1 = rows_of_col[c][1];
+        tv[trow * 2 * brows + 2 * bi] = from_f32<Out>(to_f32(*w.at<const In>(4 * bi + r0, trow)), scale, ov);
+        tv[trow * 2 * brows + 2 * bi + 1] = from_f32<Out>(to_f32(*w.at<const In>(4 * bi + r1, trow)), scale, ov);
+        res.wt.mask.set_code(trow, bi, group_code(r0, r1));
+      }
+    }
+  res.mask = res.w.mask;
+}
+
+}  // namespace
+
+void prune_transposable(const TensorView& w, const CompressOptions& opts, Transposable24& res) {
+  dispatch_input_dtype(w.dtype, [&](auto itag) {
+    dispatch_dtype(res.w.dtype, [&](auto otag) {
+      using In = typename decltype(itag)::type;
+      using Out = typename decltype(otag)::type;
+      if constexpr (!std::is_same_v<Out, uint8_t>) transposable_typed<In, Out>(w, opts, res);
+    });
+  });
+}
+
+}  // namespace sparse24::cpu

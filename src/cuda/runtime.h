@@ -1,0 +1,20 @@
+// src/cuda/runtime.h: the CUDA runtime as the rest of the library sees it. Implemented by
+// runtime.cu in a CUDA build and by core/no_cuda.cpp otherwise (every call then throws kDevice,
+// except gpu_count, which reports none).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sparse24/build_info.h"
+
+namespace sparse24::cuda {
+
+std::shared_ptr<void> alloc(size_t bytes);
+// Copies between host and device memory; each side's location is given.
+void copy(void* dst, bool dst_on_gpu, const void* src, bool src_on_gpu, size_t bytes);
+std::vector<GpuInfo> gpus(std::string* why);
+
+}  // namespace sparse24::cuda

@@ -1,0 +1,123 @@
+// The 2:4 format: group codes, Mask24, the canonical layout byte for byte, round trips.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "test_util.h"
+
+namespace sparse24 {
+namespace {
+
+TEST(Format, SixValidGroupCodes) {
+  int valid = 0;
+  for (int c = 0; c < 16; ++c) valid += is_valid_group_code(uint8_t(c));
+  EXPECT_EQ(valid, 6);
+  for (int i0 = 0; i0 < 4; ++i0)
+    for (int i1 = i0 + 1; i1 < 4; ++i1) {
+      const uint8_t c = group_code(i0, i1);
+      EXPECT_TRUE(is_valid_group_code(c));
+      EXPECT_EQ(group_code_bits(c), (1 << i0) | (1 << i1));
+    }
+}
+
+// The worked example of docs/FORMAT.md.
+TEST(Format, CanonicalLayoutWorkedExample) {
+  float w[2][12] = {{0, 3, 0, -1, 5, 0, 2, 0, 0, 0, 7, 8},
+                    {1, 2, 0, 0, 0, 0, 0, 0, -4, 0, 0, 6}};
+  const TensorView v = TensorView::matrix(&w[0][0], DType::kF32, 2, 12);
+  const Sparse24Matrix s = prune_magnitude(v);
+  const float* values = s.values.data<float>();
+  const float expect_values[12] = {3, -1, 5, 2, 7, 8, 1, 2, 0, 0, -4, 6};
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(values[i], expect_values[i]) << i;
+  ASSERT_EQ(s.mask.row_bytes(), 2);
+  const uint8_t* meta = s.mask.codes().data<uint8_t>();
+  // Row 0: group 0 keeps (1,3) = 0xD, group 1 (0,2) = 0x8, group 2 (2,3) = 0xE.
+  EXPECT_EQ(meta[0], 0x8D);
+  EXPECT_EQ(meta[1], 0x0E);  // odd group count: the high nibble stays 0
+  // Row 1: group 0 (0,1) = 0x4; group 1 all zero: ties, lowest indices (0,1) = 0x4; group 2 (0,3) = 0xC.
+  EXPECT_EQ(meta[2], 0x44);
+  EXPECT_EQ(meta[3], 0x0C);
+}
+
+TEST(Format, MaskFromDenseRoundTrip) {
+  for (auto [rows, cols] : test::sweep_shapes()) {
+    const Tensor x = test::randn(rows, cols, uint64_t(rows * 1000 + cols));
+    const Sparse24Matrix s = prune_magnitude(x);
+    const Tensor dense = s.mask.to_dense();
+    const Mask24 back = Mask24::from_dense(dense);
+    EXPECT_TRUE(back == s.mask) << rows << "x" << cols;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) EXPECT_EQ(dense.data<uint8_t>()[r * cols + c], s.mask.kept(r, c) ? 1 : 0);
+  }
+}
+
+TEST(Format, MaskFromDenseRejectsBadGroupsNamingRowAndGroup) {
+  for (int ones : {0, 1, 3, 4}) {
+    Tensor m = Tensor::matrix(3, 8, DType::kF32);
+    for (int64_t i = 0; i < 24; ++i) m.data<float>()[i] = (i % 4) < 2 ? 1.f : 0.f;
+    for (int c = 0; c < 4; ++c) m.data<float>()[2 * 8 + 4 + c] = c < ones ? 1.f : 0.f;  // row 2, group 1
+    try {
+      Mask24::from_dense(m);
+      FAIL() << "no error for " << ones << " ones";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInvalidMask);
+      EXPECT_NE(std::string(e.what()).find("row 2, group 1"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("keeps " + std::to_string(ones)), std::string::npos) << e.what();
+    }
+  }
+  Tensor bad = Tensor::matrix(2, 6, DType::kF32);
+  EXPECT_THROW(Mask24::from_dense(bad), Error);
+}
+
+TEST(Format, CompressDecompressRoundTripsExactly) {
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (auto [rows, cols] : test::sweep_shapes()) {
+      const Tensor x = test::convert(test::randn(rows, cols, 7), dt);
+      const Sparse24Matrix s = prune_magnitude(x);
+      const Tensor dense = decompress(s, dt);
+      // The dense form is 2:4 and compresses back to the same bytes.
+      const Sparse24Matrix again = prune_with_mask(dense, s.mask);
+      EXPECT_EQ(std::memcmp(again.values.data<uint8_t>(), s.values.data<uint8_t>(),
+                            size_t(rows * cols / 2 * dtype_size(dt))), 0);
+      EXPECT_TRUE(again.mask == s.mask);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+          EXPECT_EQ(test::get(dense, r, c), s.mask.kept(r, c) ? test::get(x, r, c) : 0.0);
+    }
+  }
+}
+
+TEST(Format, TransposedMask) {
+  const Tensor w = test::randn(8, 12, 3);
+  const Transposable24 t = prune_transposable(w);
+  EXPECT_TRUE(t.mask.transposed() == t.wt.mask);
+  // Every row keeps columns 0 and 1: column 0 then keeps 4 of 4 rows, so no transpose exists.
+  Tensor m = Tensor::matrix(4, 4, DType::kU8);
+  for (int i = 0; i < 16; ++i) m.data<uint8_t>()[i] = (i % 4) < 2;
+  try {
+    Mask24::from_dense(m).transposed();
+    FAIL() << "a non-transposable mask was transposed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidMask);
+  }
+}
+
+TEST(Format, DecompressScaledStorage) {
+  const Tensor x = test::randn(4, 8, 11);
+  CompressOptions o;
+  o.dtype = DType::kI8;
+  o.scale = 0.02f;
+  const Sparse24Matrix s = prune_magnitude(x, o);
+  const Tensor d = decompress(s);
+  for (int64_t r = 0; r < 4; ++r)
+    for (int64_t c = 0; c < 8; ++c)
+      if (s.mask.kept(r, c)) {
+        const float q = std::nearbyint(std::clamp(x.data<float>()[r * 8 + c] / 0.02f, -128.f, 127.f));
+        EXPECT_EQ(d.data<float>()[r * 8 + c], q * 0.02f);
+      }
+}
+
+}  // namespace
+}  // namespace sparse24
