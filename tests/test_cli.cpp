@@ -32,7 +32,9 @@ CliResult run(const std::string& args) {
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(SPARSE24_TEST_TMPDIR) / "cli";
+    // One folder per test: CTest runs tests in parallel.
+    dir_ = std::filesystem::path(SPARSE24_TEST_TMPDIR) / "cli" /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::create_directories(dir_);
   }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }

@@ -53,7 +53,8 @@ Sparse24Matrix random_sparse(int64_t m, int64_t k, DType dtype, uint64_t seed) {
     using T = typename decltype(tag)::type;
     if constexpr (!std::is_same_v<T, uint8_t>) {
       T* v = s.values.data<T>();
-      for (int64_t i = 0; i < m * k / 2; ++i) v[i] = from_f32<T>(dist(rng), scale, Overflow::kSaturate);
+      for (int64_t i = 0; i < m * k / 2; ++i)
+        v[i] = from_f32<T>(dist(rng), scale, Overflow::kSaturate);
     }
   });
   return s;
@@ -118,7 +119,8 @@ Dense random_dense(int64_t rows, int64_t cols, DType dtype, Form form, uint64_t 
     for (int64_t i = 0; i < d.storage.numel(); ++i)
       all[i] = from_f32<T>(std::numeric_limits<float>::quiet_NaN(), 1.f, Overflow::kPyTorch);
     for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) *d.view.at<T>(i, j) = from_f32<T>(dist(rng), 1.f, Overflow::kPyTorch);
+      for (int64_t j = 0; j < cols; ++j)
+        *d.view.at<T>(i, j) = from_f32<T>(dist(rng), 1.f, Overflow::kPyTorch);
   });
   return d;
 }
@@ -130,7 +132,8 @@ Tensor random_vector(int64_t m, DType dtype, uint64_t seed) {
   std::normal_distribution<float> dist(0.f, 1.f);
   dispatch_input_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    for (int64_t i = 0; i < m; ++i) t.data<T>()[i] = from_f32<T>(dist(rng), 1.f, Overflow::kPyTorch);
+    for (int64_t i = 0; i < m; ++i)
+      t.data<T>()[i] = from_f32<T>(dist(rng), 1.f, Overflow::kPyTorch);
   });
   return t;
 }
@@ -203,8 +206,12 @@ Ref ref_as_t(const TensorView& a, const std::vector<double>& s, int64_t m, int64
 
 // Unit roundoff of the output dtype, and half its smallest subnormal (the absolute rounding error
 // of a result that lands in the subnormal range).
-double unit_roundoff(DType t) { return t == DType::kF16 ? 0x1p-11 : t == DType::kBF16 ? 0x1p-8 : 0x1p-24; }
-double half_subnormal(DType t) { return t == DType::kF16 ? 0x1p-25 : t == DType::kBF16 ? 0x1p-134 : 0x1p-150; }
+double unit_roundoff(DType t) {
+  return t == DType::kF16 ? 0x1p-11 : t == DType::kBF16 ? 0x1p-8 : 0x1p-24;
+}
+double half_subnormal(DType t) {
+  return t == DType::kF16 ? 0x1p-25 : t == DType::kBF16 ? 0x1p-134 : 0x1p-150;
+}
 
 // Checks a result against the reference: a fresh contiguous CPU tensor of `dtype` holding
 // ref.rows x ref.cols elements in row-major order, each element within
@@ -365,7 +372,8 @@ TEST(GemmMmT, IsTheTransposeOfSTimesATransposed) {
   const Tensor sat = mm(s, a.view.t(), DType::kF32);  // 36 x 20
   for (int64_t j = 0; j < 20; ++j)
     for (int64_t i = 0; i < 36; ++i)
-      ASSERT_EQ(f32_to_bits(ast.data<float>()[j * 36 + i]), f32_to_bits(sat.data<float>()[i * 20 + j]))
+      ASSERT_EQ(f32_to_bits(ast.data<float>()[j * 36 + i]),
+                f32_to_bits(sat.data<float>()[i * 20 + j]))
           << "(" << j << ", " << i << ")";
 }
 
@@ -374,13 +382,15 @@ TEST(GemmMmT, IsTheTransposeOfSTimesATransposed) {
 // The bias (rank 1, 1 x m, strided; fp32, fp16, bf16) is added to every row of A S^T.
 TEST(GemmAddmm, BiasBroadcastsOverRows) {
   struct Case { int64_t m, k, n; DType bias_dtype; int form; std::optional<DType> out; };
-  const Case cases[] = {{60, 36, 12, DType::kF32, 0, std::nullopt}, {60, 36, 12, DType::kBF16, 1, std::nullopt},
-                        {20, 132, 1, DType::kF16, 2, DType::kF16},   {4, 4, 1, DType::kF32, 1, DType::kBF16},
+  const Case cases[] = {{60, 36, 12, DType::kF32, 0, std::nullopt},
+                        {60, 36, 12, DType::kBF16, 1, std::nullopt},
+                        {20, 132, 1, DType::kF16, 2, DType::kF16},
+                        {4, 4, 1, DType::kF32, 1, DType::kBF16},
                         {132, 100, 8, DType::kF16, 0, DType::kF32}};
   uint64_t seed = 100;
   for (const Case& c : cases) {
-    SCOPED_TRACE(detail::concat("m ", c.m, ", k ", c.k, ", n ", c.n, ", bias ", dtype_name(c.bias_dtype),
-                                " form ", c.form));
+    SCOPED_TRACE(detail::concat("m ", c.m, ", k ", c.k, ", n ", c.n, ", bias ",
+                                dtype_name(c.bias_dtype), " form ", c.form));
     seed += 3;
     const Sparse24Matrix s = random_sparse(c.m, c.k, DType::kF16, seed);
     const Dense a = random_dense(c.n, c.k, DType::kF32, kForms[seed % 5], seed + 1);
@@ -393,7 +403,8 @@ TEST(GemmAddmm, BiasBroadcastsOverRows) {
       bias.strides[0] = 2;
     }
     const Tensor out = addmm(bias, a.view, t(s), c.out);
-    expect_close(out, c.out.value_or(DType::kF32), ref_as_t(a.view, decompress_ref(s), c.m, c.k, &bias));
+    expect_close(out, c.out.value_or(DType::kF32),
+                 ref_as_t(a.view, decompress_ref(s), c.m, c.k, &bias));
   }
 }
 
@@ -512,12 +523,15 @@ TEST(GemmErrors, InnerDimensionsMismatch) {
 TEST(GemmErrors, ProductsAcrossTheGroupsAreNot24) {
   ErrorFixture f;
   const Dense b12 = random_dense(12, 5, DType::kF32, Form::kRowMajor, 1);  // shapes fit S^T B
-  EXPECT_S24_ERROR(mm(t(f.s), b12.view), kShape, "S^T B reduces across the 2:4 groups: not a 2:4 product");
+  EXPECT_S24_ERROR(mm(t(f.s), b12.view), kShape,
+                   "S^T B reduces across the 2:4 groups: not a 2:4 product");
   EXPECT_S24_ERROR(mm(t(f.s), b12.view), kShape, "t(2:4 fp16[12 x 20");
   const Dense a12 = random_dense(5, 12, DType::kF32, Form::kRowMajor, 2);  // shapes fit A S
-  EXPECT_S24_ERROR(mm(a12.view, SparseOperand{&f.s, false}), kShape, "A S reduces across the 2:4 groups");
+  EXPECT_S24_ERROR(mm(a12.view, SparseOperand{&f.s, false}), kShape,
+                   "A S reduces across the 2:4 groups");
   EXPECT_S24_ERROR(mm(a12.view, t(t(f.s))), kShape, "mm(A, S)");
-  EXPECT_S24_ERROR(addmm(f.bias, a12.view, SparseOperand{&f.s, false}), kShape, "not a 2:4 product");
+  EXPECT_S24_ERROR(addmm(f.bias, a12.view, SparseOperand{&f.s, false}), kShape,
+                   "not a 2:4 product");
 }
 
 TEST(GemmErrors, BiasShapeDTypeAndDevice) {
@@ -538,7 +552,8 @@ TEST(GemmErrors, NullOrEmptyMatrix) {
   ErrorFixture f;
   EXPECT_S24_ERROR(mm(SparseOperand{}, f.b.view), kValue, "null matrix pointer");
   EXPECT_S24_ERROR(mm(f.a.view, SparseOperand{nullptr, true}), kValue, "null matrix pointer");
-  EXPECT_S24_ERROR(addmm(f.bias, f.a.view, SparseOperand{nullptr, true}), kValue, "null matrix pointer");
+  EXPECT_S24_ERROR(addmm(f.bias, f.a.view, SparseOperand{nullptr, true}), kValue,
+                   "null matrix pointer");
   const Sparse24Matrix empty;
   EXPECT_S24_ERROR(mm(empty, f.b.view), kValue, "no values or metadata");
 }
@@ -564,7 +579,8 @@ TEST(GemmErrors, DenseOperandDTypeAndRank) {
   const Tensor a8 = Tensor::matrix(5, 20, DType::kF8E4M3);
   EXPECT_S24_ERROR(mm(a8, t(f.s)), kDType, "has dtype e4m3");
   EXPECT_S24_ERROR(linear(Tensor::matrix(5, 20, DType::kU8), f.s), kDType, "has dtype uint8");
-  EXPECT_S24_ERROR(mm(f.s, Tensor::empty({20}, DType::kF32)), kShape, "B must be a matrix, got fp32[20, cpu]");
+  EXPECT_S24_ERROR(mm(f.s, Tensor::empty({20}, DType::kF32)), kShape,
+                   "B must be a matrix, got fp32[20, cpu]");
   EXPECT_S24_ERROR(linear(Tensor::empty({20}, DType::kF32), f.s), kShape, "must have rank 2 to 4");
   TensorView x3 = f.a.view;  // 5 x 20 seen with permuted strides: not contiguous
   x3.rank = 3;

@@ -126,7 +126,8 @@ void mm_as_t(const TensorView& a, const Sparse24Matrix& s, const TensorView* bia
     bias_f32.resize(size_t(m));
     dispatch_input_dtype(bias->dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
-      for (int64_t i = 0; i < m; ++i) bias_f32[size_t(i)] = to_f32(static_cast<const T*>(bias->data)[i * stride]);
+      const T* b = static_cast<const T*>(bias->data);
+      for (int64_t i = 0; i < m; ++i) bias_f32[size_t(i)] = to_f32(b[i * stride]);
     });
   }
   const float* bf = bias_f32.empty() ? nullptr : bias_f32.data();

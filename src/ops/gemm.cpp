@@ -1,8 +1,9 @@
 // The products of sparse24/gemm.h: argument validation, output allocation, device dispatch.
 //
 // Every product reduces along the rows of the 2:4 matrix S (m x k, groups along k):
-//   mm(S, B)  = S B    -> cpu::mm_sb
-//   mm(A, S^T) = A S^T -> cpu::mm_as_t (addmm and linear too, with a bias)
+//   mm(S, B)     = S B    -> cpu::mm_sb
+//   mm(A, t(S))  = A S^T  -> cpu::mm_as_t (addmm and linear too, with a bias)
+// A product of CUDA operands throws kDevice until the CUDA backend lands.
 #include "sparse24/gemm.h"
 
 #include <string>
@@ -41,8 +42,6 @@ void check_sparse(const char* op, const SparseOperand& s) {
             describe(s), " has metadata for ", m.mask.rows(), " x ", m.mask.cols());
   S24_CHECK(m.mask.device() == m.device(), kDevice, op, ": 2:4 operand ", describe(s),
             " has its metadata on ", device_name(m.mask.device()));
-  S24_CHECK(m.layout == MetaLayout::kCanonical, kInternal, op, ": 2:4 operand ", describe(s),
-            " has a metadata layout the CPU backend cannot read");
 }
 
 // A dense matrix operand: rank 2, fp32, fp16 or bf16 (any layout).
@@ -79,6 +78,8 @@ void check_device(const char* op, const SparseOperand& s, const TensorView& dens
   S24_CHECK(!bias || bias->device == dev, kDevice, op, ": operands on different devices: ",
             describe(s), " and bias ", bias->describe());
   if (dev == Device::kCUDA) S24_FAIL(kDevice, op, ": no CUDA kernel in this build yet");
+  S24_CHECK(s.matrix->layout == MetaLayout::kCanonical, kDevice, op, ": 2:4 operand ", describe(s),
+            " carries a GPU metadata layout; the CPU kernel reads the canonical layout");
 }
 
 // The 2:4 operand on the right must be S^T: A S would reduce across the groups of S.
@@ -89,7 +90,8 @@ void check_right_transposed(const char* op, const TensorView& a, const SparseOpe
 }
 
 // The checks of A S^T (+ bias) shared by mm(A, t(S)), addmm and linear, A an n x k matrix.
-void check_as_t(const char* op, const TensorView& a, const SparseOperand& s, const TensorView* bias) {
+void check_as_t(const char* op, const TensorView& a, const SparseOperand& s,
+                const TensorView* bias) {
   const Sparse24Matrix& m = *s.matrix;
   S24_CHECK(a.cols() == m.cols, kShape, op, ": inner dimensions differ: A ", a.describe(),
             " has ", a.cols(), " columns, ", describe(s), " has ", m.cols, " rows");
