@@ -245,13 +245,20 @@ TEST(TransformErrors, NameTheProblem) {
   expect_error([&] { prune_magnitude(y, o); }, ErrorKind::kDType, "uint8");
   Tensor i8 = Tensor::matrix(4, 4, DType::kI8);
   expect_error([&] { prune_magnitude(i8); }, ErrorKind::kDType, "fp32, fp16 or bf16");
-  TensorView gpu = y.view();
-  gpu.device = Device::kCUDA;
-  expect_error([&] { prune_magnitude(gpu); }, ErrorKind::kDevice, "cuda");
   expect_error([&] { prune_transposable(test::randn(6, 8, 1)); }, ErrorKind::kShape, "rows, not divisible by 4");
   const Mask24 m = prune_magnitude(test::randn(4, 8, 1)).mask;
   expect_error([&] { prune_with_mask(y, m); }, ErrorKind::kShape, "mask is 4 x 8");
   expect_error([&] { prune_soft_threshold(y, NAN); }, ErrorKind::kValue, "beta");
+}
+
+TEST(TransformErrors, CudaTensorInACpuOnlyBuild) {
+  if (built_with_cuda()) GTEST_SKIP() << "a CUDA build: tests/gpu covers CUDA tensors";
+  const Tensor y = test::randn(8, 8, 1);
+  TensorView gpu = y.view();
+  gpu.device = Device::kCUDA;
+  expect_error([&] { prune_magnitude(gpu); }, ErrorKind::kDevice, "no CUDA backend");
+  expect_error([&] { Tensor::matrix(4, 4, DType::kF32, Layout::kRowMajor, Device::kCUDA); }, ErrorKind::kDevice,
+               "no CUDA backend");
 }
 
 }  // namespace

@@ -21,6 +21,12 @@
 #else
 #define S24_HD inline
 #endif
+// Full unrolling in device code (where indices must become constants); nothing on the host.
+#if defined(__CUDA_ARCH__)
+#define S24_UNROLL _Pragma("unroll")
+#else
+#define S24_UNROLL
+#endif
 
 namespace sparse24 {
 

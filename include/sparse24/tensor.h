@@ -85,6 +85,10 @@ class Tensor {
   TensorView view_;
 };
 
+// For tests: while on, every new Tensor (CPU or CUDA) starts filled with 0xFF bytes (NaN for
+// float types, invalid 2:4 metadata codes), so an output element a kernel forgets to write shows.
+void set_alloc_poison(bool on);
+
 // Copies src into dst (same shape; any strides, any devices; dtypes must match).
 void copy_into(const TensorView& dst, const TensorView& src);
 

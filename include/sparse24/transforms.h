@@ -59,6 +59,10 @@ struct Transposable24 {
   Sparse24Matrix wt;  // W^T (cols x rows) compressed along its rows, i.e. W's columns
 };
 Transposable24 prune_transposable(const TensorView& w, const CompressOptions& opts = {});
+// W and W^T compressed with an existing transposable mask (FST compresses both every optimizer
+// step and re-selects the mask only every mask_freq steps). A mask that is not 2:4 along columns
+// throws kInvalidMask.
+Transposable24 compress_transposable(const TensorView& w, const Mask24& mask, const CompressOptions& opts = {});
 // The 90 patterns as 16-bit masks (bit 4*r + c set when (r, c) is kept), in tie-break order.
 const uint16_t* transposable_patterns();
 constexpr int kNumTransposablePatterns = 90;

@@ -10,6 +10,7 @@
 
 #include "sparse24/dtype.h"  // S24_HD
 #include "sparse24/philox.h"
+#include "sparse24/transforms.h"  // kMvueEps
 
 namespace sparse24::rules {
 
@@ -19,22 +20,31 @@ struct Pick {
 
 S24_HD float abs_f(float x) { return f32_from_bits(f32_to_bits(x) & 0x7FFFFFFFu); }
 S24_HD bool is_finite_f(float x) { return (f32_to_bits(x) & 0x7F800000u) != 0x7F800000u; }
+// x[i] for a run-time i, by selects: device code keeps x in registers (no local-memory array).
+S24_HD float pick4(const float x[4], int i) { return i == 0 ? x[0] : (i == 1 ? x[1] : (i == 2 ? x[2] : x[3])); }
 
 // The two largest keys; on equal keys the lower index ranks higher.
 S24_HD Pick top2(const float key[4]) {
-  int kept[2] = {0, 0}, n = 0;
+  int k0 = 0, k1 = 1, n = 0;
+  S24_UNROLL
   for (int i = 0; i < 4; ++i) {
     int above = 0;  // how many entries rank above i
+    S24_UNROLL
     for (int j = 0; j < 4; ++j) above += (key[j] > key[i]) || (key[j] == key[i] && j < i);
-    if (above < 2) kept[n++] = i;  // ranks are distinct: exactly two entries pass
+    if (above < 2) {  // ranks are distinct: exactly two entries pass, in index order
+      if (n == 0) k0 = i;
+      else k1 = i;
+      ++n;
+    }
   }
-  return {kept[0], kept[1]};
+  return {k0, k1};
 }
 
 // Magnitude: keep the two largest |x|, ties to the lower index. Non-finite values rank largest
 // (used by NonFinite::kPropagate); NaN and Inf rank equal.
 S24_HD Pick magnitude(const float x[4]) {
   float key[4];
+  S24_UNROLL
   for (int i = 0; i < 4; ++i) key[i] = is_finite_f(x[i]) ? abs_f(x[i]) : f32_from_bits(0x7F800000u);
   return top2(key);
 }
@@ -44,11 +54,13 @@ S24_HD Pick magnitude(const float x[4]) {
 S24_HD Pick soft_threshold(const float x[4], float beta, float* v0, float* v1) {
   const Pick p = magnitude(x);
   float t = 0.f;  // the larger |x| among the two dropped positions
+  S24_UNROLL
   for (int i = 0; i < 4; ++i)
     if (i != p.i0 && i != p.i1 && abs_f(x[i]) > t) t = abs_f(x[i]);
-  const float m0 = (abs_f(x[p.i0]) - t) * beta, m1 = (abs_f(x[p.i1]) - t) * beta;
-  *v0 = x[p.i0] < 0.f ? -m0 : m0;
-  *v1 = x[p.i1] < 0.f ? -m1 : m1;
+  const float x0 = pick4(x, p.i0), x1 = pick4(x, p.i1);
+  const float m0 = (abs_f(x0) - t) * beta, m1 = (abs_f(x1) - t) * beta;
+  *v0 = x0 < 0.f ? -m0 : m0;
+  *v1 = x1 < 0.f ? -m1 : m1;
   return p;
 }
 
@@ -61,26 +73,31 @@ S24_HD Pick soft_threshold(const float x[4], float beta, float* v0, float* v1) {
 //   so E[out] = x exactly. An all-zero group stays zero.
 S24_HD Pick mvue(const float x[4], float u0, float u1, float eps, float* v0, float* v1) {
   float a[4], total[4];  // total[j] = sum of a over k != j, in index order
+  S24_UNROLL
   for (int i = 0; i < 4; ++i) a[i] = abs_f(x[i]) + eps;
   const float s = ((a[0] + a[1]) + a[2]) + a[3];
+  S24_UNROLL
   for (int j = 0; j < 4; ++j) {
     float t = 0.f;
+    S24_UNROLL
     for (int k = 0; k < 4; ++k)
       if (k != j) t += a[k];
     total[j] = t;
   }
-  // First draw.
+  // First draw: the smallest i whose running sum exceeds u0 * S.
   const float r0 = u0 * s;
   int first = 3;
   float run = 0.f;
+  S24_UNROLL
   for (int i = 0; i < 3; ++i) {
     run += a[i];
-    if (r0 < run) { first = i; break; }
+    if (first == 3 && r0 < run) first = i;
   }
-  // Second draw among the others.
-  const float r1 = u1 * total[first];
+  // Second draw among the others, in index order.
+  const float r1 = u1 * pick4(total, first);
   int second = -1, last = -1;
   run = 0.f;
+  S24_UNROLL
   for (int j = 0; j < 4; ++j) {
     if (j == first) continue;
     last = j;
@@ -89,83 +106,107 @@ S24_HD Pick mvue(const float x[4], float u0, float u1, float eps, float* v0, flo
   }
   if (second < 0) second = last;
   const Pick p = first < second ? Pick{first, second} : Pick{second, first};
-  float prob[2];
-  for (int n = 0; n < 2; ++n) {
-    const int i = n == 0 ? p.i0 : p.i1;
-    float q = a[i] / s;
-    for (int j = 0; j < 4; ++j)
-      if (j != i) q += (a[j] / s) * (a[i] / total[j]);
-    prob[n] = q;
+  // Inclusion probabilities of the two kept positions.
+  const float a0 = pick4(a, p.i0), a1 = pick4(a, p.i1);
+  float q0 = a0 / s, q1 = a1 / s;
+  S24_UNROLL
+  for (int j = 0; j < 4; ++j) {
+    if (j != p.i0) q0 += (a[j] / s) * (a0 / total[j]);
+    if (j != p.i1) q1 += (a[j] / s) * (a1 / total[j]);
   }
-  *v0 = x[p.i0] / prob[0];
-  *v1 = x[p.i1] / prob[1];
+  *v0 = pick4(x, p.i0) / q0;
+  *v1 = pick4(x, p.i1) / q1;
+  return p;
+}
+
+// ---- One group under any of the rules ----------------------------------------------------
+enum class GroupRule : uint8_t { kMagnitude, kMask, kMvue, kSoftThreshold };
+
+// The kept positions and values of group `group_index` (row * groups_per_row + group) under
+// `rule`: kMask reads mask_code, kMvue draws with `seed`, kSoftThreshold scales by beta. A group
+// holding NaN/Inf (only reached under NonFinite::kPropagate) keeps the mask's positions, else
+// magnitude's, and stores NaN in both slots.
+S24_HD Pick apply_group(const float x[4], GroupRule rule, uint8_t mask_code, uint64_t seed,
+                        uint64_t group_index, float beta, float* v0, float* v1) {
+  const bool finite = is_finite_f(x[0]) && is_finite_f(x[1]) && is_finite_f(x[2]) && is_finite_f(x[3]);
+  Pick p{0, 1};
+  if (rule == GroupRule::kMask) {
+    p = {mask_code & 3, mask_code >> 2};
+    *v0 = pick4(x, p.i0);
+    *v1 = pick4(x, p.i1);
+  } else if (!finite) {
+    p = magnitude(x);
+  } else if (rule == GroupRule::kMagnitude) {
+    p = magnitude(x);
+    *v0 = pick4(x, p.i0);
+    *v1 = pick4(x, p.i1);
+  } else if (rule == GroupRule::kMvue) {
+    float u0, u1;
+    mvue_uniforms(seed, group_index, &u0, &u1);
+    p = mvue(x, u0, u1, kMvueEps, v0, v1);
+  } else {
+    p = soft_threshold(x, beta, v0, v1);
+  }
+  if (!finite) *v0 = *v1 = f32_from_bits(0x7FC00000u);
   return p;
 }
 
 // ---- Transposable 4x4 selection ------------------------------------------------------------
 // A pattern keeps two entries in every row and every column of a 4x4 block. Row r keeps the pair
-// kPairs[pr] = (a, b), a < b, in this order: (0,1) (0,2) (0,3) (1,2) (1,3) (2,3). A pattern is
-// the 4-tuple (p0, p1, p2, p3) of its rows' pair indices; the 90 valid tuples, in lexicographic
-// order, are the tie-break order: the first pattern with the maximal score wins.
-// Score of a pattern = (s0[p0] + s1[p1]) + (s2[p2] + s3[p3]), with sr[p] = |w[r][a]| + |w[r][b]|
+// with index pr in the order (0,1) (0,2) (0,3) (1,2) (1,3) (2,3). A pattern is the tuple
+// (p0, p1, p2, p3) of its rows' pair indices, packed as p0 | p1 << 3 | p2 << 6 | p3 << 9; the 90
+// valid tuples, in lexicographic order, are the tie-break order: the first pattern with the
+// maximal score wins. Score = (s0[p0] + s1[p1]) + (s2[p2] + s3[p3]), sr[p] = |w[r][a]| + |w[r][b]|,
 // in float, in exactly this order.
+S24_HD constexpr int pair_a(int p) { return p < 3 ? 0 : (p < 5 ? 1 : 2); }
+S24_HD constexpr int pair_b(int p) { return p == 0 ? 1 : ((p == 1 || p == 3) ? 2 : 3); }
+S24_HD constexpr int pair_index(int a, int b) { return a == 0 ? b - 1 : (a == 1 ? b + 1 : 5); }
 S24_HD void pair_of(int p, int* a, int* b) {
-  const int kA[6] = {0, 0, 0, 1, 1, 2}, kB[6] = {1, 2, 3, 2, 3, 3};
-  *a = kA[p];
-  *b = kB[p];
+  *a = pair_a(p);
+  *b = pair_b(p);
 }
 
-// The pattern table: pair indices packed as p0 | p1 << 3 | p2 << 6 | p3 << 9, in tie-break order.
-struct TransposableTable {
-  uint16_t packed[90];
-};
-S24_HD TransposableTable make_transposable_table() {
-  TransposableTable t{};
-  int n = 0;
+// Calls f(p0, p1, p2, p3) for the 90 patterns in tie-break order. Row 3's pair is the one that
+// completes every column to two ones (when rows 0-2 leave exactly two columns one short). Fully
+// unrolled: in device code every index is a compile-time constant and no table is read.
+template <typename F>
+S24_HD void for_each_transposable_pattern(F&& f) {
+S24_UNROLL
   for (int p0 = 0; p0 < 6; ++p0)
+S24_UNROLL
     for (int p1 = 0; p1 < 6; ++p1)
-      for (int p2 = 0; p2 < 6; ++p2)
-        for (int p3 = 0; p3 < 6; ++p3) {
-          int count[4] = {0, 0, 0, 0};
-          const int ps[4] = {p0, p1, p2, p3};
-          for (int r = 0; r < 4; ++r) {
-            int a, b;
-            pair_of(ps[r], &a, &b);
-            ++count[a];
-            ++count[b];
-          }
-          if (count[0] == 2 && count[1] == 2 && count[2] == 2 && count[3] == 2)
-            t.packed[n++] = uint16_t(p0 | p1 << 3 | p2 << 6 | p3 << 9);
-        }
-  return t;
+S24_UNROLL
+      for (int p2 = 0; p2 < 6; ++p2) {
+        int d[4] = {2, 2, 2, 2};  // ones still needed per column
+        --d[pair_a(p0)], --d[pair_b(p0)], --d[pair_a(p1)], --d[pair_b(p1)], --d[pair_a(p2)], --d[pair_b(p2)];
+        bool ok = true;
+        for (int c = 0; c < 4; ++c) ok = ok && (d[c] == 0 || d[c] == 1);
+        if (!ok) continue;  // a column over-full, or needing two more ones from one row
+        const int a = d[0] ? 0 : (d[1] ? 1 : 2), b = d[3] ? 3 : (d[2] ? 2 : 1);
+        f(p0, p1, p2, pair_index(a, b));
+      }
 }
 
-// Best pattern of a 4x4 block of |w| (row-major, absw[4 * r + c]); returns its index 0..89.
-S24_HD int best_transposable(const TransposableTable& table, const float absw[16]) {
-  float pair_sum[4][6];
+// The best pattern (packed) of a 4x4 block of |w| given row-major (absw[4 * r + c]).
+S24_HD uint16_t best_transposable(const float absw[16]) {
+  float s[4][6];
+S24_UNROLL
   for (int r = 0; r < 4; ++r)
-    for (int p = 0; p < 6; ++p) {
-      int a, b;
-      pair_of(p, &a, &b);
-      pair_sum[r][p] = absw[4 * r + a] + absw[4 * r + b];
-    }
-  int best = 0;
+S24_UNROLL
+    for (int p = 0; p < 6; ++p) s[r][p] = absw[4 * r + pair_a(p)] + absw[4 * r + pair_b(p)];
+  uint16_t best = 0;
   float best_score = -1.f;
-  for (int k = 0; k < 90; ++k) {
-    const uint16_t q = table.packed[k];
-    const float score = (pair_sum[0][q & 7] + pair_sum[1][(q >> 3) & 7]) +
-                        (pair_sum[2][(q >> 6) & 7] + pair_sum[3][(q >> 9) & 7]);
+  for_each_transposable_pattern([&](int p0, int p1, int p2, int p3) {
+    const float score = (s[0][p0] + s[1][p1]) + (s[2][p2] + s[3][p3]);
     if (score > best_score) {
       best_score = score;
-      best = k;
+      best = uint16_t(p0 | p1 << 3 | p2 << 6 | p3 << 9);
     }
-  }
+  });
   return best;
 }
 
-// Row r's kept pair (a, b) of pattern k.
-S24_HD void pattern_row(const TransposableTable& table, int k, int r, int* a, int* b) {
-  pair_of((table.packed[k] >> (3 * r)) & 7, a, b);
-}
+// Row r's kept pair of a packed pattern.
+S24_HD void pattern_row(uint16_t packed, int r, int* a, int* b) { pair_of((packed >> (3 * r)) & 7, a, b); }
 
 }  // namespace sparse24::rules

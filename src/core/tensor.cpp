@@ -1,5 +1,6 @@
 #include "sparse24/tensor.h"
 
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <sstream>
@@ -67,12 +68,21 @@ std::string TensorView::describe() const {
 }
 
 namespace {
+std::atomic<bool> g_poison{false};
+
 std::shared_ptr<void> allocate(size_t bytes, Device device) {
-  if (device == Device::kCUDA) return cuda::alloc(bytes);
+  if (device == Device::kCUDA) {
+    std::shared_ptr<void> p = cuda::alloc(bytes);
+    if (g_poison) cuda::fill(p.get(), 0xFF, bytes);
+    return p;
+  }
   void* p = ::operator new(bytes ? bytes : 1, std::align_val_t(64));
+  if (g_poison) std::memset(p, 0xFF, bytes);
   return std::shared_ptr<void>(p, [](void* q) { ::operator delete(q, std::align_val_t(64)); });
 }
 }  // namespace
+
+void set_alloc_poison(bool on) { g_poison = on; }
 
 Tensor Tensor::empty(std::initializer_list<int64_t> shape, DType dtype, Device device) {
   S24_CHECK(shape.size() >= 1 && shape.size() <= size_t(kMaxRank), kShape,

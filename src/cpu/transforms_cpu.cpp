@@ -11,8 +11,6 @@
 namespace sparse24::cpu {
 namespace {
 
-const float kNaN = f32_from_bits(0x7FC00000u);
-
 template <typename In, typename Out>
 void prune_groups_typed(const TensorView& in, const GroupArgs& args, const CompressOptions& opts,
                         Sparse24Matrix& out) {
@@ -25,33 +23,11 @@ void prune_groups_typed(const TensorView& in, const GroupArgs& args, const Compr
 #endif
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t g = 0; g < groups; ++g) {
-      float x[4];
-      bool finite = true;
-      for (int i = 0; i < 4; ++i) {
-        x[i] = to_f32(*in.at<const In>(r, 4 * g + i));
-        finite = finite && rules::is_finite_f(x[i]);
-      }
-      rules::Pick p{0, 1};
-      float v0 = 0.f, v1 = 0.f;
-      if (args.rule == GroupRule::kMask) {
-        const uint8_t code = args.mask->code(r, g);
-        p = {code & 3, code >> 2};
-        v0 = x[p.i0];
-        v1 = x[p.i1];
-      } else if (!finite) {
-        p = rules::magnitude(x);  // only under NonFinite::kPropagate (kError scanned first)
-      } else if (args.rule == GroupRule::kMagnitude) {
-        p = rules::magnitude(x);
-        v0 = x[p.i0];
-        v1 = x[p.i1];
-      } else if (args.rule == GroupRule::kMvue) {
-        float u0, u1;
-        mvue_uniforms(args.seed, uint64_t(r * groups + g), &u0, &u1);
-        p = rules::mvue(x, u0, u1, kMvueEps, &v0, &v1);
-      } else {
-        p = rules::soft_threshold(x, args.beta, &v0, &v1);
-      }
-      if (!finite) v0 = v1 = kNaN;
+      float x[4], v0 = 0.f, v1 = 0.f;
+      for (int i = 0; i < 4; ++i) x[i] = to_f32(*in.at<const In>(r, 4 * g + i));
+      const uint8_t mask_code = args.rule == rules::GroupRule::kMask ? args.mask->code(r, g) : 0;
+      const rules::Pick p =
+          rules::apply_group(x, args.rule, mask_code, args.seed, uint64_t(r * groups + g), args.beta, &v0, &v1);
       values[r * 2 * groups + 2 * g] = from_f32<Out>(v0, scale, ov);
       values[r * 2 * groups + 2 * g + 1] = from_f32<Out>(v1, scale, ov);
       out.mask.set_code(r, g, group_code(p.i0, p.i1));

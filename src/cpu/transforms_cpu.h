@@ -4,14 +4,14 @@
 
 #include <cstdint>
 
+#include "core/rules24.h"
 #include "sparse24/transforms.h"
 
 namespace sparse24::cpu {
 
-// Which per-group rule prune_groups applies (src/core/rules24.h).
-enum class GroupRule : uint8_t { kMagnitude, kMask, kMvue, kSoftThreshold };
+// Which per-group rule prune_groups applies, and its inputs (src/core/rules24.h).
 struct GroupArgs {
-  GroupRule rule = GroupRule::kMagnitude;
+  rules::GroupRule rule = rules::GroupRule::kMagnitude;
   const Mask24* mask = nullptr;  // kMask
   uint64_t seed = 0;             // kMvue
   float beta = 1.f;              // kSoftThreshold
@@ -22,8 +22,10 @@ struct GroupArgs {
 void prune_groups(const TensorView& in, const GroupArgs& args, const CompressOptions& opts,
                   Sparse24Matrix& out);
 double sste_scale(const TensorView& w);
-// Selects the transposable mask and fills r.mask, r.w and r.wt (allocated by the caller).
-void prune_transposable(const TensorView& w, const CompressOptions& opts, Transposable24& r);
+// Selects the transposable mask (or takes `mask`, already checked transposable) and fills r.mask,
+// r.w and r.wt (allocated by the caller).
+void prune_transposable(const TensorView& w, const Mask24* mask, const CompressOptions& opts,
+                        Transposable24& r);
 void decompress(const Sparse24Matrix& s, const TensorView& out);
 void masked_decay(const TensorView& grad, const TensorView& w, const Mask24& mask, float alpha);
 double flip_rate(const Mask24& a, const Mask24& b);

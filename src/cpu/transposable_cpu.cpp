@@ -1,5 +1,5 @@
-// CPU backend of the exact transposable mask: for every aligned 4x4 block, the best of the 90
-// patterns (rules::best_transposable), then W and W^T compressed with that mask.
+// CPU backend of the transposable 2:4 transforms: for every aligned 4x4 block, the best of the 90
+// patterns (rules::best_transposable) or a given transposable mask's, then W and W^T compressed.
 #include <vector>
 
 #include "core/rules24.h"
@@ -9,23 +9,32 @@ namespace sparse24::cpu {
 namespace {
 
 template <typename In, typename Out>
-void transposable_typed(const TensorView& w, const CompressOptions& opts, Transposable24& res) {
-  static const rules::TransposableTable table = rules::make_transposable_table();
+void transposable_typed(const TensorView& w, const Mask24* mask, const CompressOptions& opts,
+                        Transposable24& res) {
   const int64_t brows = w.rows() / 4, bcols = w.cols() / 4;
   const float scale = res.w.scale;
   const Overflow ov = opts.overflow;
 
-  // 1. The chosen pattern of every block.
-  std::vector<uint8_t> choice(size_t(brows * bcols));
+  // 1. The pattern of every block: the best one, or the given mask's.
+  std::vector<uint16_t> choice(size_t(brows * bcols));
 #ifdef SPARSE24_WITH_OPENMP
 #pragma omp parallel for schedule(static)
 #endif
   for (int64_t bi = 0; bi < brows; ++bi)
     for (int64_t bj = 0; bj < bcols; ++bj) {
+      if (mask) {
+        uint16_t packed = 0;
+        for (int r = 0; r < 4; ++r) {
+          const uint8_t code = mask->code(4 * bi + r, bj);
+          packed = uint16_t(packed | rules::pair_index(code & 3, code >> 2) << (3 * r));
+        }
+        choice[size_t(bi * bcols + bj)] = packed;
+        continue;
+      }
       float absw[16];
       for (int r = 0; r < 4; ++r)
         for (int c = 0; c < 4; ++c) absw[4 * r + c] = rules::abs_f(to_f32(*w.at<const In>(4 * bi + r, 4 * bj + c)));
-      choice[size_t(bi * bcols + bj)] = uint8_t(rules::best_transposable(table, absw));
+      choice[size_t(bi * bcols + bj)] = rules::best_transposable(absw);
     }
 
   // 2. W: row 4*bi + r keeps the pattern's pair of row r in group bj.
@@ -37,7 +46,7 @@ void transposable_typed(const TensorView& w, const CompressOptions& opts, Transp
     for (int64_t bj = 0; bj < bcols; ++bj)
       for (int r = 0; r < 4; ++r) {
         int a, b;
-        rules::pattern_row(table, choice[size_t(bi * bcols + bj)], r, &a, &b);
+        rules::pattern_row(choice[size_t(bi * bcols + bj)], r, &a, &b);
         const int64_t row = 4 * bi + r;
         wv[row * 2 * bcols + 2 * bj] = from_f32<Out>(to_f32(*w.at<const In>(row, 4 * bj + a)), scale, ov);
         wv[row * 2 * bcols + 2 * bj + 1] = from_f32<Out>(to_f32(*w.at<const In>(row, 4 * bj + b)), scale, ov);
@@ -55,7 +64,7 @@ void transposable_typed(const TensorView& w, const CompressOptions& opts, Transp
       int rows_of_col[4][2], n[4] = {0, 0, 0, 0};
       for (int r = 0; r < 4; ++r) {
         int a, b;
-        rules::pattern_row(table, choice[size_t(bi * bcols + bj)], r, &a, &b);
+        rules::pattern_row(choice[size_t(bi * bcols + bj)], r, &a, &b);
         rows_of_col[a][n[a]++] = r;
         rows_of_col[b][n[b]++] = r;
       }
@@ -72,12 +81,13 @@ void transposable_typed(const TensorView& w, const CompressOptions& opts, Transp
 
 }  // namespace
 
-void prune_transposable(const TensorView& w, const CompressOptions& opts, Transposable24& res) {
+void prune_transposable(const TensorView& w, const Mask24* mask, const CompressOptions& opts,
+                        Transposable24& res) {
   dispatch_input_dtype(w.dtype, [&](auto itag) {
     dispatch_dtype(res.w.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;
       using Out = typename decltype(otag)::type;
-      if constexpr (!std::is_same_v<Out, uint8_t>) transposable_typed<In, Out>(w, opts, res);
+      if constexpr (!std::is_same_v<Out, uint8_t>) transposable_typed<In, Out>(w, mask, opts, res);
     });
   });
 }

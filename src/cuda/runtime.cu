@@ -23,6 +23,31 @@ void copy(void* dst, bool dst_on_gpu, const void* src, bool src_on_gpu, size_t b
   check(cudaMemcpy(dst, src, bytes, kind), "cudaMemcpy");
 }
 
+namespace {
+unsigned long long* report_slot() {
+  static thread_local unsigned long long* slot[64] = {};
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  S24_CHECK(dev < 64, kDevice, "GPU index ", dev, " beyond the 64 supported");
+  if (!slot[dev]) check(cudaMalloc(&slot[dev], sizeof(unsigned long long)), "cudaMalloc");
+  return slot[dev];
+}
+}  // namespace
+
+unsigned long long* reset_report_slot() {
+  unsigned long long* s = report_slot();
+  check(cudaMemsetAsync(s, 0xFF, sizeof(*s)), "cudaMemsetAsync");
+  return s;
+}
+
+int64_t read_report_slot() {
+  unsigned long long v = 0;
+  check(cudaMemcpy(&v, report_slot(), sizeof(v), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  return v == ~0ull ? -1 : int64_t(v);
+}
+
+void fill(void* dst, int byte, size_t bytes) { check(cudaMemset(dst, byte, bytes), "cudaMemset"); }
+
 std::vector<GpuInfo> gpus(std::string* why) {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);

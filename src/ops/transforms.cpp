@@ -5,15 +5,28 @@
 
 #include "core/rules24.h"
 #include "cpu/transforms_cpu.h"
+#include "cuda/transforms_cuda.h"
 #include "sparse24/error.h"
 
 namespace sparse24 {
 namespace {
 
-// The CUDA kernels of the transforms are not in this version: say so plainly.
-void require_cpu(const char* op, const TensorView& x) {
-  S24_CHECK(x.device == Device::kCPU, kDevice, op, ": no CUDA kernel in this version for ",
-            x.describe(), " (copy it to the CPU)");
+// Element (r, c) of a matrix on any device, as float.
+float element(const TensorView& x, int64_t r, int64_t c) {
+  TensorView one = x;
+  one.data = static_cast<char*>(x.data) + (r * x.strides[0] + c * x.strides[1]) * dtype_size(x.dtype);
+  one.shape[0] = one.shape[1] = 1;
+  const Tensor host = Tensor::copy_of(one, Device::kCPU);
+  return dispatch_dtype(x.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return to_f32(*host.data<T>());
+  });
+}
+
+void fail_non_finite(const char* op, const TensorView& x, int64_t at) {
+  const int64_t r = at / x.cols(), c = at % x.cols();
+  S24_FAIL(kNonFinite, op, ": ", x.describe(), " holds ", element(x, r, c), " at row ", r, ", column ", c,
+           " (policy NonFinite::kError; kPropagate carries NaN into the output instead)");
 }
 
 void check_matrix_input(const char* op, const TensorView& x) {
@@ -41,92 +54,128 @@ Storage resolve_storage(const char* op, const TensorView& x, const CompressOptio
   return {dt, scale};
 }
 
-void check_finite(const char* op, const TensorView& x, NonFinite policy) {
+// CPU: scan before the transform. (CUDA kernels report the first non-finite as they go.)
+void check_finite_cpu(const char* op, const TensorView& x, NonFinite policy) {
   if (policy == NonFinite::kPropagate) return;
   const int64_t at = cpu::first_non_finite(x);
-  if (at < 0) return;
-  const int64_t r = at / x.cols(), c = at % x.cols();
-  const float v = dispatch_dtype(x.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    return to_f32(*x.at<const T>(r, c));
-  });
-  S24_FAIL(kNonFinite, op, ": ", x.describe(), " holds ", v, " at row ", r, ", column ", c,
-           " (policy NonFinite::kError; kPropagate carries NaN into the output instead)");
+  if (at >= 0) fail_non_finite(op, x, at);
 }
 
 Sparse24Matrix prune_groups(const char* op, const TensorView& x, const cpu::GroupArgs& args,
                             const CompressOptions& opts) {
   check_matrix_input(op, x);
   const Storage st = resolve_storage(op, x, opts);
-  require_cpu(op, x);
-  check_finite(op, x, opts.non_finite);
   Sparse24Matrix out = make_sparse24(x.rows(), x.cols(), st.dtype, st.scale, x.device);
-  cpu::prune_groups(x, args, opts, out);
+  if (x.device == Device::kCUDA) {
+    const int64_t bad = cuda::prune_groups(x, args, opts, out);
+    if (bad >= 0) fail_non_finite(op, x, bad);
+  } else {
+    check_finite_cpu(op, x, opts.non_finite);
+    cpu::prune_groups(x, args, opts, out);
+  }
   return out;
+}
+
+void check_same_device(const char* op, Device a, Device b, const char* what) {
+  S24_CHECK(a == b, kDevice, op, ": ", what, " on ", device_name(b), ", the input on ", device_name(a));
 }
 
 }  // namespace
 
 Sparse24Matrix prune_magnitude(const TensorView& dense, const CompressOptions& opts) {
-  return prune_groups("prune_magnitude", dense, {cpu::GroupRule::kMagnitude}, opts);
+  return prune_groups("prune_magnitude", dense, {rules::GroupRule::kMagnitude}, opts);
 }
 
 Sparse24Matrix prune_with_mask(const TensorView& dense, const Mask24& mask, const CompressOptions& opts) {
   S24_CHECK(mask.defined(), kInvalidMask, "prune_with_mask: empty mask");
   S24_CHECK(mask.rows() == dense.rows() && mask.cols() == dense.cols(), kShape, "prune_with_mask: mask is ",
             mask.rows(), " x ", mask.cols(), " but the input is ", dense.describe());
-  S24_CHECK(mask.device() == dense.device, kDevice, "prune_with_mask: mask on ", device_name(mask.device()),
-            ", input ", dense.describe());
-  cpu::GroupArgs args{cpu::GroupRule::kMask};
+  check_same_device("prune_with_mask", dense.device, mask.device(), "the mask");
+  cpu::GroupArgs args{rules::GroupRule::kMask};
   args.mask = &mask;
   return prune_groups("prune_with_mask", dense, args, opts);
 }
 
 Sparse24Matrix prune_mvue(const TensorView& dense, uint64_t seed, const CompressOptions& opts) {
-  cpu::GroupArgs args{cpu::GroupRule::kMvue};
+  cpu::GroupArgs args{rules::GroupRule::kMvue};
   args.seed = seed;
   return prune_groups("prune_mvue", dense, args, opts);
 }
 
 Sparse24Matrix prune_soft_threshold(const TensorView& dense, float beta, const CompressOptions& opts) {
   S24_CHECK(std::isfinite(beta), kValue, "prune_soft_threshold: beta must be finite, got ", beta);
-  cpu::GroupArgs args{cpu::GroupRule::kSoftThreshold};
+  cpu::GroupArgs args{rules::GroupRule::kSoftThreshold};
   args.beta = beta;
   return prune_groups("prune_soft_threshold", dense, args, opts);
 }
 
 double sste_scale(const TensorView& w) {
-  check_matrix_input("sste_scale", w);
-  require_cpu("sste_scale", w);
-  check_finite("sste_scale", w, NonFinite::kError);
-  return cpu::sste_scale(w);
+  const char* op = "sste_scale";
+  check_matrix_input(op, w);
+  double beta;
+  if (w.device == Device::kCUDA) {
+    int64_t bad = -1;
+    beta = cuda::sste_scale(w, &bad);
+    if (bad >= 0) fail_non_finite(op, w, bad);
+  } else {
+    check_finite_cpu(op, w, NonFinite::kError);
+    beta = cpu::sste_scale(w);
+  }
+  S24_CHECK(std::isfinite(beta), kValue, "S-STE scale undefined: the soft threshold of ", w.describe(),
+            " is all zero (every group has ties at its threshold)");
+  return beta;
 }
 
-Transposable24 prune_transposable(const TensorView& w, const CompressOptions& opts) {
-  const char* op = "prune_transposable";
+namespace {
+// prune_transposable and compress_transposable: the search, or the given mask.
+Transposable24 transposable(const char* op, const TensorView& w, const Mask24* mask, const CompressOptions& opts) {
   check_matrix_input(op, w);
   S24_CHECK(w.rows() % 4 == 0, kShape, op, ": ", w.describe(), " has ", w.rows(),
-            " rows, not divisible by 4 (the mask is chosen per 4x4 block)");
+            " rows, not divisible by 4 (a transposable mask is made of 4x4 blocks)");
   const Storage st = resolve_storage(op, w, opts);
-  require_cpu(op, w);
-  check_finite(op, w, NonFinite::kError);  // the block search needs finite scores
+  if (mask) {
+    S24_CHECK(mask->rows() == w.rows() && mask->cols() == w.cols(), kShape, op, ": mask is ", mask->rows(),
+              " x ", mask->cols(), " but the input is ", w.describe());
+    check_same_device(op, w.device, mask->device(), "the mask");
+    if (mask->device() == Device::kCPU) mask->transposed();  // throws unless 2:4 along columns
+  }
   Transposable24 r;
   r.w = make_sparse24(w.rows(), w.cols(), st.dtype, st.scale, w.device);
   r.wt = make_sparse24(w.cols(), w.rows(), st.dtype, st.scale, w.device);
-  cpu::prune_transposable(w, opts, r);
+  if (w.device == Device::kCUDA) {
+    const int64_t bad = cuda::prune_transposable(w, mask, opts, r);
+    if (bad >= 0) {
+      S24_CHECK(!mask, kInvalidMask, op, ": the mask is not 2:4 along columns in the 4x4 block at row ",
+                bad / w.cols(), ", column ", bad % w.cols(), ", so it is not transposable");
+      fail_non_finite(op, w, bad);
+    }
+  } else {
+    if (!mask) check_finite_cpu(op, w, NonFinite::kError);  // the block search needs finite scores
+    cpu::prune_transposable(w, mask, opts, r);
+  }
   return r;
+}
+}  // namespace
+
+Transposable24 prune_transposable(const TensorView& w, const CompressOptions& opts) {
+  return transposable("prune_transposable", w, nullptr, opts);
+}
+
+Transposable24 compress_transposable(const TensorView& w, const Mask24& mask, const CompressOptions& opts) {
+  S24_CHECK(mask.defined(), kInvalidMask, "compress_transposable: empty mask");
+  return transposable("compress_transposable", w, &mask, opts);
 }
 
 const uint16_t* transposable_patterns() {
   static const auto masks = [] {
-    const rules::TransposableTable table = rules::make_transposable_table();
     struct Masks { uint16_t m[kNumTransposablePatterns]; } out{};
-    for (int k = 0; k < kNumTransposablePatterns; ++k)
-      for (int r = 0; r < 4; ++r) {
-        int a, b;
-        rules::pattern_row(table, k, r, &a, &b);
-        out.m[k] = uint16_t(out.m[k] | (1u << (4 * r + a)) | (1u << (4 * r + b)));
-      }
+    int k = 0;
+    rules::for_each_transposable_pattern([&](int p0, int p1, int p2, int p3) {
+      const int ps[4] = {p0, p1, p2, p3};
+      for (int r = 0; r < 4; ++r)
+        out.m[k] = uint16_t(out.m[k] | (1u << (4 * r + rules::pair_a(ps[r]))) | (1u << (4 * r + rules::pair_b(ps[r]))));
+      ++k;
+    });
     return out;
   }();
   return masks.m;
@@ -135,9 +184,9 @@ const uint16_t* transposable_patterns() {
 Tensor decompress(const Sparse24Matrix& s, DType dtype) {
   S24_CHECK(is_input_dtype(dtype), kDType, "decompress: output must be fp32, fp16 or bf16, got ", dtype_name(dtype));
   S24_CHECK(s.values.defined() && s.mask.defined(), kValue, "decompress: empty matrix");
-  require_cpu("decompress", s.values);
-  Tensor out = Tensor::matrix(s.rows, s.cols, dtype);
-  cpu::decompress(s, out);
+  Tensor out = Tensor::matrix(s.rows, s.cols, dtype, Layout::kRowMajor, s.device());
+  if (s.device() == Device::kCUDA) cuda::decompress(s, out);
+  else cpu::decompress(s, out);
   return out;
 }
 
@@ -151,21 +200,22 @@ void masked_decay(const TensorView& grad, const TensorView& w, const Mask24& mas
   S24_CHECK(is_input_dtype(grad.dtype) && is_input_dtype(w.dtype), kDType, op,
             ": grad and w must be fp32, fp16 or bf16, got ", grad.describe(), " and ", w.describe());
   S24_CHECK(std::isfinite(alpha), kValue, op, ": alpha must be finite, got ", alpha);
-  require_cpu(op, grad);
-  require_cpu(op, w);
-  cpu::masked_decay(grad, w, mask, alpha);
+  check_same_device(op, grad.device, w.device, "w");
+  check_same_device(op, grad.device, mask.device(), "the mask");
+  if (grad.device == Device::kCUDA) cuda::masked_decay(grad, w, mask, alpha);
+  else cpu::masked_decay(grad, w, mask, alpha);
 }
 
 double flip_rate(const Mask24& a, const Mask24& b) {
   S24_CHECK(a.rows() == b.rows() && a.cols() == b.cols(), kShape, "flip_rate: masks ", a.rows(), " x ",
             a.cols(), " and ", b.rows(), " x ", b.cols(), " differ in shape");
-  S24_CHECK(a.device() == Device::kCPU && b.device() == Device::kCPU, kDevice, "flip_rate: CPU masks only in this version");
-  return cpu::flip_rate(a, b);
+  check_same_device("flip_rate", a.device(), b.device(), "the second mask");
+  return a.device() == Device::kCUDA ? cuda::flip_rate(a, b) : cpu::flip_rate(a, b);
 }
 
 SparsityReport check_24(const TensorView& dense) {
   S24_CHECK(dense.is_matrix(), kShape, "check_24: expected a matrix, got ", dense.describe());
-  require_cpu("check_24", dense);
+  if (dense.device == Device::kCUDA) return cpu::check_24(Tensor::copy_of(dense, Device::kCPU));
   return cpu::check_24(dense);
 }
 

@@ -1,0 +1,145 @@
+// CUDA transposable 2:4: one pass over W choosing, for every aligned 4x4 block, the best of the
+// 90 patterns (rules::best_transposable, the CPU's code) or reading a given mask, and writing W
+// and W^T compressed. W's outputs are written straight from registers; W^T's are staged in
+// shared memory so that they too leave the block in row order.
+#include "core/rules24.h"
+#include "cuda/check.h"
+#include "cuda/tile.cuh"
+#include "cuda/transforms_cuda.h"
+
+namespace sparse24::cuda {
+namespace {
+
+constexpr int kTile = 64, kThreads = 256;  // a 64 x 64 tile: 16 x 16 blocks, one per thread
+
+struct TransposableParams {
+  void* w_values;              // rows x cols/2
+  uint8_t* w_meta;             // rows x w_row_bytes
+  void* wt_values;             // cols x rows/2
+  uint8_t* wt_meta;            // cols x wt_row_bytes
+  int64_t w_row_bytes, wt_row_bytes;
+  const uint8_t* given_mask;   // W's canonical metadata when the mask is given, else null
+  float scale;
+  Overflow overflow;
+  unsigned long long* bad;     // report slot: first non-finite weight, or first invalid mask block
+};
+
+template <typename In, typename Out>
+__global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, TransposableParams p) {
+  __shared__ float tile[kTile][kTile + 1];
+  __shared__ Out wt_vals[kTile][kTile / 2];     // W^T tile: 64 rows (W's columns) x 32 kept values
+  __shared__ uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
+  const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
+  load_tile<In, kTile, kTile, kThreads>(w, r0, c0, tile);
+  __syncthreads();
+
+  // Thread t owns block (bi, bj) of the tile; lanes with consecutive bj share W's metadata bytes,
+  // lanes 16 apart (bi, bi + 1) share W^T's.
+  const int bi = threadIdx.x / 16, bj = threadIdx.x % 16;
+  const bool inside = r0 + 4 * bi < w.rows && c0 + 4 * bj < w.cols;
+  uint16_t rows_pairs = 0;  // 3 bits per row: the pattern's pair index of each row
+  if (inside) {
+    if (p.given_mask) {
+      // Read the block's pattern, checking that it has two ones in every row and column.
+      int per_col[4] = {0, 0, 0, 0};
+      bool valid = true;
+      for (int r = 0; r < 4; ++r) {
+        const int64_t g = c0 / 4 + bj;
+        const uint8_t code = (p.given_mask[(r0 + 4 * bi + r) * p.w_row_bytes + g / 2] >> (4 * (g % 2))) & 0xF;
+        valid = valid && is_valid_group_code(code);
+        ++per_col[code & 3];
+        ++per_col[code >> 2];
+        rows_pairs = uint16_t(rows_pairs | rules::pair_index(code & 3, code >> 2) << (3 * r));
+      }
+      for (int c = 0; c < 4; ++c) valid = valid && per_col[c] == 2;
+      if (!valid) report_first(p.bad, (r0 + 4 * bi) * w.cols + c0 + 4 * bj);
+    } else {
+      float absw[16];
+#pragma unroll
+      for (int k = 0; k < 16; ++k) {
+        const float x = tile[4 * bi + k / 4][4 * bj + k % 4];
+        if (!rules::is_finite_f(x))
+          report_first(p.bad, (r0 + 4 * bi + k / 4) * w.cols + c0 + 4 * bj + k % 4);
+        absw[k] = rules::abs_f(x);
+      }
+      rows_pairs = rules::best_transposable(absw);
+    }
+  }
+
+  // W: rows r0 + 4bi + r, group c0/4 + bj.
+  Out* wv = static_cast<Out*>(p.w_values);
+  for (int r = 0; r < 4; ++r) {
+    int a, b;
+    rules::pair_of((rows_pairs >> (3 * r)) & 7, &a, &b);
+    const uint8_t code = group_code(a, b);
+    const uint8_t odd = uint8_t(__shfl_down_sync(0xFFFFFFFFu, code, 1));  // bj + 1's code
+    if (!inside) continue;
+    const int64_t row = r0 + 4 * bi + r, g = c0 / 4 + bj;
+    wv[row * (w.cols / 2) + 2 * g] = from_f32<Out>(tile[4 * bi + r][4 * bj + a], p.scale, p.overflow);
+    wv[row * (w.cols / 2) + 2 * g + 1] = from_f32<Out>(tile[4 * bi + r][4 * bj + b], p.scale, p.overflow);
+    if (bj % 2 == 0) {
+      const bool has_odd = c0 + 4 * bj + 4 < w.cols;
+      p.w_meta[row * p.w_row_bytes + g / 2] = uint8_t(code | (has_odd ? odd << 4 : 0));
+    }
+  }
+
+  // W^T: tile row 4bj + c keeps the two rows of the pattern with a one in column c, as group bi.
+  for (int c = 0; c < 4; ++c) {
+    int kept[2] = {0, 0}, n = 0;
+    for (int r = 0; r < 4; ++r) {
+      int a, b;
+      rules::pair_of((rows_pairs >> (3 * r)) & 7, &a, &b);
+      if ((a == c || b == c) && n < 2) kept[n++] = r;
+    }
+    const uint8_t code = group_code(kept[0], kept[1]);
+    const uint8_t odd = uint8_t(__shfl_down_sync(0xFFFFFFFFu, code, 16));  // bi + 1's code
+    wt_vals[4 * bj + c][2 * bi] = from_f32<Out>(tile[4 * bi + kept[0]][4 * bj + c], p.scale, p.overflow);
+    wt_vals[4 * bj + c][2 * bi + 1] = from_f32<Out>(tile[4 * bi + kept[1]][4 * bj + c], p.scale, p.overflow);
+    if (bi % 2 == 0) {
+      const bool has_odd = r0 + 4 * bi + 4 < w.rows;
+      wt_meta[4 * bj + c][bi / 2] = uint8_t(code | (has_odd ? odd << 4 : 0));
+    }
+  }
+  __syncthreads();
+
+  // Write the W^T tile: rows c0.., values from slot r0/2, metadata from byte r0/8.
+  Out* tv = static_cast<Out*>(p.wt_values);
+  const int64_t t_rows = min(int64_t(kTile), w.cols - c0), t_vals = min(int64_t(kTile), w.rows - r0) / 2;
+  for (int e = threadIdx.x; e < kTile * (kTile / 2); e += kThreads) {
+    const int lr = e / (kTile / 2), k = e % (kTile / 2);
+    if (lr < t_rows && k < t_vals) tv[(c0 + lr) * (w.rows / 2) + r0 / 2 + k] = wt_vals[lr][k];
+  }
+  const int64_t t_bytes = (min(int64_t(kTile), w.rows - r0) / 4 + 1) / 2;
+  for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
+    const int lr = e / (kTile / 8), k = e % (kTile / 8);
+    if (lr < t_rows && k < t_bytes) p.wt_meta[(c0 + lr) * p.wt_row_bytes + r0 / 8 + k] = wt_meta[lr][k];
+  }
+}
+
+}  // namespace
+
+int64_t prune_transposable(const TensorView& w, const Mask24* mask, const CompressOptions& opts,
+                           Transposable24& res) {
+  if (w.rows() == 0 || w.cols() == 0) return -1;
+  unsigned long long* bad = reset_report_slot();  // non-finite weight, or invalid mask block
+  TransposableParams p{res.w.values.view().data, res.w.mask.codes().data<uint8_t>(),
+                       res.wt.values.view().data, res.wt.mask.codes().data<uint8_t>(),
+                       res.w.mask.row_bytes(), res.wt.mask.row_bytes(),
+                       mask ? mask->codes().data<uint8_t>() : nullptr, res.w.scale, opts.overflow, bad};
+  const dim3 grid(unsigned((w.cols() + kTile - 1) / kTile), unsigned((w.rows() + kTile - 1) / kTile));
+  S24_CHECK(grid.y <= 65535u, kShape, "prune_transposable: ", w.describe(), " has too many rows for one launch");
+  dispatch_input_dtype(w.dtype, [&](auto itag) {
+    dispatch_dtype(res.w.dtype, [&](auto otag) {
+      using In = typename decltype(itag)::type;
+      using Out = typename decltype(otag)::type;
+      if constexpr (!std::is_same_v<Out, uint8_t>) {
+        transposable_kernel<In, Out><<<grid, kThreads>>>(device_matrix(w), p);
+        S24_CUDA_CHECK_LAUNCH("transposable_kernel");
+      }
+    });
+  });
+  res.mask = res.w.mask;
+  return read_report_slot();
+}
+
+}  // namespace sparse24::cuda
