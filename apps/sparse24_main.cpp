@@ -13,6 +13,9 @@
 
 #include "cli_args.h"
 #include "sparse24/sparse24.h"
+#ifdef SPARSE24_WITH_CUDA
+#include "bench/bench.h"
+#endif
 
 namespace sparse24::cli {
 namespace {
@@ -39,6 +42,8 @@ commands:
                                transposable; exit 0 if 2:4 along rows, 1 if not
   randn OUT.npy --rows R --cols C [--seed N] [--dtype fp32|fp16]
                                write a matrix of N(0,1) values
+  bench transforms [--quick]   time every CUDA transform kernel at GPT-2/LLaMA-7B shapes against
+                               a device-to-device copy (needs a CUDA build and a GPU)
 
 errors print 'sparse24: <what>' and exit 2.
 )";
@@ -65,7 +70,8 @@ int cmd_info() {
   for (const GpuInfo& g : gpus)
     std::printf("GPU %d: %s, sm_%d%d, %.1f GiB\n", g.index, g.name.c_str(), g.cc_major, g.cc_minor,
                 double(g.memory_bytes) / (1 << 30));
-  std::printf("CUDA kernels of the transforms and GEMMs: not in this version (CPU backend only)\n");
+  std::printf("CUDA kernels: %s; sparse GEMMs on CUDA: not in this version\n",
+              built_with_cuda() ? "every transform (sparse24 bench transforms times them)" : "none (CPU-only build)");
   return 0;
 }
 
@@ -185,6 +191,17 @@ int cmd_randn(int argc, char** argv) {
   return 0;
 }
 
+int cmd_bench(int argc, char** argv) {
+  S24_CHECK(argc >= 1, kValue, "bench needs a suite: transforms");
+  const std::string suite = argv[0];
+  S24_CHECK(suite == "transforms", kValue, "unknown bench suite '", suite, "' (transforms)");
+#ifdef SPARSE24_WITH_CUDA
+  return bench::transforms(argc - 1, argv + 1);
+#else
+  S24_FAIL(kDevice, "bench ", suite, " times CUDA kernels: this build has no CUDA backend");
+#endif
+}
+
 }  // namespace
 }  // namespace sparse24::cli
 
@@ -200,6 +217,7 @@ int main(int argc, char** argv) {
     if (cmd == "prune") return cmd_prune(argc - 2, argv + 2);
     if (cmd == "check") return cmd_check(argc - 2, argv + 2);
     if (cmd == "randn") return cmd_randn(argc - 2, argv + 2);
+    if (cmd == "bench") return cmd_bench(argc - 2, argv + 2);
     std::fprintf(stderr, "sparse24: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const sparse24::Error& e) {

@@ -23,7 +23,9 @@ std::vector<GpuInfo> gpus(std::string* why) {
 }
 
 int64_t prune_groups(const TensorView&, const cpu::GroupArgs&, const CompressOptions&, Sparse24Matrix&) { no_cuda(); }
-int64_t prune_transposable(const TensorView&, const Mask24*, const CompressOptions&, Transposable24&) { no_cuda(); }
+int64_t prune_transposable(const TensorView&, const Mask24*, const CompressOptions&, Transposable24&, bool) {
+  no_cuda();
+}
 double sste_scale(const TensorView&, int64_t*) { no_cuda(); }
 void decompress(const Sparse24Matrix&, const TensorView&) { no_cuda(); }
 void masked_decay(const TensorView&, const TensorView&, const Mask24&, float) { no_cuda(); }

@@ -16,9 +16,11 @@ namespace sparse24::cuda {
 int64_t prune_groups(const TensorView& in, const cpu::GroupArgs& args, const CompressOptions& opts,
                      Sparse24Matrix& out);
 // One pass over `w`: for every 4x4 block the best transposable pattern (or, when `mask` is given,
-// that mask's), then W and W^T compressed. Returns the first non-finite index as above (kError).
+// that mask's), then W and W^T compressed. With `report` it synchronises and returns the first
+// non-finite weight (search) or the first block of `mask` that is not transposable, else -1;
+// without, it only queues the kernel (benchmarks) and returns -1.
 int64_t prune_transposable(const TensorView& w, const Mask24* mask, const CompressOptions& opts,
-                           Transposable24& res);
+                           Transposable24& res, bool report = true);
 double sste_scale(const TensorView& w, int64_t* first_bad);
 void decompress(const Sparse24Matrix& s, const TensorView& out);
 void masked_decay(const TensorView& grad, const TensorView& w, const Mask24& mask, float alpha);

@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
 }  // namespace
 
 int64_t prune_transposable(const TensorView& w, const Mask24* mask, const CompressOptions& opts,
-                           Transposable24& res) {
+                           Transposable24& res, bool report) {
   if (w.rows() == 0 || w.cols() == 0) return -1;
   unsigned long long* bad = reset_report_slot();  // non-finite weight, or invalid mask block
   TransposableParams p{res.w.values.view().data, res.w.mask.codes().data<uint8_t>(),
@@ -139,7 +139,7 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
     });
   });
   res.mask = res.w.mask;
-  return read_report_slot();
+  return report ? read_report_slot() : -1;
 }
 
 }  // namespace sparse24::cuda

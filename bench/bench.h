@@ -1,0 +1,10 @@
+// bench/bench.h: the benchmark commands behind `sparse24 bench ...` (CUDA builds only).
+#pragma once
+
+namespace sparse24::bench {
+
+// `sparse24 bench transforms [--quick]`: every transform kernel at GPT-2 and LLaMA-7B shapes,
+// as time, TB/s and share of a device-to-device copy measured in the same run.
+int transforms(int argc, char** argv);
+
+}  // namespace sparse24::bench

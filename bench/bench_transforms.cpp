@@ -1,0 +1,214 @@
+// `sparse24 bench transforms`: the transform kernels at training shapes, timed with CUDA events.
+//
+// Each kernel is pure memory traffic, so it is reported as bytes moved (input read once, outputs
+// written once) over time, and as a share of a large device-to-device copy measured in the same
+// run (bytes read + written). Inputs rotate over enough copies to exceed the L2 cache, so the
+// numbers are DRAM numbers. Outputs are preallocated: the kernels alone are timed (the public API
+// would add allocation).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
+#include "cuda/transforms_cuda.h"
+#include "sparse24/sparse24.h"
+
+namespace sparse24::bench {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  S24_CHECK(e == cudaSuccess, kDevice, what, ": ", cudaGetErrorString(e));
+}
+
+// Median time in microseconds of one call of fn(i), i cycling over `rotate` prepared inputs.
+double time_us(int rotate, const std::function<void(int)>& fn) {
+  for (int i = 0; i < 2 * rotate; ++i) fn(i % rotate);  // warm-up: module load, first touches
+  check(cudaDeviceSynchronize(), "warm-up");
+  const int per_sample = std::max(rotate, 10), samples = 15;
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "cudaEventCreate");
+  check(cudaEventCreate(&stop), "cudaEventCreate");
+  std::vector<double> t;
+  for (int s = 0; s < samples; ++s) {
+    check(cudaEventRecord(start), "cudaEventRecord");
+    for (int i = 0; i < per_sample; ++i) fn(i % rotate);
+    check(cudaEventRecord(stop), "cudaEventRecord");
+    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0.f;
+    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    t.push_back(1e3 * ms / per_sample);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  check(cudaGetLastError(), "a benchmarked kernel");
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Device-to-device copy rate in TB/s (bytes read + written), 1 GiB each way.
+double copy_rate() {
+  const size_t bytes = size_t(1) << 30;
+  void *a = nullptr, *b = nullptr;
+  check(cudaMalloc(&a, bytes), "cudaMalloc");
+  check(cudaMalloc(&b, bytes), "cudaMalloc");
+  check(cudaMemset(a, 1, bytes), "cudaMemset");
+  const double us = time_us(1, [&](int) { check(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice), "copy"); });
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * double(bytes) / (us * 1e-6) / 1e12;
+}
+
+// How many input copies to rotate over so that one round moves >= 256 MB (beyond L2).
+int rotation(double bytes_per_call) { return std::clamp(int(256e6 / bytes_per_call) + 1, 1, 24); }
+
+struct Row {
+  std::string kernel, shape, types;
+  double us, bytes;
+};
+
+void print(const Row& r, double copy) {
+  const double tbs = r.bytes / (r.us * 1e-6) / 1e12;
+  std::printf("| %-28s | %-13s | %-22s | %8.1f | %7.1f | %5.2f | %4.0f%% |\n", r.kernel.c_str(), r.shape.c_str(),
+              r.types.c_str(), r.us, r.bytes / 1e6, tbs, 100.0 * tbs / copy);
+  std::fflush(stdout);
+}
+
+std::string shape_str(int64_t r, int64_t c) { return std::to_string(r) + "x" + std::to_string(c); }
+
+// Random device inputs: `n` copies of a rows x cols matrix of dtype dt in the given layout.
+std::vector<Tensor> inputs(int n, int64_t rows, int64_t cols, DType dt, Layout layout) {
+  Tensor host = Tensor::matrix(rows, cols, dt, layout);
+  uint32_t state = 12345;
+  dispatch_input_dtype(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* p = host.data<T>();
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      state = state * 1664525u + 1013904223u;
+      p[i] = from_f32<T>(float(int32_t(state >> 8) - (1 << 23)) / float(1 << 23), 1.f, Overflow::kPyTorch);
+    }
+  });
+  std::vector<Tensor> out;
+  for (int i = 0; i < n; ++i) out.push_back(host.to(Device::kCUDA));
+  return out;
+}
+
+}  // namespace
+
+int transforms(int argc, char** argv) {
+  bool quick = false;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    S24_CHECK(a == "--quick", kValue, "bench transforms: unknown argument '", a, "' (only --quick)");
+    quick = true;
+  }
+  std::string why;
+  const std::vector<GpuInfo> gpus = list_gpus(&why);
+  S24_CHECK(!gpus.empty(), kDevice, "bench transforms needs a GPU (", why, ")");
+  const double copy = copy_rate();
+  std::printf("GPU: %s; device-to-device copy %.2f TB/s (read + write, 1 GiB)\n\n", gpus[0].name.c_str(), copy);
+  std::printf("| kernel                       | shape         | in -> out              |       us |      MB |  TB/s | copy |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+
+  std::vector<std::pair<int64_t, int64_t>> weights = {{768, 3072}, {3072, 768}, {1600, 6400}, {6400, 1600}, {4096, 11008}};
+  std::vector<int64_t> grad_rows = {768, 3072, 6400};
+  if (quick) {
+    weights = {{3072, 768}};
+    grad_rows = {3072};
+  }
+  const int64_t tokens = 16384;
+
+  // Group transforms on weights (fp32 master weights, or fp16), row-major.
+  struct GroupCase {
+    const char* name;
+    rules::GroupRule rule;
+    DType in, out;
+    float scale;
+  };
+  const GroupCase group_cases[] = {
+      {"magnitude", rules::GroupRule::kMagnitude, DType::kF32, DType::kF16, 1.f},
+      {"magnitude", rules::GroupRule::kMagnitude, DType::kF16, DType::kF16, 1.f},
+      {"explicit mask", rules::GroupRule::kMask, DType::kF32, DType::kF16, 1.f},
+      {"soft threshold (S-STE)", rules::GroupRule::kSoftThreshold, DType::kF32, DType::kF16, 1.f},
+      {"soft threshold (S-STE)", rules::GroupRule::kSoftThreshold, DType::kF32, DType::kF8E4M3, 0.01f},
+  };
+  for (auto [rows, cols] : weights)
+    for (const GroupCase& gc : group_cases) {
+      const double bytes = double(rows * cols) * (dtype_size(gc.in) + 0.5 * dtype_size(gc.out) + 0.125);
+      const int n = rotation(bytes);
+      const std::vector<Tensor> in = inputs(n, rows, cols, gc.in, Layout::kRowMajor);
+      std::vector<Sparse24Matrix> out;
+      for (int i = 0; i < n; ++i) out.push_back(make_sparse24(rows, cols, gc.out, gc.scale, Device::kCUDA));
+      const Mask24 mask = prune_magnitude(in[0]).mask;
+      cpu::GroupArgs args;
+      args.rule = gc.rule;
+      args.mask = &mask;
+      args.beta = 0.9f;
+      CompressOptions o;
+      o.non_finite = NonFinite::kPropagate;  // as in training: no synchronisation
+      o.overflow = Overflow::kSaturate;
+      const double us = time_us(n, [&](int i) { cuda::prune_groups(in[size_t(i)], args, o, out[size_t(i)]); });
+      const std::string types = std::string(dtype_name(gc.in)) + " -> " + dtype_name(gc.out);
+      print({gc.name, shape_str(rows, cols), types, us, bytes}, copy);
+    }
+
+  // Transposable: the exact search (every mask_freq steps) and the given-mask compression of W
+  // and W^T (every optimizer step).
+  for (auto [rows, cols] : weights)
+    for (DType in_dt : {DType::kF32, DType::kF16})
+      for (bool search : {true, false}) {
+        const double bytes = double(rows * cols) * (dtype_size(in_dt) + 2 * (0.5 * 2 + 0.125));
+        const int n = rotation(bytes);
+        const std::vector<Tensor> in = inputs(n, rows, cols, in_dt, Layout::kRowMajor);
+        std::vector<Transposable24> out(static_cast<size_t>(n));
+        for (Transposable24& t : out) {
+          t.w = make_sparse24(rows, cols, DType::kF16, 1.f, Device::kCUDA);
+          t.wt = make_sparse24(cols, rows, DType::kF16, 1.f, Device::kCUDA);
+        }
+        const Mask24 mask = prune_transposable(in[0]).mask;
+        const CompressOptions o;
+        const double us = time_us(n, [&](int i) {
+          cuda::prune_transposable(in[size_t(i)], search ? nullptr : &mask, o, out[size_t(i)], /*report=*/false);
+        });
+        print({search ? "transposable search, W+W^T" : "transposable mask, W+W^T", shape_str(rows, cols),
+               std::string(dtype_name(in_dt)) + " -> fp16 x2", us, bytes},
+              copy);
+      }
+
+  // Masked decay on fp32 master weights and gradients (read grad and W, write grad).
+  for (auto [rows, cols] : weights) {
+    const double bytes = double(rows * cols) * (4 + 4 + 4 + 0.125);
+    const int n = rotation(bytes);
+    const std::vector<Tensor> g = inputs(n, rows, cols, DType::kF32, Layout::kRowMajor);
+    const std::vector<Tensor> w = inputs(n, rows, cols, DType::kF32, Layout::kRowMajor);
+    const Mask24 mask = prune_magnitude(w[0]).mask;
+    const double us = time_us(n, [&](int i) { cuda::masked_decay(g[size_t(i)], w[size_t(i)], mask, 6e-5f); });
+    print({"masked decay", shape_str(rows, cols), "fp32", us, bytes}, copy);
+  }
+
+  // MVUE24 on output gradients: dY (tokens x N, row-major) pruned along tokens as dY^T, a
+  // column-major N x tokens view.
+  for (int64_t rows : grad_rows)
+    for (DType dt : {DType::kF16, DType::kBF16}) {
+      const double bytes = double(rows * tokens) * (dtype_size(dt) + 0.5 * dtype_size(dt) + 0.125);
+      const int n = rotation(bytes);
+      const std::vector<Tensor> dy = inputs(n, tokens, rows, dt, Layout::kRowMajor);
+      std::vector<Sparse24Matrix> out;
+      for (int i = 0; i < n; ++i) out.push_back(make_sparse24(rows, tokens, dt, 1.f, Device::kCUDA));
+      cpu::GroupArgs args;
+      args.rule = rules::GroupRule::kMvue;
+      args.seed = 42;
+      CompressOptions o;
+      o.non_finite = NonFinite::kPropagate;
+      const double us = time_us(n, [&](int i) { cuda::prune_groups(dy[size_t(i)].view().t(), args, o, out[size_t(i)]); });
+      print({"MVUE24 of dY^T (col-major)", shape_str(rows, tokens), std::string(dtype_name(dt)) + " -> " + dtype_name(dt),
+             us, bytes},
+            copy);
+    }
+  return 0;
+}
+
+}  // namespace sparse24::bench

@@ -1,0 +1,193 @@
+// Every CUDA transform against the CPU reference: random inputs of many shapes, dtypes and layouts;
+// masks, metadata and values compared byte for byte (both backends run rules24.h's code without
+// FMA contraction). Every output is poisoned (0xFF) when allocated, so an element a kernel
+// forgets to write shows. Without a GPU every test reports itself skipped.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "test_util.h"
+
+namespace sparse24 {
+namespace {
+
+class Cuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (list_gpus(&why).empty()) GTEST_SKIP() << "no GPU: " << why;
+    set_alloc_poison(true);
+  }
+  void TearDown() override { set_alloc_poison(false); }
+};
+
+// Byte-for-byte equality of two compressed matrices (the GPU one is copied back first).
+void expect_same(const Sparse24Matrix& cpu, const Sparse24Matrix& gpu_dev, const std::string& what) {
+  const Sparse24Matrix gpu = gpu_dev.to(Device::kCPU);
+  ASSERT_EQ(cpu.rows, gpu.rows) << what;
+  ASSERT_EQ(cpu.cols, gpu.cols) << what;
+  ASSERT_EQ(cpu.dtype, gpu.dtype) << what;
+  EXPECT_EQ(cpu.scale, gpu.scale) << what;
+  const size_t meta = size_t(cpu.rows * cpu.mask.row_bytes());
+  const uint8_t* a = cpu.mask.codes().data<uint8_t>();
+  const uint8_t* b = gpu.mask.codes().data<uint8_t>();
+  for (size_t i = 0; i < meta; ++i)
+    if (a[i] != b[i]) {
+      ADD_FAILURE() << what << ": metadata byte " << i << " (row " << i / size_t(cpu.mask.row_bytes()) << ") cpu 0x"
+                    << std::hex << int(a[i]) << " gpu 0x" << int(b[i]);
+      return;
+    }
+  const size_t bytes = size_t(cpu.rows * cpu.cols / 2 * dtype_size(cpu.dtype));
+  const uint8_t* va = cpu.values.data<uint8_t>();
+  const uint8_t* vb = gpu.values.data<uint8_t>();
+  for (size_t i = 0; i < bytes; ++i)
+    if (va[i] != vb[i]) {
+      const size_t e = i / size_t(dtype_size(cpu.dtype));
+      ADD_FAILURE() << what << ": value " << e << " (row " << e / size_t(cpu.cols / 2) << ", slot "
+                    << e % size_t(cpu.cols / 2) << ") differs: cpu " << test::get(cpu.values, int64_t(e / size_t(cpu.cols / 2)), int64_t(e % size_t(cpu.cols / 2)))
+                    << " gpu " << test::get(gpu.values, int64_t(e / size_t(cpu.cols / 2)), int64_t(e % size_t(cpu.cols / 2)));
+      return;
+    }
+}
+
+std::vector<std::pair<int64_t, int64_t>> gpu_shapes() {
+  std::vector<std::pair<int64_t, int64_t>> s = test::sweep_shapes();
+  for (auto p : std::vector<std::pair<int64_t, int64_t>>{{33, 68}, {64, 4}, {100, 1004}, {768, 256}, {260, 3072}})
+    s.push_back(p);
+  return s;
+}
+
+struct Storage {
+  DType dtype;
+  float scale;
+  Overflow overflow;
+};
+const Storage kStorages[] = {{DType::kF32, 1.f, Overflow::kPyTorch},   {DType::kF16, 1.f, Overflow::kPyTorch},
+                             {DType::kBF16, 1.f, Overflow::kPyTorch},  {DType::kF8E4M3, 0.01f, Overflow::kSaturate},
+                             {DType::kF8E5M2, 0.001f, Overflow::kPyTorch}, {DType::kI8, 0.02f, Overflow::kPyTorch}};
+
+TEST_F(Cuda, GroupTransformsMatchTheCpu) {
+  int cases = 0;
+  for (auto [rows, cols] : gpu_shapes())
+    for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16})
+      for (Layout layout : {Layout::kRowMajor, Layout::kColMajor}) {
+        const Tensor x = test::convert(test::randn(rows, cols, uint64_t(rows * 7 + cols)), in_dt, layout);
+        const Tensor xd = x.to(Device::kCUDA);
+        const Mask24 mask = prune_magnitude(test::randn(rows, cols, 3)).mask;
+        const Mask24 mask_d = mask.to(Device::kCUDA);
+        for (const Storage& st : kStorages) {
+          CompressOptions o;
+          o.dtype = st.dtype;
+          o.scale = st.scale;
+          o.overflow = st.overflow;
+          const std::string tag = x.view().describe() + " -> " + dtype_name(st.dtype);
+          expect_same(prune_magnitude(x, o), prune_magnitude(xd, o), "magnitude " + tag);
+          expect_same(prune_with_mask(x, mask, o), prune_with_mask(xd, mask_d, o), "mask " + tag);
+          expect_same(prune_mvue(x, 1234567, o), prune_mvue(xd, 1234567, o), "mvue " + tag);
+          expect_same(prune_soft_threshold(x, 0.8f, o), prune_soft_threshold(xd, 0.8f, o), "soft " + tag);
+          ++cases;
+          if (HasFailure()) return;
+        }
+      }
+  EXPECT_GT(cases, 0);
+}
+
+TEST_F(Cuda, LargeColumnMajorGradientMvue) {
+  // dY is tokens x features row-major; MVUE runs on dY^T, a column-major view (no copy).
+  const Tensor dy = test::convert(test::randn(4096, 768, 9), DType::kF16);
+  const TensorView dyt = dy.view().t();
+  const Tensor dy_d = dy.to(Device::kCUDA);
+  CompressOptions o;
+  o.non_finite = NonFinite::kPropagate;
+  expect_same(prune_mvue(dyt, 77, o), prune_mvue(dy_d.view().t(), 77, o), "mvue dY^T");
+}
+
+TEST_F(Cuda, TransposableMatchesTheCpu) {
+  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
+           {4, 4}, {8, 12}, {36, 20}, {64, 64}, {68, 132}, {132, 44}, {256, 768}, {1000, 1004}})
+    for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16})
+      for (Layout layout : {Layout::kRowMajor, Layout::kColMajor})
+        for (const Storage& st : kStorages)
+          for (bool ties : {false, true}) {
+            const Tensor src = ties ? test::rand_ints(rows, cols, 2, 5) : test::randn(rows, cols, 5);
+            const Tensor w = test::convert(src, in_dt, layout);
+            const Tensor wd = w.to(Device::kCUDA);
+            CompressOptions o;
+            o.dtype = st.dtype;
+            o.scale = st.scale;
+            o.overflow = st.overflow;
+            const std::string tag = w.view().describe() + " -> " + dtype_name(st.dtype) + (ties ? " ties" : "");
+            const Transposable24 c = prune_transposable(w, o), g = prune_transposable(wd, o);
+            expect_same(c.w, g.w, "transposable W " + tag);
+            expect_same(c.wt, g.wt, "transposable W^T " + tag);
+            // The given-mask path: the CPU's mask applied on the GPU.
+            const Transposable24 gm = compress_transposable(wd, c.mask.to(Device::kCUDA), o);
+            expect_same(c.w, gm.w, "compress_transposable W " + tag);
+            expect_same(c.wt, gm.wt, "compress_transposable W^T " + tag);
+            if (HasFailure()) return;
+          }
+}
+
+TEST_F(Cuda, NonTransposableMaskIsRejected) {
+  const Tensor w = test::randn(8, 8, 1);
+  const Mask24 rows_only = prune_magnitude(w).mask;  // 2:4 along rows, almost surely not columns
+  ASSERT_THROW(rows_only.transposed(), Error);
+  try {
+    compress_transposable(w.to(Device::kCUDA), rows_only.to(Device::kCUDA));
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidMask) << e.what();
+  }
+}
+
+TEST_F(Cuda, SmallTransformsMatchTheCpu) {
+  for (auto [rows, cols] : gpu_shapes()) {
+    const Tensor w = test::randn(rows, cols, 11);
+    const Tensor wd = w.to(Device::kCUDA);
+    const double beta_cpu = sste_scale(w), beta_gpu = sste_scale(wd);
+    EXPECT_NEAR(beta_gpu, beta_cpu, 1e-12 * std::fabs(beta_cpu)) << rows << "x" << cols;
+    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+      CompressOptions o;
+      o.dtype = dt == DType::kF32 ? DType::kF8E4M3 : dt;
+      o.scale = 0.01f;
+      const Sparse24Matrix s = prune_magnitude(w, o);
+      const Tensor a = decompress(s, dt), b = decompress(s.to(Device::kCUDA), dt).to(Device::kCPU);
+      EXPECT_EQ(std::memcmp(a.data<uint8_t>(), b.data<uint8_t>(), size_t(rows * cols * dtype_size(dt))), 0);
+    }
+    // Masked decay, fp32 master weights and gradients.
+    const Mask24 mask = prune_magnitude(w).mask;
+    const Tensor grad = test::randn(rows, cols, 12);
+    const Tensor grad_d = grad.to(Device::kCUDA);
+    masked_decay(grad, w, mask, 6e-5f);
+    masked_decay(grad_d, wd, mask.to(Device::kCUDA), 6e-5f);
+    const Tensor back = grad_d.to(Device::kCPU);
+    EXPECT_EQ(std::memcmp(grad.data<float>(), back.data<float>(), size_t(rows * cols * 4)), 0);
+    const Mask24 other = prune_magnitude(test::randn(rows, cols, 13)).mask;
+    EXPECT_EQ(flip_rate(mask, other), flip_rate(mask.to(Device::kCUDA), other.to(Device::kCUDA)));
+  }
+}
+
+TEST_F(Cuda, NonFiniteInputs) {
+  Tensor x = test::randn(64, 64, 21);
+  x.data<float>()[37 * 64 + 50] = NAN;
+  x.data<float>()[40 * 64 + 3] = INFINITY;
+  const Tensor xd = x.to(Device::kCUDA);
+  for (auto fn : {+[](const TensorView& v) { prune_magnitude(v); }, +[](const TensorView& v) { prune_mvue(v, 1); },
+                  +[](const TensorView& v) { prune_transposable(v); }, +[](const TensorView& v) { sste_scale(v); }}) {
+    try {
+      fn(xd);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kNonFinite);
+      EXPECT_NE(std::string(e.what()).find("row 37, column 50"), std::string::npos) << e.what();
+    }
+  }
+  CompressOptions o;
+  o.non_finite = NonFinite::kPropagate;
+  expect_same(prune_magnitude(x, o), prune_magnitude(xd, o), "magnitude, propagate");
+  expect_same(prune_mvue(x, 5, o), prune_mvue(xd, 5, o), "mvue, propagate");
+}
+
+}  // namespace
+}  // namespace sparse24
