@@ -2,6 +2,7 @@
 // every option declared up front so that a typo is an error, not silently ignored.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>

@@ -17,6 +17,12 @@
 #include <cstring>
 
 #if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#endif
+
+#if defined(__CUDACC__)
 #define S24_HD __host__ __device__ __forceinline__
 #else
 #define S24_HD inline
@@ -123,6 +129,9 @@ S24_HD float decode_float(uint32_t code) {
 S24_HD uint16_t f32_to_f16(float f, Overflow ov = Overflow::kPyTorch) {
   const uint32_t u = f32_to_bits(f), sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return uint16_t(sign | 0x7C00u | detail::nan_payload<10>(a));
+#if defined(__CUDA_ARCH__)  // the hardware rounds every non-NaN value identically
+  return __half_as_ushort(__float2half_rn(ov == Overflow::kSaturate ? fminf(fmaxf(f, -65504.f), 65504.f) : f));
+#endif
   const uint32_t c = a == 0x7F800000u ? 0x7C00u : detail::round_magnitude<10, 15>(a);
   if (c > 0x7BFFu) return uint16_t(sign | (ov == Overflow::kSaturate ? 0x7BFFu : 0x7C00u));
   return uint16_t(sign | c);
@@ -130,6 +139,10 @@ S24_HD uint16_t f32_to_f16(float f, Overflow ov = Overflow::kPyTorch) {
 S24_HD uint16_t f32_to_bf16(float f, Overflow ov = Overflow::kPyTorch) {
   const uint32_t u = f32_to_bits(f), sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return uint16_t(sign | 0x7F80u | detail::nan_payload<7>(a));
+#if defined(__CUDA_ARCH__)
+  constexpr float kMax = 3.38953139e38f;
+  return __bfloat16_as_ushort(__float2bfloat16_rn(ov == Overflow::kSaturate ? fminf(fmaxf(f, -kMax), kMax) : f));
+#endif
   const uint32_t c = a == 0x7F800000u ? 0x7F80u : detail::round_magnitude<7, 127>(a);
   if (c > 0x7F7Fu) return uint16_t(sign | (ov == Overflow::kSaturate ? 0x7F7Fu : 0x7F80u));
   return uint16_t(sign | c);
@@ -137,6 +150,9 @@ S24_HD uint16_t f32_to_bf16(float f, Overflow ov = Overflow::kPyTorch) {
 S24_HD uint8_t f32_to_e4m3(float f, Overflow ov = Overflow::kPyTorch) {
   const uint32_t u = f32_to_bits(f), sign = (u >> 24) & 0x80u, a = u & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return uint8_t(sign | 0x7Fu);  // the only NaN code
+#if defined(__CUDA_ARCH__)
+  return uint8_t(__nv_cvt_float_to_fp8(f, ov == Overflow::kSaturate ? __NV_SATFINITE : __NV_NOSAT, __NV_E4M3));
+#endif
   const uint32_t c = a == 0x7F800000u ? 0x7Fu : detail::round_magnitude<3, 7>(a);
   if (c > 0x7Eu) return uint8_t(sign | (ov == Overflow::kSaturate ? 0x7Eu : 0x7Fu));  // NaN
   return uint8_t(sign | c);
@@ -144,6 +160,9 @@ S24_HD uint8_t f32_to_e4m3(float f, Overflow ov = Overflow::kPyTorch) {
 S24_HD uint8_t f32_to_e5m2(float f, Overflow ov = Overflow::kPyTorch) {
   const uint32_t u = f32_to_bits(f), sign = (u >> 24) & 0x80u, a = u & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return uint8_t(sign | 0x7Cu | detail::nan_payload<2>(a));
+#if defined(__CUDA_ARCH__)
+  return uint8_t(__nv_cvt_float_to_fp8(f, ov == Overflow::kSaturate ? __NV_SATFINITE : __NV_NOSAT, __NV_E5M2));
+#endif
   const uint32_t c = a == 0x7F800000u ? 0x7Cu : detail::round_magnitude<2, 15>(a);
   if (c > 0x7Bu) return uint8_t(sign | (ov == Overflow::kSaturate ? 0x7Bu : 0x7Cu));
   return uint8_t(sign | c);
@@ -159,11 +178,27 @@ S24_HD int8_t f32_to_i8(float f, float scale) {
 #endif
 }
 
-// code -> float (exact).
-S24_HD float f16_to_f32(uint16_t c) { return detail::decode_float<5, 10, 15, true>(c); }
+// code -> float (exact). Device code uses the hardware conversion for every code but NaNs, whose
+// payload the software path keeps.
+S24_HD float f16_to_f32(uint16_t c) {
+#if defined(__CUDA_ARCH__)
+  if ((c & 0x7FFFu) <= 0x7C00u) return __half2float(__ushort_as_half(c));
+#endif
+  return detail::decode_float<5, 10, 15, true>(c);
+}
 S24_HD float bf16_to_f32(uint16_t c) { return f32_from_bits(uint32_t(c) << 16); }
-S24_HD float e4m3_to_f32(uint8_t c) { return detail::decode_float<4, 3, 7, false>(c); }
-S24_HD float e5m2_to_f32(uint8_t c) { return detail::decode_float<5, 2, 15, true>(c); }
+S24_HD float e4m3_to_f32(uint8_t c) {
+#if defined(__CUDA_ARCH__)
+  if ((c & 0x7Fu) != 0x7Fu) return __half2float(__half(__nv_cvt_fp8_to_halfraw(c, __NV_E4M3)));
+#endif
+  return detail::decode_float<4, 3, 7, false>(c);
+}
+S24_HD float e5m2_to_f32(uint8_t c) {
+#if defined(__CUDA_ARCH__)
+  if ((c & 0x7Fu) <= 0x7Cu) return __half2float(__half(__nv_cvt_fp8_to_halfraw(c, __NV_E5M2)));
+#endif
+  return detail::decode_float<5, 2, 15, true>(c);
+}
 S24_HD float i8_to_f32(int8_t c, float scale) { return float(c) * scale; }
 
 // ---------------------------------------------------------------------------------------------

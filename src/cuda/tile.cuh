@@ -1,10 +1,11 @@
-// src/cuda/tile.cuh: a device matrix view and the coalesced tile loader the transform kernels share.
+// src/cuda/tile.cuh: device matrix views, vector loads and stores, and the coalesced tile loader
+// the transform kernels share.
 #pragma once
 
 #include <cstdint>
 
-#include "sparse24/dtype.h"
 #include "cuda/runtime.h"
+#include "sparse24/dtype.h"
 #include "sparse24/tensor.h"
 
 namespace sparse24::cuda {
@@ -18,20 +19,80 @@ inline DeviceMatrix device_matrix(const TensorView& v) {
   return {v.data, v.rows(), v.cols(), v.strides[0], v.strides[1]};
 }
 
-// Loads the TR x TC tile at (r0, c0) into shared memory as float. Threads run along the
-// contiguous dimension of the input (columns of a row-major matrix, rows of a column-major one),
-// so every warp reads consecutive addresses. Elements outside the matrix read as 0.
+// True when runs of 8 consecutive elements along the contiguous dimension (columns of a
+// row-major matrix, rows of a column-major one) start 16-byte aligned: the vector loads below
+// then apply. `along_rows` is true for row-major.
+inline bool vector_friendly(const TensorView& v, bool* along_rows) {
+  const int64_t es = dtype_size(v.dtype);
+  const bool aligned = reinterpret_cast<uintptr_t>(v.data) % 16 == 0;
+  if (v.strides[1] == 1 && v.cols() % 8 == 0 && (v.strides[0] * es) % 16 == 0) {
+    *along_rows = true;
+    return aligned;
+  }
+  if (v.strides[0] == 1 && v.rows() % 8 == 0 && (v.strides[1] * es) % 16 == 0) {
+    *along_rows = false;
+    return aligned;
+  }
+  return false;
+}
+
+// N elements of type T as one aligned block, for single vector loads and stores.
+template <typename T, int N>
+struct alignas(sizeof(T) * N >= 16 ? 16 : sizeof(T) * N) Vec {
+  T v[N];
+};
+
+// Loads 8 consecutive elements (16-byte aligned) as floats.
+template <typename In>
+__device__ __forceinline__ void load8(const In* p, float x[8]) {
+  if constexpr (sizeof(In) == 4) {
+    const Vec<In, 4> a = reinterpret_cast<const Vec<In, 4>*>(p)[0], b = reinterpret_cast<const Vec<In, 4>*>(p)[1];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      x[i] = to_f32(a.v[i]);
+      x[4 + i] = to_f32(b.v[i]);
+    }
+  } else {
+    const Vec<In, 8> a = *reinterpret_cast<const Vec<In, 8>*>(p);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) x[i] = to_f32(a.v[i]);
+  }
+}
+
+// Loads the TR x TC tile at (r0, c0) into shared memory as float (TC a multiple of 8). Threads
+// run along the contiguous dimension of the input so that every warp reads consecutive
+// addresses; with `vec` (see vector_friendly) each thread moves 8 elements with 16-byte loads.
+// Elements outside the matrix read as 0.
 template <typename In, int TR, int TC, int THREADS>
-__device__ __forceinline__ void load_tile(const DeviceMatrix& m, int64_t r0, int64_t c0,
-                                          float (*tile)[TC + 1]) {
+__device__ __forceinline__ void load_tile(const DeviceMatrix& m, int64_t r0, int64_t c0, bool vec,
+                                          bool along_rows, float (*tile)[TC + 1]) {
   const In* base = static_cast<const In*>(m.data);
-  const bool col_major = m.sr == 1 && m.sc != 1;
-#pragma unroll 4
-  for (int e = threadIdx.x; e < TR * TC; e += THREADS) {
-    const int r = col_major ? e % TR : e / TC;
-    const int c = col_major ? e / TR : e % TC;
-    const int64_t gr = r0 + r, gc = c0 + c;
-    tile[r][c] = (gr < m.rows && gc < m.cols) ? to_f32(base[gr * m.sr + gc * m.sc]) : 0.f;
+  if (vec && along_rows) {
+    for (int e = threadIdx.x; e < TR * TC / 8; e += THREADS) {
+      const int r = e / (TC / 8), c = 8 * (e % (TC / 8));
+      const int64_t gr = r0 + r, gc = c0 + c;
+      float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      if (gr < m.rows && gc < m.cols) load8(base + gr * m.sr + gc, x);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) tile[r][c + i] = x[i];
+    }
+  } else if (vec) {
+    for (int e = threadIdx.x; e < TR * TC / 8; e += THREADS) {
+      const int c = e / (TR / 8), r = 8 * (e % (TR / 8));
+      const int64_t gr = r0 + r, gc = c0 + c;
+      float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      if (gr < m.rows && gc < m.cols) load8(base + gc * m.sc + gr, x);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) tile[r + i][c] = x[i];
+    }
+  } else {
+    const bool col_major = m.sr == 1 && m.sc != 1;
+    for (int e = threadIdx.x; e < TR * TC; e += THREADS) {
+      const int r = col_major ? e % TR : e / TC;
+      const int c = col_major ? e / TR : e % TC;
+      const int64_t gr = r0 + r, gc = c0 + c;
+      tile[r][c] = (gr < m.rows && gc < m.cols) ? to_f32(base[gr * m.sr + gc * m.sc]) : 0.f;
+    }
   }
 }
 

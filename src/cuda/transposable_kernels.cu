@@ -25,12 +25,13 @@ struct TransposableParams {
 };
 
 template <typename In, typename Out>
-__global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, TransposableParams p) {
+__global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, TransposableParams p, bool vec,
+                                                               bool along_rows) {
   __shared__ float tile[kTile][kTile + 1];
   __shared__ Out wt_vals[kTile][kTile / 2];     // W^T tile: 64 rows (W's columns) x 32 kept values
   __shared__ uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
   const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  load_tile<In, kTile, kTile, kThreads>(w, r0, c0, tile);
+  load_tile<In, kTile, kTile, kThreads>(w, r0, c0, vec, along_rows, tile);
   __syncthreads();
 
   // Thread t owns block (bi, bj) of the tile; lanes with consecutive bj share W's metadata bytes,
@@ -75,8 +76,10 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
     const uint8_t odd = uint8_t(__shfl_down_sync(0xFFFFFFFFu, code, 1));  // bj + 1's code
     if (!inside) continue;
     const int64_t row = r0 + 4 * bi + r, g = c0 / 4 + bj;
-    wv[row * (w.cols / 2) + 2 * g] = from_f32<Out>(tile[4 * bi + r][4 * bj + a], p.scale, p.overflow);
-    wv[row * (w.cols / 2) + 2 * g + 1] = from_f32<Out>(tile[4 * bi + r][4 * bj + b], p.scale, p.overflow);
+    Vec<Out, 2> pair;
+    pair.v[0] = from_f32<Out>(tile[4 * bi + r][4 * bj + a], p.scale, p.overflow);
+    pair.v[1] = from_f32<Out>(tile[4 * bi + r][4 * bj + b], p.scale, p.overflow);
+    *reinterpret_cast<Vec<Out, 2>*>(wv + row * (w.cols / 2) + 2 * g) = pair;
     if (bj % 2 == 0) {
       const bool has_odd = c0 + 4 * bj + 4 < w.cols;
       p.w_meta[row * p.w_row_bytes + g / 2] = uint8_t(code | (has_odd ? odd << 4 : 0));
@@ -127,13 +130,15 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
                        res.w.mask.row_bytes(), res.wt.mask.row_bytes(),
                        mask ? mask->codes().data<uint8_t>() : nullptr, res.w.scale, opts.overflow, bad};
   const dim3 grid(unsigned((w.cols() + kTile - 1) / kTile), unsigned((w.rows() + kTile - 1) / kTile));
+  bool along_rows = false;
+  const bool vec = vector_friendly(w, &along_rows);
   S24_CHECK(grid.y <= 65535u, kShape, "prune_transposable: ", w.describe(), " has too many rows for one launch");
   dispatch_input_dtype(w.dtype, [&](auto itag) {
     dispatch_dtype(res.w.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;
       using Out = typename decltype(otag)::type;
       if constexpr (!std::is_same_v<Out, uint8_t>) {
-        transposable_kernel<In, Out><<<grid, kThreads>>>(device_matrix(w), p);
+        transposable_kernel<In, Out><<<grid, kThreads>>>(device_matrix(w), p, vec, along_rows);
         S24_CUDA_CHECK_LAUNCH("transposable_kernel");
       }
     });

@@ -153,7 +153,13 @@ TEST_F(Cuda, SmallTransformsMatchTheCpu) {
       o.scale = 0.01f;
       const Sparse24Matrix s = prune_magnitude(w, o);
       const Tensor a = decompress(s, dt), b = decompress(s.to(Device::kCUDA), dt).to(Device::kCPU);
-      EXPECT_EQ(std::memcmp(a.data<uint8_t>(), b.data<uint8_t>(), size_t(rows * cols * dtype_size(dt))), 0);
+      for (int64_t i = 0; i < rows * cols; ++i)
+        if (std::memcmp(a.data<uint8_t>() + i * dtype_size(dt), b.data<uint8_t>() + i * dtype_size(dt), size_t(dtype_size(dt)))) {
+          ADD_FAILURE() << "decompress " << rows << "x" << cols << " " << dtype_name(s.dtype) << " -> " << dtype_name(dt)
+                        << ": element " << i << " cpu " << test::get(a, i / cols, i % cols) << " gpu "
+                        << test::get(b, i / cols, i % cols);
+          break;
+        }
     }
     // Masked decay, fp32 master weights and gradients.
     const Mask24 mask = prune_magnitude(w).mask;
