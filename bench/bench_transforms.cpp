@@ -49,9 +49,8 @@ double time_us(int rotate, const std::function<void(int)>& fn) {
   return t[t.size() / 2];
 }
 
-// Device-to-device copy rate in TB/s (bytes read + written), 1 GiB each way.
-double copy_rate() {
-  const size_t bytes = size_t(1) << 30;
+// Device-to-device copy rate in TB/s (bytes read + written), `bytes` each way.
+double copy_rate(size_t bytes = size_t(1) << 30) {
   void *a = nullptr, *b = nullptr;
   check(cudaMalloc(&a, bytes), "cudaMalloc");
   check(cudaMalloc(&b, bytes), "cudaMalloc");
@@ -70,10 +69,13 @@ struct Row {
   double us, bytes;
 };
 
+// One table row. `copy` is the 1 GiB copy rate; the last column compares with a copy moving the
+// same number of bytes (half read, half written), which small sizes cannot run at full rate.
 void print(const Row& r, double copy) {
   const double tbs = r.bytes / (r.us * 1e-6) / 1e12;
-  std::printf("| %-28s | %-13s | %-22s | %8.1f | %7.1f | %5.2f | %4.0f%% |\n", r.kernel.c_str(), r.shape.c_str(),
-              r.types.c_str(), r.us, r.bytes / 1e6, tbs, 100.0 * tbs / copy);
+  const double same = copy_rate(size_t(r.bytes / 2));
+  std::printf("| %-28s | %-13s | %-18s | %8.1f | %7.1f | %5.2f | %4.0f%% | %4.0f%% |\n", r.kernel.c_str(),
+              r.shape.c_str(), r.types.c_str(), r.us, r.bytes / 1e6, tbs, 100.0 * tbs / copy, 100.0 * tbs / same);
   std::fflush(stdout);
 }
 
@@ -110,8 +112,8 @@ int transforms(int argc, char** argv) {
   S24_CHECK(!gpus.empty(), kDevice, "bench transforms needs a GPU (", why, ")");
   const double copy = copy_rate();
   std::printf("GPU: %s; device-to-device copy %.2f TB/s (read + write, 1 GiB)\n\n", gpus[0].name.c_str(), copy);
-  std::printf("| kernel                       | shape         | in -> out              |       us |      MB |  TB/s | copy |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
+  std::printf("| kernel                       | shape         | in -> out          |       us |      MB |  TB/s | of copy | of same-size copy |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
 
   std::vector<std::pair<int64_t, int64_t>> weights = {{768, 3072}, {3072, 768}, {1600, 6400}, {6400, 1600}, {4096, 11008}};
   std::vector<int64_t> grad_rows = {768, 3072, 6400};

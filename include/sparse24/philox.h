@@ -30,13 +30,17 @@ S24_HD Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
 // The uniform in [0, 1) made of the top 24 bits of a word (exact in float).
 S24_HD float philox_uniform(uint32_t word) { return float(word >> 8) * (1.0f / 16777216.0f); }
 
-// The two uniforms of MVUE group `group` under `seed`: words 0 and 1 of Philox at counter
-// (group low, group high, 0, 0), key (seed low, seed high).
-S24_HD void mvue_uniforms(uint64_t seed, uint64_t group, float* u0, float* u1) {
-  const Philox4 r = philox4x32_10({{uint32_t(group), uint32_t(group >> 32), 0u, 0u}},
-                                  uint32_t(seed), uint32_t(seed >> 32));
-  *u0 = philox_uniform(r.v[0]);
-  *u1 = philox_uniform(r.v[1]);
+// MVUE24's random numbers. The two groups of one metadata byte (groups 2b and 2b + 1 of a row)
+// share one Philox call: counter (n low, n high, 0, 0) with n = row * ceil(groups/2) + b, key
+// (seed low, seed high); group 2b takes words 0 and 1, group 2b + 1 words 2 and 3.
+S24_HD Philox4 mvue_words(uint64_t seed, uint64_t n) {
+  return philox4x32_10({{uint32_t(n), uint32_t(n >> 32), 0u, 0u}}, uint32_t(seed), uint32_t(seed >> 32));
+}
+// The two uniforms of group `group` of row `row` (groups_per_row = cols / 4).
+S24_HD void mvue_uniforms(uint64_t seed, uint64_t row, uint64_t group, uint64_t groups_per_row, float* u0, float* u1) {
+  const Philox4 r = mvue_words(seed, row * ((groups_per_row + 1) / 2) + group / 2);
+  *u0 = philox_uniform((group & 1) ? r.v[2] : r.v[0]);
+  *u1 = philox_uniform((group & 1) ? r.v[3] : r.v[1]);
 }
 
 }  // namespace sparse24

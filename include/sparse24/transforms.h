@@ -35,9 +35,9 @@ Sparse24Matrix prune_magnitude(const TensorView& dense, const CompressOptions& o
 Sparse24Matrix prune_with_mask(const TensorView& dense, const Mask24& mask,
                                const CompressOptions& opts = {});
 
-// MVUE24: unbiased random 2:4 pruning (E[out] = in). Group (r, g) draws its two uniforms from
-// Philox4x32-10 with key = seed and counter = r * (cols/4) + g, so the result depends only on
-// (seed, values), not on layout or device.
+// MVUE24: unbiased random 2:4 pruning (E[out] = in). Groups 2b and 2b+1 of row r draw their
+// uniforms from one Philox4x32-10 call with key = seed and counter = r * ceil(cols/8) + b
+// (philox.h), so the result depends only on (seed, values, shape), not on layout or device.
 Sparse24Matrix prune_mvue(const TensorView& dense, uint64_t seed, const CompressOptions& opts = {});
 // eps added to |x| before the draw, as the reference toolkit.
 constexpr float kMvueEps = 1.19209e-7f;

@@ -23,21 +23,22 @@ S24_HD bool is_finite_f(float x) { return (f32_to_bits(x) & 0x7F800000u) != 0x7F
 // x[i] for a run-time i, by selects: device code keeps x in registers (no local-memory array).
 S24_HD float pick4(const float x[4], int i) { return i == 0 ? x[0] : (i == 1 ? x[1] : (i == 2 ? x[2] : x[3])); }
 
-// The two largest keys; on equal keys the lower index ranks higher.
+// The two largest keys; on equal keys the lower index ranks higher. A 4-player tournament
+// (0 vs 1, 2 vs 3, then the winners): the runner-up is the final's loser or the champion's
+// first-round victim. Five comparisons, no arrays indexed at run time.
 S24_HD Pick top2(const float key[4]) {
-  int k0 = 0, k1 = 1, n = 0;
-  S24_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    int above = 0;  // how many entries rank above i
-    S24_UNROLL
-    for (int j = 0; j < 4; ++j) above += (key[j] > key[i]) || (key[j] == key[i] && j < i);
-    if (above < 2) {  // ranks are distinct: exactly two entries pass, in index order
-      if (n == 0) k0 = i;
-      else k1 = i;
-      ++n;
-    }
-  }
-  return {k0, k1};
+  const bool b1 = key[1] > key[0], b3 = key[3] > key[2];  // ties go to the lower index
+  const int w01 = b1 ? 1 : 0, l01 = b1 ? 0 : 1, w23 = b3 ? 3 : 2, l23 = b3 ? 2 : 3;
+  const float kw01 = b1 ? key[1] : key[0], kl01 = b1 ? key[0] : key[1];
+  const float kw23 = b3 ? key[3] : key[2], kl23 = b3 ? key[2] : key[3];
+  const bool high = kw23 > kw01;  // the champion comes from (2, 3)
+  const int first = high ? w23 : w01;
+  // Runner-up candidates: the final's loser, and the champion's first-round victim.
+  const int c_final = high ? w01 : w23, c_victim = high ? l23 : l01;
+  const float k_final = high ? kw01 : kw23, k_victim = high ? kl23 : kl01;
+  const bool victim_wins = k_victim > k_final || (k_victim == k_final && c_victim < c_final);
+  const int second = victim_wins ? c_victim : c_final;
+  return first < second ? Pick{first, second} : Pick{second, first};
 }
 
 // Magnitude: keep the two largest |x|, ties to the lower index. Non-finite values rank largest
@@ -70,7 +71,8 @@ S24_HD Pick soft_threshold(const float x[4], float beta, float* v0, float* v1) {
 //   index order, probability a_j / T (T = their sum), the same way with u1.
 //   Kept values x_i / p_i with the inclusion probability
 //     p_i = a_i / S + sum_{j != i} (a_j / S) * (a_i / T_j),   T_j = sum_{k != j} a_k,
-//   so E[out] = x exactly. An all-zero group stays zero.
+//   so E[out] = x exactly (in float: divisions by S and T_j are multiplications by their
+//   reciprocals, 1/S and 1/T_j). An all-zero group stays zero.
 S24_HD Pick mvue(const float x[4], float u0, float u1, float eps, float* v0, float* v1) {
   float a[4], total[4];  // total[j] = sum of a over k != j, in index order
   S24_UNROLL
@@ -106,13 +108,14 @@ S24_HD Pick mvue(const float x[4], float u0, float u1, float eps, float* v0, flo
   }
   if (second < 0) second = last;
   const Pick p = first < second ? Pick{first, second} : Pick{second, first};
-  // Inclusion probabilities of the two kept positions.
-  const float a0 = pick4(a, p.i0), a1 = pick4(a, p.i1);
-  float q0 = a0 / s, q1 = a1 / s;
+  // Inclusion probabilities of the two kept positions, with reciprocals computed once.
+  const float a0 = pick4(a, p.i0), a1 = pick4(a, p.i1), inv_s = 1.f / s;
+  float q0 = a0 * inv_s, q1 = a1 * inv_s;
   S24_UNROLL
   for (int j = 0; j < 4; ++j) {
-    if (j != p.i0) q0 += (a[j] / s) * (a0 / total[j]);
-    if (j != p.i1) q1 += (a[j] / s) * (a1 / total[j]);
+    const float pj = a[j] * inv_s, inv_t = 1.f / total[j];
+    if (j != p.i0) q0 += pj * (a0 * inv_t);
+    if (j != p.i1) q1 += pj * (a1 * inv_t);
   }
   *v0 = pick4(x, p.i0) / q0;
   *v1 = pick4(x, p.i1) / q1;
@@ -122,12 +125,12 @@ S24_HD Pick mvue(const float x[4], float u0, float u1, float eps, float* v0, flo
 // ---- One group under any of the rules ----------------------------------------------------
 enum class GroupRule : uint8_t { kMagnitude, kMask, kMvue, kSoftThreshold };
 
-// The kept positions and values of group `group_index` (row * groups_per_row + group) under
-// `rule`: kMask reads mask_code, kMvue draws with `seed`, kSoftThreshold scales by beta. A group
-// holding NaN/Inf (only reached under NonFinite::kPropagate) keeps the mask's positions, else
+// The kept positions and values of a group under `rule`: kMask reads mask_code, kMvue uses the
+// group's uniforms u0, u1 (mvue_uniforms), kSoftThreshold scales by beta. A group holding
+// NaN/Inf (only reached under NonFinite::kPropagate) keeps the mask's positions, else
 // magnitude's, and stores NaN in both slots.
-S24_HD Pick apply_group(const float x[4], GroupRule rule, uint8_t mask_code, uint64_t seed,
-                        uint64_t group_index, float beta, float* v0, float* v1) {
+S24_HD Pick apply_group(const float x[4], GroupRule rule, uint8_t mask_code, float u0, float u1, float beta,
+                        float* v0, float* v1) {
   const bool finite = is_finite_f(x[0]) && is_finite_f(x[1]) && is_finite_f(x[2]) && is_finite_f(x[3]);
   Pick p{0, 1};
   if (rule == GroupRule::kMask) {
@@ -141,8 +144,6 @@ S24_HD Pick apply_group(const float x[4], GroupRule rule, uint8_t mask_code, uin
     *v0 = pick4(x, p.i0);
     *v1 = pick4(x, p.i1);
   } else if (rule == GroupRule::kMvue) {
-    float u0, u1;
-    mvue_uniforms(seed, group_index, &u0, &u1);
     p = mvue(x, u0, u1, kMvueEps, v0, v1);
   } else {
     p = soft_threshold(x, beta, v0, v1);

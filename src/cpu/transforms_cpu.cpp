@@ -26,8 +26,9 @@ void prune_groups_typed(const TensorView& in, const GroupArgs& args, const Compr
       float x[4], v0 = 0.f, v1 = 0.f;
       for (int i = 0; i < 4; ++i) x[i] = to_f32(*in.at<const In>(r, 4 * g + i));
       const uint8_t mask_code = args.rule == rules::GroupRule::kMask ? args.mask->code(r, g) : 0;
-      const rules::Pick p =
-          rules::apply_group(x, args.rule, mask_code, args.seed, uint64_t(r * groups + g), args.beta, &v0, &v1);
+      float u0 = 0.f, u1 = 0.f;
+      if (args.rule == rules::GroupRule::kMvue) mvue_uniforms(args.seed, uint64_t(r), uint64_t(g), uint64_t(groups), &u0, &u1);
+      const rules::Pick p = rules::apply_group(x, args.rule, mask_code, u0, u1, args.beta, &v0, &v1);
       values[r * 2 * groups + 2 * g] = from_f32<Out>(v0, scale, ov);
       values[r * 2 * groups + 2 * g + 1] = from_f32<Out>(v1, scale, ov);
       out.mask.set_code(r, g, group_code(p.i0, p.i1));

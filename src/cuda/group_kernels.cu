@@ -38,6 +38,8 @@ __device__ __forceinline__ void process_byte(const float x[8], int64_t row, int6
   const int64_t g0 = 2 * byte;
   const bool both = g0 + 1 < p.groups;
   const uint8_t mask_byte = p.rule == rules::GroupRule::kMask ? p.mask_meta[row * p.row_bytes + byte] : 0;
+  Philox4 words{{0u, 0u, 0u, 0u}};  // MVUE: one Philox call for both groups
+  if (p.rule == rules::GroupRule::kMvue) words = mvue_words(p.seed, uint64_t(row * p.row_bytes + byte));
   Vec<Out, 4> out;
   uint8_t meta = 0;
 #pragma unroll
@@ -49,8 +51,9 @@ __device__ __forceinline__ void process_byte(const float x[8], int64_t row, int6
         if (!rules::is_finite_f(g[i])) report_first(p.bad, row * 4 * p.groups + 4 * (g0 + h) + i);
     }
     float v0 = 0.f, v1 = 0.f;
-    const rules::Pick k = rules::apply_group(g, p.rule, uint8_t((mask_byte >> (4 * h)) & 0xF), p.seed,
-                                             uint64_t(row * p.groups + g0 + h), p.beta, &v0, &v1);
+    const rules::Pick k = rules::apply_group(g, p.rule, uint8_t((mask_byte >> (4 * h)) & 0xF),
+                                             philox_uniform(words.v[2 * h]), philox_uniform(words.v[2 * h + 1]),
+                                             p.beta, &v0, &v1);
     out.v[2 * h] = from_f32<Out>(v0, p.scale, p.overflow);
     out.v[2 * h + 1] = from_f32<Out>(v1, p.scale, p.overflow);
     if (h == 0 || both) meta = uint8_t(meta | (group_code(k.i0, k.i1) << (4 * h)));
@@ -69,11 +72,11 @@ __device__ __forceinline__ void process_byte(const float x[8], int64_t row, int6
   p.meta[row * p.row_bytes + byte] = meta;
 }
 
+// Block (32, 8): a warp takes 32 consecutive metadata bytes (256 elements) of one row.
 template <typename In, typename Out>
 __global__ void __launch_bounds__(kThreads) rows_kernel(DeviceMatrix in, GroupParams p) {
-  const int64_t item = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (item >= p.rows * p.row_bytes) return;
-  const int64_t row = item / p.row_bytes, byte = item % p.row_bytes;
+  const int64_t byte = int64_t(blockIdx.x) * 32 + threadIdx.x, row = int64_t(blockIdx.y) * 8 + threadIdx.y;
+  if (byte >= p.row_bytes || row >= p.rows) return;
   float x[8];
   load8(static_cast<const In*>(in.data) + row * in.sr + 8 * byte, x);
   process_byte<Out>(x, row, byte, p);
@@ -99,8 +102,9 @@ void launch(const TensorView& in, const GroupParams& p) {
   bool along_rows = false;
   const bool vec = vector_friendly(in, &along_rows);
   if (vec && along_rows) {
-    const int64_t items = p.rows * p.row_bytes;
-    rows_kernel<In, Out><<<unsigned((items + kThreads - 1) / kThreads), kThreads>>>(device_matrix(in), p);
+    const dim3 grid(unsigned((p.row_bytes + 31) / 32), unsigned((p.rows + 7) / 8));
+    S24_CHECK(grid.y <= 65535u, kShape, "CUDA transforms: ", in.describe(), " has too many rows for one launch");
+    rows_kernel<In, Out><<<grid, dim3(32, 8)>>>(device_matrix(in), p);
   } else {
     const dim3 grid(unsigned((in.cols() + kTileC - 1) / kTileC), unsigned((in.rows() + kTileR - 1) / kTileR));
     S24_CHECK(grid.y <= 65535u, kShape, "CUDA transforms: ", in.describe(), " has too many rows for one launch");

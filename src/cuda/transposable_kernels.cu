@@ -28,8 +28,8 @@ template <typename In, typename Out>
 __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, TransposableParams p, bool vec,
                                                                bool along_rows) {
   __shared__ float tile[kTile][kTile + 1];
-  __shared__ Out wt_vals[kTile][kTile / 2];     // W^T tile: 64 rows (W's columns) x 32 kept values
-  __shared__ uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
+  __shared__ alignas(16) Out wt_vals[kTile][kTile / 2];     // W^T tile: 64 rows (W's columns) x 32 values
+  __shared__ alignas(16) uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
   const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
   load_tile<In, kTile, kTile, kThreads>(w, r0, c0, vec, along_rows, tile);
   __syncthreads();
@@ -105,17 +105,32 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
   }
   __syncthreads();
 
-  // Write the W^T tile: rows c0.., values from slot r0/2, metadata from byte r0/8.
+  // Write the W^T tile: rows c0.., values from slot r0/2, metadata from byte r0/8; whole rows of
+  // the tile go out as 16-byte vectors when the tile is full and the rows are 16-byte aligned.
   Out* tv = static_cast<Out*>(p.wt_values);
   const int64_t t_rows = min(int64_t(kTile), w.cols - c0), t_vals = min(int64_t(kTile), w.rows - r0) / 2;
-  for (int e = threadIdx.x; e < kTile * (kTile / 2); e += kThreads) {
-    const int lr = e / (kTile / 2), k = e % (kTile / 2);
-    if (lr < t_rows && k < t_vals) tv[(c0 + lr) * (w.rows / 2) + r0 / 2 + k] = wt_vals[lr][k];
-  }
   const int64_t t_bytes = (min(int64_t(kTile), w.rows - r0) / 4 + 1) / 2;
-  for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
-    const int lr = e / (kTile / 8), k = e % (kTile / 8);
-    if (lr < t_rows && k < t_bytes) p.wt_meta[(c0 + lr) * p.wt_row_bytes + r0 / 8 + k] = wt_meta[lr][k];
+  constexpr int kChunks = (kTile / 2) * int(sizeof(Out)) / 16;  // 16-byte chunks per tile row
+  if (t_vals == kTile / 2 && ((w.rows / 2) * int64_t(sizeof(Out))) % 16 == 0) {
+    for (int e = threadIdx.x; e < kTile * kChunks; e += kThreads) {
+      const int lr = e / kChunks, k = e % kChunks;
+      if (lr < t_rows)
+        reinterpret_cast<uint4*>(tv + (c0 + lr) * (w.rows / 2) + r0 / 2)[k] = reinterpret_cast<const uint4*>(wt_vals[lr])[k];
+    }
+  } else {
+    for (int e = threadIdx.x; e < kTile * (kTile / 2); e += kThreads) {
+      const int lr = e / (kTile / 2), k = e % (kTile / 2);
+      if (lr < t_rows && k < t_vals) tv[(c0 + lr) * (w.rows / 2) + r0 / 2 + k] = wt_vals[lr][k];
+    }
+  }
+  if (t_bytes == kTile / 8 && p.wt_row_bytes % 8 == 0) {
+    for (int lr = threadIdx.x; lr < t_rows; lr += kThreads)
+      *reinterpret_cast<uint2*>(p.wt_meta + (c0 + lr) * p.wt_row_bytes + r0 / 8) = *reinterpret_cast<const uint2*>(wt_meta[lr]);
+  } else {
+    for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
+      const int lr = e / (kTile / 8), k = e % (kTile / 8);
+      if (lr < t_rows && k < t_bytes) p.wt_meta[(c0 + lr) * p.wt_row_bytes + r0 / 8 + k] = wt_meta[lr][k];
+    }
   }
 }
 
