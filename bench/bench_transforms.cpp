@@ -49,20 +49,28 @@ double time_us(int rotate, const std::function<void(int)>& fn) {
   return t[t.size() / 2];
 }
 
-// Device-to-device copy rate in TB/s (bytes read + written), `bytes` each way.
-double copy_rate(size_t bytes = size_t(1) << 30) {
-  void *a = nullptr, *b = nullptr;
-  check(cudaMalloc(&a, bytes), "cudaMalloc");
-  check(cudaMalloc(&b, bytes), "cudaMalloc");
-  check(cudaMemset(a, 1, bytes), "cudaMemset");
-  const double us = time_us(1, [&](int) { check(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice), "copy"); });
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * double(bytes) / (us * 1e-6) / 1e12;
-}
-
 // How many input copies to rotate over so that one round moves >= 256 MB (beyond L2).
 int rotation(double bytes_per_call) { return std::clamp(int(256e6 / bytes_per_call) + 1, 1, 24); }
+
+// Device-to-device copy rate in TB/s (bytes read + written) of `bytes`, rotating over buffers
+// like the kernels do.
+double copy_rate(size_t bytes = size_t(1) << 30) {
+  const int n = rotation(2.0 * double(bytes));
+  std::vector<void*> src(size_t(n)), dst(size_t(n));
+  for (int i = 0; i < n; ++i) {
+    check(cudaMalloc(&src[size_t(i)], bytes), "cudaMalloc");
+    check(cudaMalloc(&dst[size_t(i)], bytes), "cudaMalloc");
+    check(cudaMemset(src[size_t(i)], 1, bytes), "cudaMemset");
+  }
+  const double us = time_us(n, [&](int i) {
+    check(cudaMemcpyAsync(dst[size_t(i)], src[size_t(i)], bytes, cudaMemcpyDeviceToDevice), "copy");
+  });
+  for (int i = 0; i < n; ++i) {
+    cudaFree(src[size_t(i)]);
+    cudaFree(dst[size_t(i)]);
+  }
+  return 2.0 * double(bytes) / (us * 1e-6) / 1e12;
+}
 
 struct Row {
   std::string kernel, shape, types;
