@@ -56,7 +56,7 @@ int rotation(double bytes_per_call) { return std::clamp(int(256e6 / bytes_per_ca
 // like the kernels do.
 double copy_rate(size_t bytes = size_t(1) << 30) {
   const int n = rotation(2.0 * double(bytes));
-  std::vector<void*> src(size_t(n)), dst(size_t(n));
+  std::vector<void*> src(static_cast<size_t>(n)), dst(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     check(cudaMalloc(&src[size_t(i)], bytes), "cudaMalloc");
     check(cudaMalloc(&dst[size_t(i)], bytes), "cudaMalloc");
