@@ -26,27 +26,45 @@ S24_HD float pick4(const float x[4], int i) { return i == 0 ? x[0] : (i == 1 ? x
 // The two largest keys; on equal keys the lower index ranks higher. A 4-player tournament
 // (0 vs 1, 2 vs 3, then the winners): the runner-up is the final's loser or the champion's
 // first-round victim. Five comparisons, no arrays indexed at run time.
-S24_HD Pick top2(const float key[4]) {
+S24_HD Pick top2(const uint32_t key[4]) {
   const bool b1 = key[1] > key[0], b3 = key[3] > key[2];  // ties go to the lower index
   const int w01 = b1 ? 1 : 0, l01 = b1 ? 0 : 1, w23 = b3 ? 3 : 2, l23 = b3 ? 2 : 3;
-  const float kw01 = b1 ? key[1] : key[0], kl01 = b1 ? key[0] : key[1];
-  const float kw23 = b3 ? key[3] : key[2], kl23 = b3 ? key[2] : key[3];
+  const uint32_t kw01 = b1 ? key[1] : key[0], kl01 = b1 ? key[0] : key[1];
+  const uint32_t kw23 = b3 ? key[3] : key[2], kl23 = b3 ? key[2] : key[3];
   const bool high = kw23 > kw01;  // the champion comes from (2, 3)
   const int first = high ? w23 : w01;
   // Runner-up candidates: the final's loser, and the champion's first-round victim.
   const int c_final = high ? w01 : w23, c_victim = high ? l23 : l01;
-  const float k_final = high ? kw01 : kw23, k_victim = high ? kl23 : kl01;
+  const uint32_t k_final = high ? kw01 : kw23, k_victim = high ? kl23 : kl01;
   const bool victim_wins = k_victim > k_final || (k_victim == k_final && c_victim < c_final);
   const int second = victim_wins ? c_victim : c_final;
   return first < second ? Pick{first, second} : Pick{second, first};
 }
 
+// Magnitude keys: |x| as an unsigned integer, which orders non-negative floats exactly as their
+// values (+0 lowest); NaN and Inf both map to the Inf code, so non-finite values rank largest and
+// equal. The same order for every input type, so keys can be taken from the raw fp16/bf16 bits.
+S24_HD uint32_t magnitude_key(float x) {
+  const uint32_t a = f32_to_bits(x) & 0x7FFFFFFFu;
+  return a < 0x7F800000u ? a : 0x7F800000u;
+}
+S24_HD uint32_t magnitude_key(f16_t x) {
+  const uint32_t a = x.bits & 0x7FFFu;
+  return a < 0x7C00u ? a : 0x7C00u;
+}
+S24_HD uint32_t magnitude_key(bf16_t x) {
+  const uint32_t a = x.bits & 0x7FFFu;
+  return a < 0x7F80u ? a : 0x7F80u;
+}
+// The key of the non-finite values of each type.
+S24_HD constexpr uint32_t non_finite_key(float) { return 0x7F800000u; }
+S24_HD constexpr uint32_t non_finite_key(f16_t) { return 0x7C00u; }
+S24_HD constexpr uint32_t non_finite_key(bf16_t) { return 0x7F80u; }
+
 // Magnitude: keep the two largest |x|, ties to the lower index. Non-finite values rank largest
 // (used by NonFinite::kPropagate); NaN and Inf rank equal.
 S24_HD Pick magnitude(const float x[4]) {
-  float key[4];
-  S24_UNROLL
-  for (int i = 0; i < 4; ++i) key[i] = is_finite_f(x[i]) ? abs_f(x[i]) : f32_from_bits(0x7F800000u);
+  const uint32_t key[4] = {magnitude_key(x[0]), magnitude_key(x[1]), magnitude_key(x[2]), magnitude_key(x[3])};
   return top2(key);
 }
 

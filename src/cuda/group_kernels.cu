@@ -32,30 +32,63 @@ struct GroupParams {
   unsigned long long* bad;      // NonFinite::kError: first non-finite index; null under kPropagate
 };
 
-// The two groups of metadata byte `byte` of row `row`, from their 8 inputs x.
-template <typename Out>
-__device__ __forceinline__ void process_byte(const float x[8], int64_t row, int64_t byte, const GroupParams& p) {
+// raw[i] for a run-time i, by selects (no local-memory array).
+template <typename T>
+__device__ __forceinline__ T pick4(const T* v, int i) { return i == 0 ? v[0] : (i == 1 ? v[1] : (i == 2 ? v[2] : v[3])); }
+
+// A kept input as the storage type: the raw bits when nothing changes them (same type, no scale),
+// else converted as the CPU does (from_f32 of the exact float value).
+template <typename In, typename Out>
+__device__ __forceinline__ Out store_value(In v, float scale, Overflow ov) {
+  if constexpr (std::is_same_v<In, Out>) {
+    if (scale == 1.f) return v;  // finite values: from_f32(to_f32(v)) == v exactly
+  }
+  return from_f32<Out>(to_f32(v), scale, ov);
+}
+
+// The two groups of metadata byte `byte` of row `row`, from their 8 raw inputs. Magnitude and
+// explicit-mask groups with finite values are chosen on integer keys (rules::magnitude_key) and
+// copy or convert only the two kept values; everything else goes through rules::apply_group on
+// floats. Both give the CPU's results bit for bit.
+template <typename In, typename Out>
+__device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64_t byte, const GroupParams& p) {
   const int64_t g0 = 2 * byte;
   const bool both = g0 + 1 < p.groups;
-  const uint8_t mask_byte = p.rule == rules::GroupRule::kMask ? p.mask_meta[row * p.row_bytes + byte] : 0;
+  const bool mask_rule = p.rule == rules::GroupRule::kMask;
+  const uint8_t mask_byte = mask_rule ? p.mask_meta[row * p.row_bytes + byte] : 0;
   Philox4 words{{0u, 0u, 0u, 0u}};  // MVUE: one Philox call for both groups
   if (p.rule == rules::GroupRule::kMvue) words = mvue_words(p.seed, uint64_t(row * p.row_bytes + byte));
   Vec<Out, 4> out;
   uint8_t meta = 0;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const float* g = x + 4 * h;
-    if (p.bad && (h == 0 || both)) {
+    const In* g = raw + 4 * h;
+    uint32_t key[4];
+    bool finite = true;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      key[i] = rules::magnitude_key(g[i]);
+      finite = finite && key[i] < rules::non_finite_key(In{});
+    }
+    if (!finite && p.bad && (h == 0 || both)) {
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        if (!rules::is_finite_f(g[i])) report_first(p.bad, row * 4 * p.groups + 4 * (g0 + h) + i);
+        if (key[i] >= rules::non_finite_key(In{})) report_first(p.bad, row * 4 * p.groups + 4 * (g0 + h) + i);
     }
-    float v0 = 0.f, v1 = 0.f;
-    const rules::Pick k = rules::apply_group(g, p.rule, uint8_t((mask_byte >> (4 * h)) & 0xF),
-                                             philox_uniform(words.v[2 * h]), philox_uniform(words.v[2 * h + 1]),
-                                             p.beta, &v0, &v1);
-    out.v[2 * h] = from_f32<Out>(v0, p.scale, p.overflow);
-    out.v[2 * h + 1] = from_f32<Out>(v1, p.scale, p.overflow);
+    const uint8_t mask_code = uint8_t((mask_byte >> (4 * h)) & 0xF);
+    rules::Pick k;
+    if (finite && (mask_rule || p.rule == rules::GroupRule::kMagnitude)) {
+      k = mask_rule ? rules::Pick{mask_code & 3, mask_code >> 2} : rules::top2(key);
+      out.v[2 * h] = store_value<In, Out>(pick4(g, k.i0), p.scale, p.overflow);
+      out.v[2 * h + 1] = store_value<In, Out>(pick4(g, k.i1), p.scale, p.overflow);
+    } else {
+      const float x[4] = {to_f32(g[0]), to_f32(g[1]), to_f32(g[2]), to_f32(g[3])};
+      float v0 = 0.f, v1 = 0.f;
+      k = rules::apply_group(x, p.rule, mask_code, philox_uniform(words.v[2 * h]),
+                             philox_uniform(words.v[2 * h + 1]), p.beta, &v0, &v1);
+      out.v[2 * h] = from_f32<Out>(v0, p.scale, p.overflow);
+      out.v[2 * h + 1] = from_f32<Out>(v1, p.scale, p.overflow);
+    }
     if (h == 0 || both) meta = uint8_t(meta | (group_code(k.i0, k.i1) << (4 * h)));
   }
   Out* dst = static_cast<Out*>(p.values) + row * 2 * p.groups + 2 * g0;
@@ -77,24 +110,24 @@ template <typename In, typename Out>
 __global__ void __launch_bounds__(kThreads) rows_kernel(DeviceMatrix in, GroupParams p) {
   const int64_t byte = int64_t(blockIdx.x) * 32 + threadIdx.x, row = int64_t(blockIdx.y) * 8 + threadIdx.y;
   if (byte >= p.row_bytes || row >= p.rows) return;
-  float x[8];
+  In x[8];
   load8(static_cast<const In*>(in.data) + row * in.sr + 8 * byte, x);
-  process_byte<Out>(x, row, byte, p);
+  process_byte<In, Out>(x, row, byte, p);
 }
 
 template <typename In, typename Out>
 __global__ void __launch_bounds__(kThreads) tile_kernel(DeviceMatrix in, GroupParams p, bool vec, bool along_rows) {
-  __shared__ float tile[kTileR][kTileC + 1];
+  __shared__ In tile[kTileR][kTileC + 1];
   const int64_t r0 = int64_t(blockIdx.y) * kTileR, c0 = int64_t(blockIdx.x) * kTileC;
-  load_tile<In, kTileR, kTileC, kThreads>(in, r0, c0, vec, along_rows, tile);
+  load_tile<In, In, kTileR, kTileC, kThreads>(in, r0, c0, vec, along_rows, tile);
   __syncthreads();
   const int r = threadIdx.x / 8, b = threadIdx.x % 8;  // tile row, metadata byte
   const int64_t row = r0 + r, byte = c0 / 8 + b;
   if (row >= p.rows || byte >= p.row_bytes) return;
-  float x[8];
+  In x[8];
 #pragma unroll
   for (int i = 0; i < 8; ++i) x[i] = tile[r][8 * b + i];
-  process_byte<Out>(x, row, byte, p);
+  process_byte<In, Out>(x, row, byte, p);
 }
 
 template <typename In, typename Out>

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/runtime.h"
 #include "sparse24/dtype.h"
@@ -42,36 +43,43 @@ struct alignas(sizeof(T) * N >= 16 ? 16 : sizeof(T) * N) Vec {
   T v[N];
 };
 
-// Loads 8 consecutive elements (16-byte aligned) as floats.
-template <typename In>
-__device__ __forceinline__ void load8(const In* p, float x[8]) {
+// An element as the tile holds it: converted to float, or kept raw (T = In).
+template <typename T, typename In>
+__device__ __forceinline__ T as_tile(In v) {
+  if constexpr (std::is_same_v<T, In>) return v;
+  else return to_f32(v);
+}
+
+// Loads 8 consecutive elements (16-byte aligned) as T (float, or In itself).
+template <typename In, typename T>
+__device__ __forceinline__ void load8(const In* p, T x[8]) {
   if constexpr (sizeof(In) == 4) {
     const Vec<In, 4> a = reinterpret_cast<const Vec<In, 4>*>(p)[0], b = reinterpret_cast<const Vec<In, 4>*>(p)[1];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      x[i] = to_f32(a.v[i]);
-      x[4 + i] = to_f32(b.v[i]);
+      x[i] = as_tile<T>(a.v[i]);
+      x[4 + i] = as_tile<T>(b.v[i]);
     }
   } else {
     const Vec<In, 8> a = *reinterpret_cast<const Vec<In, 8>*>(p);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) x[i] = to_f32(a.v[i]);
+    for (int i = 0; i < 8; ++i) x[i] = as_tile<T>(a.v[i]);
   }
 }
 
-// Loads the TR x TC tile at (r0, c0) into shared memory as float (TC a multiple of 8). Threads
-// run along the contiguous dimension of the input so that every warp reads consecutive
-// addresses; with `vec` (see vector_friendly) each thread moves 8 elements with 16-byte loads.
-// Elements outside the matrix read as 0.
-template <typename In, int TR, int TC, int THREADS>
+// Loads the TR x TC tile at (r0, c0) into shared memory as T (float, or In itself; TC a multiple
+// of 8). Threads run along the contiguous dimension of the input so that every warp reads
+// consecutive addresses; with `vec` (see vector_friendly) each thread moves 8 elements with
+// 16-byte loads. Elements outside the matrix read as zero bits.
+template <typename In, typename T, int TR, int TC, int THREADS>
 __device__ __forceinline__ void load_tile(const DeviceMatrix& m, int64_t r0, int64_t c0, bool vec,
-                                          bool along_rows, float (*tile)[TC + 1]) {
+                                          bool along_rows, T (*tile)[TC + 1]) {
   const In* base = static_cast<const In*>(m.data);
   if (vec && along_rows) {
     for (int e = threadIdx.x; e < TR * TC / 8; e += THREADS) {
       const int r = e / (TC / 8), c = 8 * (e % (TC / 8));
       const int64_t gr = r0 + r, gc = c0 + c;
-      float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      T x[8] = {};
       if (gr < m.rows && gc < m.cols) load8(base + gr * m.sr + gc, x);
 #pragma unroll
       for (int i = 0; i < 8; ++i) tile[r][c + i] = x[i];
@@ -80,7 +88,7 @@ __device__ __forceinline__ void load_tile(const DeviceMatrix& m, int64_t r0, int
     for (int e = threadIdx.x; e < TR * TC / 8; e += THREADS) {
       const int c = e / (TR / 8), r = 8 * (e % (TR / 8));
       const int64_t gr = r0 + r, gc = c0 + c;
-      float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      T x[8] = {};
       if (gr < m.rows && gc < m.cols) load8(base + gc * m.sc + gr, x);
 #pragma unroll
       for (int i = 0; i < 8; ++i) tile[r + i][c] = x[i];
@@ -91,7 +99,7 @@ __device__ __forceinline__ void load_tile(const DeviceMatrix& m, int64_t r0, int
       const int r = col_major ? e % TR : e / TC;
       const int c = col_major ? e / TR : e % TC;
       const int64_t gr = r0 + r, gc = c0 + c;
-      tile[r][c] = (gr < m.rows && gc < m.cols) ? to_f32(base[gr * m.sr + gc * m.sc]) : 0.f;
+      tile[r][c] = (gr < m.rows && gc < m.cols) ? as_tile<T>(base[gr * m.sr + gc * m.sc]) : T{};
     }
   }
 }

@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
   __shared__ alignas(16) Out wt_vals[kTile][kTile / 2];     // W^T tile: 64 rows (W's columns) x 32 values
   __shared__ alignas(16) uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
   const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  load_tile<In, kTile, kTile, kThreads>(w, r0, c0, vec, along_rows, tile);
+  load_tile<In, float, kTile, kTile, kThreads>(w, r0, c0, vec, along_rows, tile);
   __syncthreads();
 
   // Thread t owns block (bi, bj) of the tile; lanes with consecutive bj share W's metadata bytes,
