@@ -4,10 +4,10 @@
 //
 // Work unit: one metadata byte = two groups = 8 consecutive elements of a row; it reads 8 inputs
 // and writes 4 values and 1 byte. Two kernels feed it:
-//   * rows_kernel: row-major input whose rows are 16-byte aligned runs of 8: each thread loads
-//     the 8 elements of each of its items straight from global memory with vector loads;
+//   * rows_kernel: row-major input whose rows are 16-byte aligned runs of 8: each thread loads its
+//     8 elements straight from global memory with vector loads (no shared memory);
 //   * tile_kernel: anything else (notably the column-major dY^T of the weight gradient): a
-//     64 x 64 tile goes through shared memory so that reads run along the contiguous dimension
+//     32 x 64 tile goes through shared memory so that reads run along the contiguous dimension
 //     and writes along rows.
 #include "core/rules24.h"
 #include "cuda/check.h"
@@ -18,7 +18,7 @@ namespace sparse24::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kTileR = 64, kTileC = 64;  // tile_kernel: 8 metadata bytes per tile row
+constexpr int kTileR = 32, kTileC = 64;  // tile_kernel: 8 metadata bytes per tile row
 
 struct GroupParams {
   void* values;                 // rows x cols/2, row-major, of the storage type
@@ -105,56 +105,39 @@ __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64
   p.meta[row * p.row_bytes + byte] = meta;
 }
 
-// Each block takes kItems * 256 consecutive (row, metadata byte) items; a thread issues all its
-// loads before processing any, so several 16-byte loads are in flight per thread.
-constexpr int kItems = 4;
+// Block (32, 8): a warp takes 32 consecutive metadata bytes (256 elements) of one row.
 template <typename In, typename Out>
-__global__ void __launch_bounds__(kThreads) rows_kernel(DeviceMatrix in, GroupParams p, uint32_t items) {
-  const uint32_t first = blockIdx.x * (kItems * kThreads) + threadIdx.x;
-  const uint32_t row_bytes = uint32_t(p.row_bytes);
-  In x[kItems][8];
-#pragma unroll
-  for (int k = 0; k < kItems; ++k) {
-    const uint32_t item = first + k * kThreads;
-    if (item < items)
-      load8(static_cast<const In*>(in.data) + int64_t(item / row_bytes) * in.sr + 8 * (item % row_bytes), x[k]);
-  }
-#pragma unroll
-  for (int k = 0; k < kItems; ++k) {
-    const uint32_t item = first + k * kThreads;
-    if (item < items) process_byte<In, Out>(x[k], item / row_bytes, item % row_bytes, p);
-  }
+__global__ void __launch_bounds__(kThreads) rows_kernel(DeviceMatrix in, GroupParams p) {
+  const int64_t byte = int64_t(blockIdx.x) * 32 + threadIdx.x, row = int64_t(blockIdx.y) * 8 + threadIdx.y;
+  if (byte >= p.row_bytes || row >= p.rows) return;
+  In x[8];
+  load8(static_cast<const In*>(in.data) + row * in.sr + 8 * byte, x);
+  process_byte<In, Out>(x, row, byte, p);
 }
 
-// A kTileR x kTileC tile through shared memory; thread t takes tile rows t / 8 + 32 j, byte t % 8.
 template <typename In, typename Out>
 __global__ void __launch_bounds__(kThreads) tile_kernel(DeviceMatrix in, GroupParams p, bool vec, bool along_rows) {
   __shared__ In tile[kTileR][kTileC + 1];
   const int64_t r0 = int64_t(blockIdx.y) * kTileR, c0 = int64_t(blockIdx.x) * kTileC;
   load_tile<In, In, kTileR, kTileC, kThreads>(in, r0, c0, vec, along_rows, tile);
   __syncthreads();
-  const int b = threadIdx.x % 8;
-  const int64_t byte = c0 / 8 + b;
+  const int r = threadIdx.x / 8, b = threadIdx.x % 8;  // tile row, metadata byte
+  const int64_t row = r0 + r, byte = c0 / 8 + b;
+  if (row >= p.rows || byte >= p.row_bytes) return;
+  In x[8];
 #pragma unroll
-  for (int j = 0; j < kTileR / 32; ++j) {
-    const int r = threadIdx.x / 8 + 32 * j;
-    const int64_t row = r0 + r;
-    if (row >= p.rows || byte >= p.row_bytes) continue;
-    In x[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) x[i] = tile[r][8 * b + i];
-    process_byte<In, Out>(x, row, byte, p);
-  }
+  for (int i = 0; i < 8; ++i) x[i] = tile[r][8 * b + i];
+  process_byte<In, Out>(x, row, byte, p);
 }
 
 template <typename In, typename Out>
 void launch(const TensorView& in, const GroupParams& p) {
   bool along_rows = false;
   const bool vec = vector_friendly(in, &along_rows);
-  const int64_t items = p.rows * p.row_bytes;
-  if (vec && along_rows && items < (int64_t(1) << 31)) {
-    rows_kernel<In, Out><<<unsigned((items + kItems * kThreads - 1) / (kItems * kThreads)), kThreads>>>(
-        device_matrix(in), p, uint32_t(items));
+  if (vec && along_rows) {
+    const dim3 grid(unsigned((p.row_bytes + 31) / 32), unsigned((p.rows + 7) / 8));
+    S24_CHECK(grid.y <= 65535u, kShape, "CUDA transforms: ", in.describe(), " has too many rows for one launch");
+    rows_kernel<In, Out><<<grid, dim3(32, 8)>>>(device_matrix(in), p);
   } else {
     const dim3 grid(unsigned((in.cols() + kTileC - 1) / kTileC), unsigned((in.rows() + kTileR - 1) / kTileR));
     S24_CHECK(grid.y <= 65535u, kShape, "CUDA transforms: ", in.describe(), " has too many rows for one launch");
