@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #include <cuda_bf16.h>
@@ -44,6 +45,7 @@ enum class DType : uint8_t {
   kF8E4M3,  // OCP fp8 e4m3fn: bias 7, no Inf, NaN = S.1111.111, max 448
   kF8E5M2,  // OCP fp8 e5m2: bias 15, IEEE-like, max 57344
   kU8,      // unsigned byte: masks and metadata
+  kI32,     // signed 32-bit integer: token ids
 };
 
 enum class Overflow : uint8_t {
@@ -52,13 +54,15 @@ enum class Overflow : uint8_t {
 };
 
 // Size of one element in bytes.
-constexpr int dtype_size(DType t) { return t == DType::kF32 ? 4 : (t == DType::kF16 || t == DType::kBF16) ? 2 : 1; }
+constexpr int dtype_size(DType t) {
+  return (t == DType::kF32 || t == DType::kI32) ? 4 : (t == DType::kF16 || t == DType::kBF16) ? 2 : 1;
+}
 // "fp32", "fp16", "bf16", "int8", "e4m3", "e5m2", "uint8".
 const char* dtype_name(DType t);
 // Parses the names above (and the aliases float32/float16/bfloat16/fp8_e4m3/fp8_e5m2); throws kDType.
 DType parse_dtype(const char* name);
-// Types a value can be stored in after compression (everything but kU8).
-constexpr bool is_value_dtype(DType t) { return t != DType::kU8; }
+// Types a value can be stored in after compression (the float types and int8).
+constexpr bool is_value_dtype(DType t) { return t != DType::kU8 && t != DType::kI32; }
 // Types the transforms read (fp32, fp16, bf16).
 constexpr bool is_input_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
 // Largest finite magnitude of a floating type (int8: 127).
@@ -167,15 +171,19 @@ S24_HD uint8_t f32_to_e5m2(float f, Overflow ov = Overflow::kPyTorch) {
   if (c > 0x7Bu) return uint8_t(sign | (ov == Overflow::kSaturate ? 0x7Bu : 0x7Cu));
   return uint8_t(sign | c);
 }
+// Round half to even (the default rounding mode).
+S24_HD float rint_f(float q) {
+#if defined(__CUDA_ARCH__)
+  return rintf(q);
+#else
+  return __builtin_rintf(q);
+#endif
+}
 // int8 with scale: clamp(round_half_even(f / scale), -128, 127). f must not be NaN.
 S24_HD int8_t f32_to_i8(float f, float scale) {
   float q = f / scale;
   q = q < -128.f ? -128.f : (q > 127.f ? 127.f : q);
-#if defined(__CUDA_ARCH__)
-  return int8_t(rintf(q));
-#else
-  return int8_t(__builtin_rintf(q));  // default rounding mode: ties to even
-#endif
+  return int8_t(rint_f(q));
 }
 
 // code -> float (exact). Device code uses the hardware conversion for every code but NaNs, whose
@@ -216,6 +224,7 @@ S24_HD float to_f32(e4m3_t v) { return e4m3_to_f32(v.bits); }
 S24_HD float to_f32(e5m2_t v) { return e5m2_to_f32(v.bits); }
 S24_HD float to_f32(int8_t v) { return float(v); }
 S24_HD float to_f32(uint8_t v) { return float(v); }
+S24_HD float to_f32(int32_t v) { return float(v); }
 
 // Writes a float as element type T, storing value / scale (the per-tensor scale of int8 and fp8
 // storage; pass 1 for none, which skips the division).
@@ -226,6 +235,20 @@ template <> S24_HD bf16_t from_f32<bf16_t>(float v, float scale, Overflow ov) { 
 template <> S24_HD e4m3_t from_f32<e4m3_t>(float v, float scale, Overflow ov) { return {f32_to_e4m3(scale == 1.f ? v : v / scale, ov)}; }
 template <> S24_HD e5m2_t from_f32<e5m2_t>(float v, float scale, Overflow ov) { return {f32_to_e5m2(scale == 1.f ? v : v / scale, ov)}; }
 template <> S24_HD int8_t from_f32<int8_t>(float v, float scale, Overflow) { return f32_to_i8(v, scale); }
+// Masks and token ids: round half to even, clamped to the type's range (NaN gives 0).
+template <> S24_HD uint8_t from_f32<uint8_t>(float v, float scale, Overflow) {
+  const float q = v / scale;
+  return q > 0.f ? uint8_t(rint_f(q < 255.f ? q : 255.f)) : uint8_t(0);
+}
+template <> S24_HD int32_t from_f32<int32_t>(float v, float scale, Overflow) {
+  const float q = v / scale;
+  if (!(q == q)) return 0;
+  return q >= 2147483520.f ? 2147483647 : (q <= -2147483648.f ? int32_t(-2147483647 - 1) : int32_t(rint_f(q)));
+}
+
+// The types 2:4 values can be stored as (not the uint8 and int32 bookkeeping types).
+template <typename T>
+constexpr bool kIsValueType = !std::is_same_v<T, uint8_t> && !std::is_same_v<T, int32_t>;
 
 // Calls fn(TypeTag<T>{}) with T the storage type of `t`:
 //   dispatch_dtype(t, [&](auto tag) { using T = typename decltype(tag)::type; ... });
@@ -239,6 +262,7 @@ S24_HD decltype(auto) dispatch_dtype(DType t, Fn&& fn) {
     case DType::kF8E4M3: return fn(TypeTag<e4m3_t>{});
     case DType::kF8E5M2: return fn(TypeTag<e5m2_t>{});
     case DType::kU8: return fn(TypeTag<uint8_t>{});
+    case DType::kI32: return fn(TypeTag<int32_t>{});
     case DType::kF32: default: return fn(TypeTag<float>{});
   }
 }

@@ -15,6 +15,7 @@ const char* dtype_name(DType t) {
     case DType::kF8E4M3: return "e4m3";
     case DType::kF8E5M2: return "e5m2";
     case DType::kU8: return "uint8";
+    case DType::kI32: return "int32";
   }
   return "?";
 }
@@ -25,7 +26,8 @@ DType parse_dtype(const char* name) {
       {"fp32", DType::kF32},  {"float32", DType::kF32},    {"fp16", DType::kF16},
       {"float16", DType::kF16}, {"bf16", DType::kBF16},    {"bfloat16", DType::kBF16},
       {"int8", DType::kI8},   {"e4m3", DType::kF8E4M3},    {"fp8_e4m3", DType::kF8E4M3},
-      {"e5m2", DType::kF8E5M2}, {"fp8_e5m2", DType::kF8E5M2}, {"uint8", DType::kU8}};
+      {"e5m2", DType::kF8E5M2}, {"fp8_e5m2", DType::kF8E5M2}, {"uint8", DType::kU8},
+      {"int32", DType::kI32}};
   for (const Alias& a : kAliases)
     if (std::strcmp(a.name, name) == 0) return a.t;
   S24_FAIL(kDType, "unknown dtype '", name, "' (expected fp32, fp16, bf16, int8, e4m3, e5m2)");
@@ -40,6 +42,7 @@ float dtype_max(DType t) {
     case DType::kF8E4M3: return 448.f;
     case DType::kF8E5M2: return 57344.f;
     case DType::kU8: return 255.f;
+    case DType::kI32: return 2147483647.f;
   }
   return 0.f;
 }

@@ -44,7 +44,7 @@ void prune_groups(const TensorView& in, const GroupArgs& args, const CompressOpt
     dispatch_dtype(out.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;
       using Out = typename decltype(otag)::type;
-      if constexpr (!std::is_same_v<Out, uint8_t>) prune_groups_typed<In, Out>(in, args, opts, out);
+      if constexpr (kIsValueType<Out>) prune_groups_typed<In, Out>(in, args, opts, out);
     });
   });
 }
@@ -87,7 +87,7 @@ void decompress(const Sparse24Matrix& s, const TensorView& out) {
     dispatch_input_dtype(out.dtype, [&](auto otag) {
       using V = typename decltype(vtag)::type;
       using O = typename decltype(otag)::type;
-      if constexpr (!std::is_same_v<V, uint8_t>) {
+      if constexpr (kIsValueType<V>) {
         const V* values = s.values.data<V>();
         for (int64_t r = 0; r < s.rows; ++r)
           for (int64_t g = 0; g < groups; ++g) {

@@ -87,7 +87,7 @@ void prune_transposable(const TensorView& w, const Mask24* mask, const CompressO
     dispatch_dtype(res.w.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;
       using Out = typename decltype(otag)::type;
-      if constexpr (!std::is_same_v<Out, uint8_t>) transposable_typed<In, Out>(w, mask, opts, res);
+      if constexpr (kIsValueType<Out>) transposable_typed<In, Out>(w, mask, opts, res);
     });
   });
 }

@@ -159,7 +159,7 @@ int64_t prune_groups(const TensorView& in, const cpu::GroupArgs& args, const Com
     dispatch_dtype(out.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;
       using Out = typename decltype(otag)::type;
-      if constexpr (!std::is_same_v<Out, uint8_t>) launch<In, Out>(in, p);
+      if constexpr (kIsValueType<Out>) launch<In, Out>(in, p);
     });
   });
   return propagate ? -1 : read_report_slot();

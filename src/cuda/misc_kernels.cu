@@ -129,7 +129,7 @@ void decompress(const Sparse24Matrix& s, const TensorView& out) {
     dispatch_input_dtype(out.dtype, [&](auto otag) {
       using V = typename decltype(vtag)::type;
       using O = typename decltype(otag)::type;
-      if constexpr (!std::is_same_v<V, uint8_t>) {
+      if constexpr (kIsValueType<V>) {
         decompress_kernel<V, O><<<blocks_for(s.rows * groups), kThreads>>>(
             s.values.data<V>(), s.mask.codes().data<uint8_t>(), s.rows, groups, s.mask.row_bytes(), s.scale,
             static_cast<O*>(out.data));

@@ -152,7 +152,7 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
     dispatch_dtype(res.w.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;
       using Out = typename decltype(otag)::type;
-      if constexpr (!std::is_same_v<Out, uint8_t>) {
+      if constexpr (kIsValueType<Out>) {
         transposable_kernel<In, Out><<<grid, kThreads>>>(device_matrix(w), p, vec, along_rows);
         S24_CUDA_CHECK_LAUNCH("transposable_kernel");
       }
