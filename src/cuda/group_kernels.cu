@@ -1,167 +1,22 @@
-// CUDA group transforms (magnitude, explicit mask, MVUE24, soft threshold): one pass, dense in,
-// compressed values and canonical metadata out. The rule of each group is rules24.h's
-// apply_group, the code the CPU backend runs, so the two backends agree bit for bit.
-//
-// Work unit: one metadata byte = two groups = 8 consecutive elements of a row; it reads 8 inputs
-// and writes 4 values and 1 byte. Two kernels feed it:
-//   * rows_kernel: row-major input whose rows are 16-byte aligned runs of 8: each thread loads its
-//     8 elements straight from global memory with vector loads (no shared memory);
-//   * tile_kernel: anything else (notably the column-major dY^T of the weight gradient): a
-//     32 x 64 tile goes through shared memory so that reads run along the contiguous dimension
-//     and writes along rows.
-#include "core/rules24.h"
-#include "cuda/check.h"
-#include "cuda/tile.cuh"
-#include "cuda/transforms_cuda.h"
+// The CUDA group transforms' entry point: picks the rule's launcher (group_kernels.cuh).
+#include "cuda/group_kernels.cuh"
 
 namespace sparse24::cuda {
-namespace {
-
-constexpr int kThreads = 256;
-constexpr int kTileR = 32, kTileC = 64;  // tile_kernel: 8 metadata bytes per tile row
-
-struct GroupParams {
-  void* values;                 // rows x cols/2, row-major, of the storage type
-  uint8_t* meta;                // rows x row_bytes
-  int64_t rows, groups, row_bytes;
-  rules::GroupRule rule;
-  const uint8_t* mask_meta;     // kMask: the mask's canonical metadata
-  uint64_t seed;                // kMvue
-  float beta, scale;
-  Overflow overflow;
-  unsigned long long* bad;      // NonFinite::kError: first non-finite index; null under kPropagate
-};
-
-// raw[i] for a run-time i, by selects (no local-memory array).
-template <typename T>
-__device__ __forceinline__ T pick4(const T* v, int i) { return i == 0 ? v[0] : (i == 1 ? v[1] : (i == 2 ? v[2] : v[3])); }
-
-// A kept input as the storage type: the raw bits when nothing changes them (same type, no scale),
-// else converted as the CPU does (from_f32 of the exact float value).
-template <typename In, typename Out>
-__device__ __forceinline__ Out store_value(In v, float scale, Overflow ov) {
-  if constexpr (std::is_same_v<In, Out>) {
-    if (scale == 1.f) return v;  // finite values: from_f32(to_f32(v)) == v exactly
-  }
-  return from_f32<Out>(to_f32(v), scale, ov);
-}
-
-// The two groups of metadata byte `byte` of row `row`, from their 8 raw inputs. Magnitude and
-// explicit-mask groups with finite values are chosen on integer keys (rules::magnitude_key) and
-// copy or convert only the two kept values; everything else goes through rules::apply_group on
-// floats. Both give the CPU's results bit for bit.
-template <typename In, typename Out>
-__device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64_t byte, const GroupParams& p) {
-  const int64_t g0 = 2 * byte;
-  const bool both = g0 + 1 < p.groups;
-  const bool mask_rule = p.rule == rules::GroupRule::kMask;
-  const uint8_t mask_byte = mask_rule ? p.mask_meta[row * p.row_bytes + byte] : 0;
-  Philox4 words{{0u, 0u, 0u, 0u}};  // MVUE: one Philox call for both groups
-  if (p.rule == rules::GroupRule::kMvue) words = mvue_words(p.seed, uint64_t(row * p.row_bytes + byte));
-  Vec<Out, 4> out;
-  uint8_t meta = 0;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const In* g = raw + 4 * h;
-    uint32_t key[4];
-    bool finite = true;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      key[i] = rules::magnitude_key(g[i]);
-      finite = finite && key[i] < rules::non_finite_key(In{});
-    }
-    if (!finite && p.bad && (h == 0 || both)) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        if (key[i] >= rules::non_finite_key(In{})) report_first(p.bad, row * 4 * p.groups + 4 * (g0 + h) + i);
-    }
-    const uint8_t mask_code = uint8_t((mask_byte >> (4 * h)) & 0xF);
-    rules::Pick k;
-    if (finite && (mask_rule || p.rule == rules::GroupRule::kMagnitude)) {
-      k = mask_rule ? rules::Pick{mask_code & 3, mask_code >> 2} : rules::top2(key);
-      out.v[2 * h] = store_value<In, Out>(pick4(g, k.i0), p.scale, p.overflow);
-      out.v[2 * h + 1] = store_value<In, Out>(pick4(g, k.i1), p.scale, p.overflow);
-    } else {
-      const float x[4] = {to_f32(g[0]), to_f32(g[1]), to_f32(g[2]), to_f32(g[3])};
-      float v0 = 0.f, v1 = 0.f;
-      k = rules::apply_group(x, p.rule, mask_code, philox_uniform(words.v[2 * h]),
-                             philox_uniform(words.v[2 * h + 1]), p.beta, &v0, &v1);
-      out.v[2 * h] = from_f32<Out>(v0, p.scale, p.overflow);
-      out.v[2 * h + 1] = from_f32<Out>(v1, p.scale, p.overflow);
-    }
-    if (h == 0 || both) meta = uint8_t(meta | (group_code(k.i0, k.i1) << (4 * h)));
-  }
-  Out* dst = static_cast<Out*>(p.values) + row * 2 * p.groups + 2 * g0;
-  if (both && p.groups % 2 == 0) {
-    *reinterpret_cast<Vec<Out, 4>*>(dst) = out;  // 4 values, aligned: every row starts at a multiple of 4
-  } else {
-    dst[0] = out.v[0];
-    dst[1] = out.v[1];
-    if (both) {
-      dst[2] = out.v[2];
-      dst[3] = out.v[3];
-    }
-  }
-  p.meta[row * p.row_bytes + byte] = meta;
-}
-
-// Block (32, 8): a warp takes 32 consecutive metadata bytes (256 elements) of one row.
-template <typename In, typename Out>
-__global__ void __launch_bounds__(kThreads) rows_kernel(DeviceMatrix in, GroupParams p) {
-  const int64_t byte = int64_t(blockIdx.x) * 32 + threadIdx.x, row = int64_t(blockIdx.y) * 8 + threadIdx.y;
-  if (byte >= p.row_bytes || row >= p.rows) return;
-  In x[8];
-  load8(static_cast<const In*>(in.data) + row * in.sr + 8 * byte, x);
-  process_byte<In, Out>(x, row, byte, p);
-}
-
-template <typename In, typename Out>
-__global__ void __launch_bounds__(kThreads) tile_kernel(DeviceMatrix in, GroupParams p, bool vec, bool along_rows) {
-  __shared__ In tile[kTileR][kTileC + 1];
-  const int64_t r0 = int64_t(blockIdx.y) * kTileR, c0 = int64_t(blockIdx.x) * kTileC;
-  load_tile<In, In, kTileR, kTileC, kThreads>(in, r0, c0, vec, along_rows, tile);
-  __syncthreads();
-  const int r = threadIdx.x / 8, b = threadIdx.x % 8;  // tile row, metadata byte
-  const int64_t row = r0 + r, byte = c0 / 8 + b;
-  if (row >= p.rows || byte >= p.row_bytes) return;
-  In x[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) x[i] = tile[r][8 * b + i];
-  process_byte<In, Out>(x, row, byte, p);
-}
-
-template <typename In, typename Out>
-void launch(const TensorView& in, const GroupParams& p) {
-  bool along_rows = false;
-  const bool vec = vector_friendly(in, &along_rows);
-  if (vec && along_rows) {
-    const dim3 grid(unsigned((p.row_bytes + 31) / 32), unsigned((p.rows + 7) / 8));
-    S24_CHECK(grid.y <= 65535u, kShape, "CUDA transforms: ", in.describe(), " has too many rows for one launch");
-    rows_kernel<In, Out><<<grid, dim3(32, 8)>>>(device_matrix(in), p);
-  } else {
-    const dim3 grid(unsigned((in.cols() + kTileC - 1) / kTileC), unsigned((in.rows() + kTileR - 1) / kTileR));
-    S24_CHECK(grid.y <= 65535u, kShape, "CUDA transforms: ", in.describe(), " has too many rows for one launch");
-    tile_kernel<In, Out><<<grid, kThreads>>>(device_matrix(in), p, vec, along_rows);
-  }
-  S24_CUDA_CHECK_LAUNCH("group kernel");
-}
-
-}  // namespace
 
 int64_t prune_groups(const TensorView& in, const cpu::GroupArgs& args, const CompressOptions& opts,
                      Sparse24Matrix& out) {
   if (in.rows() == 0 || in.cols() == 0) return -1;
   const bool propagate = opts.non_finite == NonFinite::kPropagate;
-  GroupParams p{out.values.view().data, out.mask.codes().data<uint8_t>(), in.rows(), in.cols() / 4,
-                out.mask.row_bytes(), args.rule, args.mask ? args.mask->codes().data<uint8_t>() : nullptr,
-                args.seed, args.beta, out.scale, opts.overflow, propagate ? nullptr : reset_report_slot()};
-  dispatch_input_dtype(in.dtype, [&](auto itag) {
-    dispatch_dtype(out.dtype, [&](auto otag) {
-      using In = typename decltype(itag)::type;
-      using Out = typename decltype(otag)::type;
-      if constexpr (kIsValueType<Out>) launch<In, Out>(in, p);
-    });
-  });
+  const group::GroupParams p{out.values.view().data, out.mask.codes().data<uint8_t>(), in.rows(), in.cols() / 4,
+                             out.mask.row_bytes(), args.mask ? args.mask->codes().data<uint8_t>() : nullptr,
+                             args.seed, args.beta, out.scale, opts.overflow,
+                             propagate ? nullptr : reset_report_slot()};
+  switch (args.rule) {
+    case rules::GroupRule::kMagnitude: group::launch_magnitude(in, out.dtype, p); break;
+    case rules::GroupRule::kMask: group::launch_mask(in, out.dtype, p); break;
+    case rules::GroupRule::kMvue: group::launch_mvue(in, out.dtype, p); break;
+    case rules::GroupRule::kSoftThreshold: group::launch_soft_threshold(in, out.dtype, p); break;
+  }
   return propagate ? -1 : read_report_slot();
 }
 

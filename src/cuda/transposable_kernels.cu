@@ -67,18 +67,23 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
     }
   }
 
+  // The pattern's kept pair of each row, decoded once.
+  int pa[4], pb[4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r) rules::pattern_row(rows_pairs, r, &pa[r], &pb[r]);
+
   // W: rows r0 + 4bi + r, group c0/4 + bj.
   Out* wv = static_cast<Out*>(p.w_values);
+#pragma unroll
   for (int r = 0; r < 4; ++r) {
-    int a, b;
-    rules::pair_of((rows_pairs >> (3 * r)) & 7, &a, &b);
-    const uint8_t code = group_code(a, b);
+    const uint8_t code = group_code(pa[r], pb[r]);
     const uint8_t odd = uint8_t(__shfl_down_sync(0xFFFFFFFFu, code, 1));  // bj + 1's code
     if (!inside) continue;
     const int64_t row = r0 + 4 * bi + r, g = c0 / 4 + bj;
+    const float* trow = tile[4 * bi + r] + 4 * bj;
     Vec<Out, 2> pair;
-    pair.v[0] = from_f32<Out>(tile[4 * bi + r][4 * bj + a], p.scale, p.overflow);
-    pair.v[1] = from_f32<Out>(tile[4 * bi + r][4 * bj + b], p.scale, p.overflow);
+    pair.v[0] = from_f32<Out>(rules::pick4(trow, pa[r]), p.scale, p.overflow);
+    pair.v[1] = from_f32<Out>(rules::pick4(trow, pb[r]), p.scale, p.overflow);
     *reinterpret_cast<Vec<Out, 2>*>(wv + row * (w.cols / 2) + 2 * g) = pair;
     if (bj % 2 == 0) {
       const bool has_odd = c0 + 4 * bj + 4 < w.cols;
@@ -87,17 +92,22 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
   }
 
   // W^T: tile row 4bj + c keeps the two rows of the pattern with a one in column c, as group bi.
+#pragma unroll
   for (int c = 0; c < 4; ++c) {
-    int kept[2] = {0, 0}, n = 0;
+    int k0 = -1, k1 = 0;
+#pragma unroll
     for (int r = 0; r < 4; ++r) {
-      int a, b;
-      rules::pair_of((rows_pairs >> (3 * r)) & 7, &a, &b);
-      if ((a == c || b == c) && n < 2) kept[n++] = r;
+      const bool hit = pa[r] == c || pb[r] == c;
+      if (hit && k0 < 0) k0 = r;
+      else if (hit) k1 = r;
     }
-    const uint8_t code = group_code(kept[0], kept[1]);
+    k0 = k0 < 0 ? 0 : k0;
+    const uint8_t code = group_code(k0, k1);
     const uint8_t odd = uint8_t(__shfl_down_sync(0xFFFFFFFFu, code, 16));  // bi + 1's code
-    wt_vals[4 * bj + c][2 * bi] = from_f32<Out>(tile[4 * bi + kept[0]][4 * bj + c], p.scale, p.overflow);
-    wt_vals[4 * bj + c][2 * bi + 1] = from_f32<Out>(tile[4 * bi + kept[1]][4 * bj + c], p.scale, p.overflow);
+    const float col[4] = {tile[4 * bi][4 * bj + c], tile[4 * bi + 1][4 * bj + c], tile[4 * bi + 2][4 * bj + c],
+                          tile[4 * bi + 3][4 * bj + c]};
+    wt_vals[4 * bj + c][2 * bi] = from_f32<Out>(rules::pick4(col, k0), p.scale, p.overflow);
+    wt_vals[4 * bj + c][2 * bi + 1] = from_f32<Out>(rules::pick4(col, k1), p.scale, p.overflow);
     if (bi % 2 == 0) {
       const bool has_odd = r0 + 4 * bi + 4 < w.rows;
       wt_meta[4 * bj + c][bi / 2] = uint8_t(code | (has_odd ? odd << 4 : 0));
