@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-out/device}"
 mkdir -p "$OUT_DIR"
 export PATH=/usr/local/cuda/bin:$PATH
-cmake -S . -B build-dev -G Ninja -DSPARSE24_CUDA=ON -DSPARSE24_GTEST_SOURCE="$PWD/.deps/googletest" >/dev/null 2>&1
+cmake -S . -B build-dev -G Ninja -DSPARSE24_CUDA=ON -DSPARSE24_GTEST_SOURCE="${GTEST_SOURCE:-$PWD/.deps/googletest}" >/dev/null 2>&1
 cmake --build build-dev -j"$(nproc)" --target sparse24_cli >"$OUT_DIR/build.log" 2>&1 || { grep -A5 error "$OUT_DIR/build.log" | head -40; exit 1; }
 for k in rows_kernel tile_kernel transposable_kernel; do
   echo "== $k"
