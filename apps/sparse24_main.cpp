@@ -3,6 +3,9 @@
 //   sparse24 prune IN.npy OUT.npy ...  2:4-prune a matrix with any method
 //   sparse24 check IN.npy              is a matrix 2:4 along rows / columns / transposable?
 //   sparse24 randn OUT.npy ...         write a random N(0,1) matrix (for trying the others)
+//   sparse24 train ...                 pre-train a GPT-2 model (dense, FST or S-STE linears)
+//   sparse24 sample ...                text from a checkpoint
+//   sparse24 plot OUT.png RUN...       loss curves of several runs as a PNG
 // Exit codes: 0 success (check: 2:4 along rows), 1 check found the matrix not 2:4, 2 error.
 #include <chrono>
 #include <cmath>
@@ -13,6 +16,8 @@
 
 #include "cli_args.h"
 #include "sparse24/sparse24.h"
+#include "trainer/plot.h"
+#include "trainer/train.h"
 #ifdef SPARSE24_WITH_CUDA
 #include "bench/bench.h"
 #endif
@@ -44,6 +49,25 @@ commands:
                                write a matrix of N(0,1) values
   bench transforms [--quick]   time every CUDA transform kernel at GPT-2/LLaMA-7B shapes against
                                a device-to-device copy (needs a CUDA build and a GPU)
+  train --data FILE --out DIR  pre-train a GPT-2 model on a token file (text bytes, nanoGPT .bin
+                               or llm.c shard), with a progress line, DIR/metrics.jsonl and
+                               DIR/checkpoint.bin
+      --mode M                 dense (default) | fst | sste
+      --sparse L               which linears are 2:4: ffn (default) | attention | all
+      --layers N --heads N --channels N --seq N     model size (default 4, 4, 128, 64)
+      --batch N --grad-accum N --steps N            (default 8, 1, 500)
+      --lr X --min-lr X --warmup N                  cosine schedule (default 1e-3, 1e-4, 50)
+      --weight-decay X --clip X                     AdamW decay and global-norm clip (0.1, 1)
+      --dense-fraction X       sparse modes: the last fraction of steps runs dense (default 0)
+      --mask-freq N --decay-alpha X                 FST mask update period and masked decay
+      --weight-dtype T         dtype of the compressed weights in the GEMMs (fp32; e4m3 = FP8)
+      --dense-wgrad            keep the weight-gradient GEMM dense (no MVUE)
+      --eval-every N --eval-batches N --ckpt-every N --seed N --label NAME
+      --resume                 continue DIR/checkpoint.bin bit for bit
+  sample --checkpoint FILE [--prompt TEXT] [--tokens N] [--temperature X] [--seed N]
+                               continue a prompt with a trained model
+  plot OUT.png METRICS.jsonl... [--y FIELD[,FIELD]] [--labels A,B] [--title T]
+                               loss curves of runs (default field val_loss) as a PNG
 
 errors print 'sparse24: <what>' and exit 2.
 )";
@@ -191,6 +215,93 @@ int cmd_randn(int argc, char** argv) {
   return 0;
 }
 
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char ch : s) {
+    if (ch == ',') {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  if (!cur.empty() || !out.empty()) out.push_back(cur);
+  return out;
+}
+
+int cmd_train(int argc, char** argv) {
+  const Args args(argc, argv,
+                  {"data", "format", "out", "mode", "sparse", "layers", "heads", "channels", "seq", "batch", "grad-accum",
+                   "steps", "lr", "min-lr", "warmup", "weight-decay", "clip", "dense-fraction", "mask-freq",
+                   "decay-alpha", "weight-dtype", "eval-every", "eval-batches", "ckpt-every", "seed", "label", "vocab"},
+                  {"resume", "dense-wgrad"});
+  args.expect_positional(0, "options only");
+  S24_CHECK(args.has("data"), kValue, "train needs --data FILE (a text file, a nanoGPT .bin or an llm.c shard)");
+  trainer::TrainConfig c;
+  c.data = *args.get("data");
+  c.format = trainer::parse_token_format(args.get_or("format", "auto"));
+  c.out_dir = args.get_or("out", "out/run");
+  const std::string mode = args.get_or("mode", "dense");
+  S24_CHECK(mode == "dense" || mode == "fst" || mode == "sste", kValue, "unknown --mode '", mode, "' (dense, fst, sste)");
+  c.model.mode = mode == "fst" ? SparseMode::kFst : mode == "sste" ? SparseMode::kSste : SparseMode::kDense;
+  c.model.sparse_linears = trainer::parse_sparse_linears(args.get_or("sparse", "ffn"));
+  c.model.layers = int(args.get_int("layers", 4));
+  c.model.heads = int(args.get_int("heads", 4));
+  c.model.channels = int(args.get_int("channels", 128));
+  c.model.vocab = int(args.get_int("vocab", 0));
+  c.seq = int(args.get_int("seq", 64));
+  c.model.max_seq = c.seq;
+  c.batch = int(args.get_int("batch", 8));
+  c.grad_accum = int(args.get_int("grad-accum", 1));
+  c.steps = args.get_int("steps", 500);
+  c.lr = args.get_float("lr").value_or(1e-3f);
+  c.min_lr = args.get_float("min-lr").value_or(1e-4f);
+  c.warmup = args.get_int("warmup", 50);
+  c.weight_decay = args.get_float("weight-decay").value_or(0.1f);
+  c.grad_clip = args.get_float("clip").value_or(1.f);
+  c.dense_fraction = args.get_float("dense-fraction").value_or(0.f);
+  c.model.mask_freq = int(args.get_int("mask-freq", 40));
+  c.model.decay_alpha = args.get_float("decay-alpha").value_or(6e-5f);
+  c.model.weight_dtype = parse_dtype(args.get_or("weight-dtype", "fp32").c_str());
+  c.model.gemms.weight_grad = !args.has("dense-wgrad");
+  c.eval_every = args.get_int("eval-every", 100);
+  c.eval_batches = int(args.get_int("eval-batches", 16));
+  c.ckpt_every = args.get_int("ckpt-every", 0);
+  c.seed = args.get_u64("seed", 1);
+  c.model.seed = c.seed;
+  c.label = args.get_or("label", "");
+  const trainer::TrainResult r = trainer::train(c, args.has("resume"));
+  std::printf("%s: final val loss %.4f (train %.4f) after %lld steps, %.0f s, %.0f tokens/s; %s/checkpoint.bin, %s/metrics.jsonl\n",
+              c.label.empty() ? mode.c_str() : c.label.c_str(), r.val_loss, r.train_loss, (long long)r.steps, r.seconds,
+              r.tokens_per_second, c.out_dir.c_str(), c.out_dir.c_str());
+  return 0;
+}
+
+int cmd_sample(int argc, char** argv) {
+  const Args args(argc, argv, {"checkpoint", "prompt", "tokens", "temperature", "seed"}, {});
+  args.expect_positional(0, "options only");
+  S24_CHECK(args.has("checkpoint"), kValue, "sample needs --checkpoint FILE");
+  const std::string prompt = args.get_or("prompt", "");
+  const std::string text = trainer::sample(*args.get("checkpoint"), prompt, int(args.get_int("tokens", 200)),
+                                           args.get_float("temperature").value_or(0.8f), args.get_u64("seed", 1));
+  std::printf("%s%s\n", prompt.c_str(), text.c_str());
+  return 0;
+}
+
+int cmd_plot(int argc, char** argv) {
+  const Args args(argc, argv, {"y", "labels", "title"}, {});
+  S24_CHECK(args.positional().size() >= 2, kValue, "plot needs OUT.png and at least one metrics.jsonl");
+  const std::vector<std::string> files(args.positional().begin() + 1, args.positional().end());
+  trainer::MetricsPlotOptions opt;
+  opt.fields_y = split_commas(args.get_or("y", "val_loss"));
+  if (auto l = args.get("labels")) opt.labels = split_commas(*l);
+  if (auto t = args.get("title")) opt.title = *t;
+  trainer::plot_from_metrics(args.positional()[0], files, opt);
+  std::printf("wrote %s\n", args.positional()[0].c_str());
+  return 0;
+}
+
 int cmd_bench(int argc, char** argv) {
   S24_CHECK(argc >= 1, kValue, "bench needs a suite: transforms");
   const std::string suite = argv[0];
@@ -218,6 +329,9 @@ int main(int argc, char** argv) {
     if (cmd == "check") return cmd_check(argc - 2, argv + 2);
     if (cmd == "randn") return cmd_randn(argc - 2, argv + 2);
     if (cmd == "bench") return cmd_bench(argc - 2, argv + 2);
+    if (cmd == "train") return cmd_train(argc - 2, argv + 2);
+    if (cmd == "sample") return cmd_sample(argc - 2, argv + 2);
+    if (cmd == "plot") return cmd_plot(argc - 2, argv + 2);
     std::fprintf(stderr, "sparse24: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const sparse24::Error& e) {

@@ -1,31 +1,48 @@
 #!/usr/bin/env bash
-# The main job, on its embedded default: builds sparse24, then demonstrates the command-line tool
-# on a generated GPT-2-small weight (3072 x 768): every pruning method, the mask and the checks.
-# Outputs land in ./out/demo. (When the trainer lands, this runs `sparse24 train` instead.)
+# The main job, on its embedded default: pre-train a small GPT-2 on an English corpus with FST
+# (2:4 sparse FFN linears: forward, input gradient and weight gradient all 2:4), then its dense
+# twin with the same data, seed and schedule; print both validation losses side by side and plot
+# the two loss curves. Everything runs on the CPU (2 cores: about 10 minutes in all).
+#
+# The corpus is the text of Debian's `fortunes` package (about 2.5 MB of quotations, jokes and
+# literature), concatenated in file-name order into out/corpus/fortunes.txt; the model reads it as
+# bytes (vocabulary 256), the last 10% being the validation split.
+#
+# Options are passed to both runs, e.g. scripts/main.sh --steps 100 for a quick look.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup-deps.sh
+if [ ! -d /usr/share/games/fortunes ]; then
+  echo "main: installing Debian's fortunes package (the corpus)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq fortunes >/dev/null
+fi
 scripts/build.sh
-S=build/sparse24
-D=out/demo
-mkdir -p "$D"
 
-echo "== sparse24 info"
-$S info
+mkdir -p out/corpus
+CORPUS=out/corpus/fortunes.txt
+if [ ! -s "$CORPUS" ]; then
+  (cd /usr/share/games/fortunes && for f in $(ls | grep -v -e '\.dat$' -e '\.u8$' -e '^ascii-art$' | sort); do
+     [ -f "$f" ] && cat "$f"; done) > "$CORPUS.tmp"
+  mv "$CORPUS.tmp" "$CORPUS"
+fi
+echo "corpus: $CORPUS ($(wc -c < "$CORPUS") bytes)"
+
+S=build/sparse24
+COMMON=(--data "$CORPUS" --layers 4 --heads 4 --channels 128 --seq 64 --batch 8 --steps 2000 --lr 2e-3
+        --min-lr 2e-4 --warmup 100 --eval-every 200 --eval-batches 16 --seed 1)
+rm -rf out/main/fst out/main/dense
 echo
-echo "== a random 3072 x 768 weight (the shape of GPT-2 small's first FFN linear)"
-$S randn "$D/w.npy" --rows 3072 --cols 768 --seed 1
+echo "== FST: 2:4 sparse FFN linears (mask every 40 steps, masked decay, last 1/6 dense)"
+$S train "${COMMON[@]}" --mode fst --dense-fraction 0.1667 --out out/main/fst --label fst "$@" | tee out/main-fst.txt
 echo
-echo "== pruning it with every method"
-$S prune "$D/w.npy" "$D/w_magnitude.npy" --method magnitude
-$S prune "$D/w.npy" "$D/w_mvue.npy" --method mvue --seed 7
-$S prune "$D/w.npy" "$D/w_soft.npy" --method soft
-$S prune "$D/w.npy" "$D/w_transposable.npy" --method transposable --mask-out "$D/mask_transposable.npy"
-$S prune "$D/w.npy" "$D/w_mask_e4m3.npy" --method mask --mask "$D/mask_transposable.npy" \
-  --dtype e4m3 --scale 0.01 --saturate
+echo "== dense twin"
+$S train "${COMMON[@]}" --mode dense --out out/main/dense --label dense "$@" | tee out/main-dense.txt
 echo
-echo "== checking the results"
-$S check "$D/w_magnitude.npy" || true
-$S check "$D/w_transposable.npy"
-$S check "$D/w.npy" || echo "(the dense input is not 2:4: exit code 1, as expected)"
+$S plot out/main/loss.png out/main/fst/metrics.jsonl out/main/dense/metrics.jsonl --y val_loss,train_loss \
+  --labels fst,dense --title "GPT-2 (4 layers, 128 wide) on fortunes: FST vs dense"
 echo
-echo "done: outputs in $D"
+echo "== validation loss (bytes, lower is better)"
+printf '  %-8s %s\n' "FST" "$(grep -o 'final val loss [0-9.]*' out/main-fst.txt | awk '{print $4}')"
+printf '  %-8s %s\n' "dense" "$(grep -o 'final val loss [0-9.]*' out/main-dense.txt | awk '{print $4}')"
+echo "plot: out/main/loss.png; sample: $S sample --checkpoint out/main/fst/checkpoint.bin --prompt 'The '"

@@ -1,0 +1,197 @@
+// sparse24/layers.h: the 2:4 sparse linear layer of FST (ICML 2024) and S-STE (NeurIPS 2024)
+// pre-training, y = x W^T + b with W of shape [out, in], forward and backward.
+//
+// The layer owns fp32 master weights and their fp32 gradients; the optimizer (optim.h) updates
+// the masters, straight-through: every gradient is a gradient with respect to the weight the
+// GEMMs used, applied to the dense master W.
+//
+//   mode    forward weight           dX GEMM                      dW GEMM
+//   kDense  W (fp32)                 dY W                         dY^T X
+//   kFst    W_s = W * mask           dY (W^T)_s (2:4, K = out)     MVUE24(dY^T) X (2:4, K = N)
+//   kSste   beta * S(W)              dY (beta S(W)) (dense)       MVUE24(dY^T) X (2:4, K = N)
+//
+// FST: the transposable mask is re-selected from the master W at every optimizer step that is
+// a multiple of mask_freq (and at the first step); W and W^T are compressed with the current mask
+// once per optimizer step (begin_step) and reused by every gradient-accumulation micro-step. The
+// masked decay (grad += alpha * W where the mask prunes) is fused into AdamW (add_parameters).
+// S-STE: S is the soft threshold, recomputed from W at every forward; beta = sste_scale(W) is
+// computed once from the initial weights and frozen (saved with the layer). The backward uses the
+// forward weight of the latest forward (as autograd saves it).
+//
+// Every mode can switch to dense fine-tuning (plain fp32 GEMMs on the master W) at a chosen step.
+// GemmChoice sets per GEMM whether it runs as a 2:4 product (gemm.h) or densely on the same
+// (decompressed) weight; both give the same values up to fp32 summation, and dW dense is the
+// exact dY^T X instead of MVUE's unbiased estimate.
+//
+// Tokens: x is [N, in], y and dy [N, out], fp32/fp16/bf16, any layout; N must be divisible by 4
+// when the weight gradient runs sparse (MVUE prunes dY^T along the tokens). CPU backend.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+
+#include "sparse24/dtype.h"
+#include "sparse24/format.h"
+#include "sparse24/optim.h"
+#include "sparse24/tensor.h"
+
+namespace sparse24 {
+
+enum class SparseMode : uint8_t { kDense, kFst, kSste };
+// "dense", "fst", "sste".
+const char* sparse_mode_name(SparseMode mode);
+
+// Which of the three GEMMs run as 2:4 products (sparse modes only; ignored when dense). S-STE's
+// input gradient is always dense (S(W) is 2:4 along `in` only), so input_grad is ignored there.
+struct GemmChoice {
+  bool forward = true;
+  bool input_grad = true;
+  bool weight_grad = true;  // false: the exact dW = dY^T X, dense, no MVUE and no N % 4 rule
+};
+
+// What switch_to_dense does with the master weights.
+enum class DenseSwitch : uint8_t {
+  kKeepWeights,  // the masters keep their values: FST's pruned entries are what the masked decay
+                 // left them (small, non-zero), S-STE's forward weight jumps from beta S(W) to W
+  kApplyMask,    // the masters become the sparse forward weight (FST: W * mask; S-STE:
+                 // beta * S(W)), so the function the layer computes is continuous at the switch
+};
+
+struct LinearConfig {
+  int64_t in = 0, out = 0;  // W is [out, in]; FST needs both divisible by 4, S-STE `in`
+  bool bias = true;
+  SparseMode mode = SparseMode::kDense;
+  int mask_freq = 40;           // FST: optimizer steps between mask selections (>= 1)
+  float decay_alpha = 6e-5f;    // FST: masked decay factor (>= 0; 2e-4 for GPT-2 350M and 1.5B)
+  GemmChoice sparse;
+  // Storage dtype of the compressed weights used by the GEMMs: fp32, fp16, bf16, or e4m3 (FP8,
+  // per-tensor scale amax / 448). With e4m3 the layer runs S-STE's FP8 recipe (simulated on the
+  // CPU, as the reference did): the forward's x is quantized to e4m3 (per-tensor amax scale) and
+  // the backward's dY and MVUE(dY^T) to e5m2 (amax / 57344); the weight-gradient GEMM reads the
+  // e4m3 x. Ignored in kDense mode and after the dense switch (fp32 GEMMs on the masters).
+  DType weight_dtype = DType::kF32;
+  uint64_t seed = 0;              // init(): the weights' random stream
+  int64_t dense_from_step = -1;   // begin_step(s) with s >= this switches to dense; -1: never
+  DenseSwitch dense_switch = DenseSwitch::kKeepWeights;  // what that automatic switch does
+};
+
+struct LayerStats {
+  SparseMode mode = SparseMode::kDense;
+  bool dense = true;              // running dense GEMMs: kDense, or after the switch
+  int64_t step = -1;              // the latest begin_step (-1: none yet)
+  // FST: mask selections so far; S-STE: optimizer steps whose mask was compared with the
+  // previous step's (the mask of the first forward of each step).
+  int64_t mask_updates = 0;
+  int64_t last_mask_update_step = -1;    // FST
+  int64_t steps_since_mask_update = 0;   // FST: step - last_mask_update_step
+  // Fraction of mask entries that changed at the latest comparison (FST: mask update vs the
+  // previous mask; S-STE: this step's mask vs the previous step's). NaN before there are two.
+  double flip_rate = 0.0;
+  double kept_fraction = 1.0;     // fraction of W the mask keeps: 0.5 in sparse modes, 1 dense
+  double nonzero_fraction = 1.0;  // non-zeros of the current forward weight (S-STE shrinks some
+                                  // kept entries to 0), of all out * in entries
+  double pruned_norm = 0.0;       // L2 norm of the master W at pruned positions (FST's masked
+                                  // decay drives it down; large values make mask flips cheap)
+  double beta = 1.0;              // S-STE's frozen scale (1 otherwise)
+};
+
+class SparseLinear {
+ public:
+  // Validates the config (kShape: sizes; kValue: mask_freq, alpha; kDType: weight_dtype) and
+  // initialises the weights with init(config.seed).
+  explicit SparseLinear(const LinearConfig& config);
+  // Moves keep the weight memory and the mask object, so an optimizer's views and mask pointer
+  // stay valid; a moved-from layer may only be destroyed or assigned to.
+  SparseLinear(SparseLinear&&) noexcept = default;
+  SparseLinear& operator=(SparseLinear&&) noexcept = default;
+  SparseLinear(const SparseLinear&) = delete;  // would share the weight memory
+  SparseLinear& operator=(const SparseLinear&) = delete;
+
+  // GPT-2 initialisation: W ~ N(0, 0.02^2) from std::mt19937_64(seed), bias 0, gradients 0.
+  // Resets the mask state (FST selects a new mask at the next begin_step), returns to the sparse
+  // mode, and computes S-STE's beta from the new weights (the one moment beta is set).
+  void init(uint64_t seed);
+  // Copies given weights ([out, in] and [out], any float dtype and layout; bias may be null when
+  // the layer has none) into the masters: a re-initialisation, with init()'s resets.
+  void set_weights(const TensorView& w, const TensorView* b = nullptr);
+
+  // Once per optimizer step, before its first micro-step. Switches to dense when step reaches
+  // dense_from_step; FST: selects a new transposable mask when there is none or step %
+  // mask_freq == 0 (recording the flip rate), then compresses W and W^T for this step's GEMMs.
+  void begin_step(int64_t step);
+
+  // y = x W_eff^T + b. x: [N, in]; y: [N, out] (written, any float dtype and layout).
+  void forward(const TensorView& x, const TensorView& y);
+  Tensor forward(const TensorView& x);  // a fresh fp32 [N, out]
+  // Accumulates dW += and db += (fp32) and writes dx = dY W_eff when dx is not null. mvue_seed
+  // seeds MVUE24's draws (use a different one per micro-step and layer).
+  void backward(const TensorView& x, const TensorView& dy, const TensorView* dx, uint64_t mvue_seed);
+
+  // Dense fine-tuning from now on (idempotent); frees the compressed weights and the mask, which
+  // also ends the fused masked decay.
+  void switch_to_dense(DenseSwitch how = DenseSwitch::kKeepWeights);
+  bool is_dense() const { return dense_; }
+
+  void zero_grad();
+  // Registers W (weight decay, FST's masked decay through decay_mask()) and b (no decay). The
+  // optimizer keeps views of the layer's memory: the layer must outlive it.
+  void add_parameters(AdamW& opt);
+
+  const LinearConfig& config() const { return config_; }
+  TensorView weight() const { return w_.view(); }        // fp32 [out, in], the masters
+  TensorView bias() const { return b_.view(); }          // fp32 [out] (empty when no bias)
+  TensorView weight_grad() const { return dw_.view(); }
+  TensorView bias_grad() const { return db_.view(); }
+  bool has_bias() const { return config_.bias; }
+  // FST: the current transposable mask; S-STE: the mask of the latest forward's S(W); undefined
+  // in dense mode, before the first mask and after the switch.
+  const Mask24& mask() const;
+  // The mask the optimizer's masked decay reads at every step: FST's current mask, held on the
+  // heap so that its address survives moves of the layer (a vector of layers may grow after
+  // add_parameters); nullptr in the other modes. Valid until the layer is destroyed.
+  const Mask24* decay_mask() const { return config_.mode == SparseMode::kFst ? mask_.get() : nullptr; }
+  float decay_alpha() const { return config_.decay_alpha; }
+  double beta() const { return beta_; }
+  LayerStats stats() const;
+  // Bytes held beyond dense training's (masters, gradients): compressed W and W^T with their
+  // metadata, the mask bits, S-STE's cached forward weight and previous mask.
+  size_t extra_bytes() const;
+
+  // Binary, versioned, native little-endian: config, masters, mask, beta, dense flag, step
+  // counters and statistics; not gradients (save at a step boundary) nor compressed weights:
+  // loading an FST layer compresses W and W^T from the loaded masters and mask, so it can run a
+  // forward at once (evaluation, sampling); training goes on with begin_step as usual.
+  // Truncated, corrupt or mismatched streams throw kIO.
+  void save(std::ostream& os) const;
+  static SparseLinear load(std::istream& is);
+  // Restores in place (keeping the weight memory, so an optimizer's views stay valid) from a
+  // stream saved by a layer of the same shape, bias and mode; gradients are zeroed.
+  void load_state(std::istream& is);
+
+ private:
+  struct Saved;
+  static Saved read_saved(std::istream& is);
+  void apply_saved(Saved&& s);
+  void check_io(const char* op, const TensorView& x, const TensorView& other, int64_t other_cols,
+                const char* other_name) const;
+
+  LinearConfig config_;
+  Tensor w_, b_, dw_, db_;  // fp32 masters and gradients
+  bool dense_ = false;
+  int64_t step_ = -1;
+  double beta_ = 1.0;
+  // FST
+  std::unique_ptr<Mask24> mask_;  // never null (but in a moved-from layer)
+  Sparse24Matrix ws_, wts_;  // W and W^T compressed for the current step
+  bool compressed_ = false;
+  int64_t mask_updates_ = 0, last_mask_step_ = -1;
+  double flip_rate_;
+  // S-STE
+  Sparse24Matrix sw_;        // beta * S(W) of the latest forward
+  bool sw_valid_ = false;
+  Mask24 sste_prev_mask_;    // the mask of the first forward of the previous step
+  int64_t sste_mask_step_ = -2;
+};
+
+}  // namespace sparse24

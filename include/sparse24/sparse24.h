@@ -6,6 +6,7 @@
 #include "sparse24/error.h"
 #include "sparse24/format.h"
 #include "sparse24/gemm.h"
+#include "sparse24/nn.h"
 #include "sparse24/npy.h"
 #include "sparse24/philox.h"
 #include "sparse24/tensor.h"
