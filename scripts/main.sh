@@ -39,10 +39,13 @@ echo
 echo "== dense twin"
 $S train "${COMMON[@]}" --mode dense --out out/main/dense --label dense "$@" | tee out/main-dense.txt
 echo
-$S plot out/main/loss.png out/main/fst/metrics.jsonl out/main/dense/metrics.jsonl --y val_loss,train_loss \
-  --labels fst,dense --title "GPT-2 (4 layers, 128 wide) on fortunes: FST vs dense"
+$S plot out/main/loss.png out/main/fst/metrics.jsonl out/main/dense/metrics.jsonl --y val_loss \
+  --labels fst,dense --title "GPT-2 (4 layers, 128 wide) on fortunes: validation loss, FST vs dense"
+$S plot out/main/train_loss.png out/main/fst/metrics.jsonl out/main/dense/metrics.jsonl --y train_loss \
+  --labels fst,dense --title "GPT-2 (4 layers, 128 wide) on fortunes: training loss, FST vs dense"
 echo
 echo "== validation loss (bytes, lower is better)"
 printf '  %-8s %s\n' "FST" "$(grep -o 'final val loss [0-9.]*' out/main-fst.txt | awk '{print $4}')"
 printf '  %-8s %s\n' "dense" "$(grep -o 'final val loss [0-9.]*' out/main-dense.txt | awk '{print $4}')"
-echo "plot: out/main/loss.png; sample: $S sample --checkpoint out/main/fst/checkpoint.bin --prompt 'The '"
+echo "plots: out/main/loss.png (validation), out/main/train_loss.png; logs: out/main/*/metrics.jsonl"
+echo "sample: $S sample --checkpoint out/main/fst/checkpoint.bin --prompt 'The '"

@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "../src/trainer/checkpoint.h"
-#include "../src/trainer/data.h"
-#include "../src/trainer/metrics.h"
-#include "../src/trainer/plot.h"
+#include "trainer/checkpoint.h"
+#include "trainer/data.h"
+#include "trainer/metrics.h"
+#include "trainer/plot.h"
 #include "sparse24/sparse24.h"
 
 namespace sparse24::trainer {
