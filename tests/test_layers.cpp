@@ -19,15 +19,7 @@
 namespace sparse24 {
 namespace {
 
-void expect_error(const std::function<void()>& fn, ErrorKind kind, const std::string& words) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one containing '" << words << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 using Mat = std::vector<double>;  // row-major, dimensions passed alongside
 

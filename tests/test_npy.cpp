@@ -18,25 +18,9 @@ namespace sparse24 {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh directory for one test: <SPARSE24_TEST_TMPDIR>/npy/<test name>.
-fs::path test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path dir = fs::path(SPARSE24_TEST_TMPDIR) / "npy" / (std::string(info->test_suite_name()) + "." + info->name());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string write_file(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
-  return p.string();
-}
+using test::read_file;
+using test::test_dir;
+using test::write_file;
 
 // A .npy file with the given header dict text (plus '\n', unpadded) and data bytes.
 std::string npy_bytes(const std::string& dict, const std::string& data, int major = 1) {

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "sparse24/sparse24.h"
+#include "test_util.h"
 #include "trainer/checkpoint.h"
 #include "trainer/metrics.h"
 #include "trainer/train.h"
@@ -16,14 +17,7 @@ namespace sparse24::trainer {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path d = fs::path(SPARSE24_TEST_TMPDIR) / "train" / (std::string(info->test_suite_name()) + "." + info->name());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using test::test_dir;
 
 // A small corpus with structure a tiny model learns quickly.
 std::string write_corpus(const fs::path& dir) {

@@ -23,31 +23,15 @@
 #include "trainer/metrics.h"
 #include "trainer/plot.h"
 #include "sparse24/sparse24.h"
+#include "test_util.h"
 
 namespace sparse24::trainer {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh directory for one test: <SPARSE24_TEST_TMPDIR>/trainer_io/<suite.test>.
-fs::path test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path dir =
-      fs::path(SPARSE24_TEST_TMPDIR) / "trainer_io" / (std::string(info->test_suite_name()) + "." + info->name());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string write_file(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
-  return p.string();
-}
+using test::read_file;
+using test::test_dir;
+using test::write_file;
 
 size_t count_files(const fs::path& dir) {
   return size_t(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));

@@ -13,6 +13,8 @@
 namespace sparse24 {
 namespace {
 
+using test::expect_error;
+
 // Independent magnitude choice: stable sort of positions by |x| descending.
 std::array<int, 2> magnitude_ref(const double x[4]) {
   std::array<int, 4> idx = {0, 1, 2, 3};
@@ -22,16 +24,6 @@ std::array<int, 2> magnitude_ref(const double x[4]) {
 
 double stored(const Sparse24Matrix& s, int64_t r, int64_t slot) {
   return test::get(s.values, r, slot) * double(s.scale);
-}
-
-void expect_error(const std::function<void()>& fn, ErrorKind kind, const std::string& words) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one containing '" << words << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-  }
 }
 
 TEST(Magnitude, MatchesStableSortOnEveryShapeDtypeAndLayout) {

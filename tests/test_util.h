@@ -1,8 +1,14 @@
 // tests/test_util.h: random inputs and small helpers shared by the test files.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "sparse24/sparse24.h"
@@ -57,6 +63,38 @@ inline double get(const TensorView& t, int64_t i, int64_t j) {
 // Shapes (rows, cols) exercised by the shape sweeps: square, tall, wide, non-powers of two.
 inline std::vector<std::pair<int64_t, int64_t>> sweep_shapes() {
   return {{4, 4}, {1, 8}, {8, 4}, {12, 20}, {36, 12}, {4, 100}, {100, 4}, {64, 64}, {60, 132}, {132, 44}};
+}
+
+// Runs fn and expects a sparse24::Error of `kind` whose message contains `words`.
+inline void expect_error(const std::function<void()>& fn, ErrorKind kind, const std::string& words) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected one containing '" << words << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
+}
+
+// A fresh, empty directory for the running test: <SPARSE24_TEST_TMPDIR>/<suite>.<test> (CTest
+// runs tests in parallel, so each has its own).
+inline std::filesystem::path test_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::filesystem::path dir =
+      std::filesystem::path(SPARSE24_TEST_TMPDIR) / (std::string(info->test_suite_name()) + "." + info->name());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+inline std::string write_file(const std::filesystem::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary) << bytes;
+  return p.string();
 }
 
 }  // namespace sparse24::test

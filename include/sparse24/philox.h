@@ -43,4 +43,13 @@ S24_HD void mvue_uniforms(uint64_t seed, uint64_t row, uint64_t group, uint64_t 
   *u1 = philox_uniform((group & 1) ? r.v[3] : r.v[1]);
 }
 
+// SplitMix64's finaliser: derives well-separated seeds from related ones (a step number, a layer
+// index), e.g. the MVUE seed of each micro-step and layer.
+S24_HD uint64_t mix_seed(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 }  // namespace sparse24

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "sparse24/error.h"
+#include "sparse24/philox.h"
 #include "sparse24/nn.h"
 #include "trainer/checkpoint.h"
 
@@ -59,13 +60,6 @@ TensorView ids(const int32_t* p, int64_t n) {
   return v;
 }
 
-// A splitmix64 step: derives independent seeds from one.
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 }  // namespace
 
@@ -116,11 +110,11 @@ Gpt2::Gpt2(const GptConfig& c) : config_(c) {
   const bool attn_sparse = c.sparse_linears != SparseLinears::kFfn;
   const bool ffn_sparse = c.sparse_linears != SparseLinears::kAttention;
   for (int l = 0; l < c.layers; ++l) {
-    const uint64_t s = mix(c.seed ^ (uint64_t(l + 1) << 32));
+    const uint64_t s = mix_seed(c.seed ^ (uint64_t(l + 1) << 32));
     blocks_.push_back(Block{filled(C, 1.f), filled(C, 0.f), filled(C, 1.f), filled(C, 0.f), zeros({C}), zeros({C}),
-                            zeros({C}), zeros({C}), linear(C, 3 * C, attn_sparse, mix(s + 1)),
-                            linear(C, C, attn_sparse, mix(s + 2)), linear(C, 4 * C, ffn_sparse, mix(s + 3)),
-                            linear(4 * C, C, ffn_sparse, mix(s + 4))});
+                            zeros({C}), zeros({C}), linear(C, 3 * C, attn_sparse, mix_seed(s + 1)),
+                            linear(C, C, attn_sparse, mix_seed(s + 2)), linear(C, 4 * C, ffn_sparse, mix_seed(s + 3)),
+                            linear(4 * C, C, ffn_sparse, mix_seed(s + 4))});
   }
 }
 
@@ -226,18 +220,18 @@ void Gpt2::backward(float loss_scale, uint64_t mvue_seed) {
     Block& b = blocks_[size_t(l)];
     Acts::Layer& s = a.layers[size_t(l)];
     const Tensor& input = l == 0 ? a.encoded : a.layers[size_t(l - 1)].residual3;
-    const uint64_t seed = mix(mvue_seed ^ (uint64_t(l) << 40));
+    const uint64_t seed = mix_seed(mvue_seed ^ (uint64_t(l) << 40));
     // residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))): a.dres is d residual3.
-    b.fcproj.backward(s.fch_gelu, a.dres, &dfch_gelu, mix(seed + 4));
+    b.fcproj.backward(s.fch_gelu, a.dres, &dfch_gelu, mix_seed(seed + 4));
     clear(a.dfch);
     nn::gelu_backward(a.dfch, s.fch, a.dfch_gelu);
-    b.fc.backward(s.ln2, a.dfch, &dln, mix(seed + 3));
+    b.fc.backward(s.ln2, a.dfch, &dln, mix_seed(seed + 3));
     nn::layernorm_backward(a.dres, b.dln2w, b.dln2b, a.dln, s.residual2, b.ln2w, s.ln2_mean, s.ln2_rstd);
     // residual2 = input + attproj(attention(qkv(ln1(input)))): a.dres is now d residual2.
-    b.attproj.backward(s.atty, a.dres, &datty, mix(seed + 2));
+    b.attproj.backward(s.atty, a.dres, &datty, mix_seed(seed + 2));
     clear(a.dqkv);
     nn::attention_backward(a.dqkv, a.dpreatt, a.datt, a.datty, s.qkv, s.att, B, T, C, NH);
-    b.qkv.backward(s.ln1, a.dqkv, &dln, mix(seed + 1));
+    b.qkv.backward(s.ln1, a.dqkv, &dln, mix_seed(seed + 1));
     nn::layernorm_backward(a.dres, b.dln1w, b.dln1b, a.dln, input, b.ln1w, s.ln1_mean, s.ln1_rstd);
   }
   nn::encoder_backward(dwte_, dwpe_, a.dres, ids(tokens_.data(), N), B, T);

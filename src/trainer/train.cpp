@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "sparse24/error.h"
+#include "sparse24/philox.h"
 #include "sparse24/optim.h"
 #include "trainer/checkpoint.h"
 #include "trainer/metrics.h"
@@ -187,12 +188,6 @@ TrainConfig config_from_json(const std::string& json) {
 // ---- The training loop ----------------------------------------------------------------------
 namespace {
 
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // Cosine decay from lr to min_lr after a linear warm-up.
 float learning_rate(const TrainConfig& c, int64_t step) {
@@ -324,7 +319,7 @@ TrainResult train(const TrainConfig& config, bool resume) {
     for (int micro = 0; micro < c.grad_accum; ++micro) {
       sampler.batch(step * c.grad_accum + micro, x.data(), y.data());
       loss += r.model->forward(x.data(), y.data(), c.batch, c.seq);
-      r.model->backward(1.f / float(c.grad_accum), mix(c.seed ^ mix(uint64_t(step * c.grad_accum + micro))));
+      r.model->backward(1.f / float(c.grad_accum), mix_seed(c.seed ^ mix_seed(uint64_t(step * c.grad_accum + micro))));
     }
     train_loss = loss / c.grad_accum;
     S24_CHECK(std::isfinite(train_loss), kValue, "train: the loss became ", train_loss, " at step ", step,
