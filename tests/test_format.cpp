@@ -121,3 +121,81 @@ TEST(Format, DecompressScaledStorage) {
 
 }  // namespace
 }  // namespace sparse24
+
+namespace sparse24 {
+namespace {
+
+// The sm90 metadata layout (docs/research/cutlass-sm90-sparse-layout.md): a permutation of the
+// canonical bytes into a zero-padded buffer.
+TEST(FormatSm90, OffsetsArePermutationsIntoTheBuffer) {
+  for (MetaLayout layout : {MetaLayout::kSm90K64, MetaLayout::kSm90K128})
+    for (DType dt : {DType::kF16, DType::kF8E4M3})
+      for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {100, 128}, {200, 352}, {1, 32}}) {
+        const Sm90Meta g = sm90_meta(layout, rows, cols, dt);
+        std::vector<int> hits(size_t(g.bytes()), 0);
+        for (int64_t m = 0; m < rows; ++m)
+          for (int64_t b = 0; b < cols / 8; ++b) {
+            const int64_t o = g.offset(m, b);
+            ASSERT_TRUE(o >= 0 && o < g.bytes()) << m << "," << b;
+            ++hits[size_t(o)];
+          }
+        for (int h : hits) ASSERT_LE(h, 1);  // no two bytes share an address
+      }
+}
+
+TEST(FormatSm90, KnownOffsets) {
+  // 16-bit values, atom 128 (N = atom / 32 = 4), M padded to 128.
+  const Sm90Meta h = sm90_meta(MetaLayout::kSm90K128, 100, 256, DType::kBF16);
+  EXPECT_EQ(h.m_padded, 128);
+  EXPECT_EQ(h.k_padded, 256);
+  EXPECT_EQ(h.bytes(), 128 * 32);
+  EXPECT_EQ(h.offset(0, 0), 0);
+  EXPECT_EQ(h.offset(0, 1), 1);        // columns 8..15: the other byte of the first 16-bit word
+  EXPECT_EQ(h.offset(8, 0), 2);        // row 8
+  EXPECT_EQ(h.offset(0, 4), 4);        // columns 32..39
+  EXPECT_EQ(h.offset(1, 0), 16);       // row 1: 4 N
+  EXPECT_EQ(h.offset(0, 2), 128);      // columns 16..23: 32 N
+  EXPECT_EQ(h.offset(16, 0), 256);     // row 16: 64 N
+  EXPECT_EQ(h.offset(64, 0), 1024);    // row 64: 256 N
+  EXPECT_EQ(h.offset(0, 16), 128 * 16);  // column 128: the second K atom's slab
+  // 8-bit values: rows of atom_k / 8 bytes, one slab per atom.
+  const Sm90Meta e = sm90_meta(MetaLayout::kSm90K64, 70, 128, DType::kF8E5M2);
+  EXPECT_EQ(e.m_padded, 128);
+  EXPECT_EQ(e.offset(3, 5), 3 * 8 + 5);
+  EXPECT_EQ(e.offset(3, 9), 128 * 8 + 3 * 8 + 1);
+}
+
+TEST(FormatSm90, TransformsWriteItBesideTheCanonicalMetadata) {
+  const Tensor x = test::randn(96, 160, 4);
+  CompressOptions o;
+  o.dtype = DType::kF16;
+  o.layout = MetaLayout::kSm90K64;
+  const Sparse24Matrix s = prune_magnitude(x, o);
+  ASSERT_TRUE(s.hw_meta.defined());
+  EXPECT_EQ(s.layout, MetaLayout::kSm90K64);
+  const Sm90Meta g = sm90_meta(o.layout, 96, 160, DType::kF16);
+  ASSERT_EQ(s.hw_meta.numel(), g.bytes());
+  std::vector<bool> used(size_t(g.bytes()), false);
+  for (int64_t m = 0; m < 96; ++m)
+    for (int64_t b = 0; b < 20; ++b) {
+      EXPECT_EQ(s.hw_meta.data<uint8_t>()[g.offset(m, b)], s.mask.codes().data<uint8_t>()[m * s.mask.row_bytes() + b]);
+      used[size_t(g.offset(m, b))] = true;
+    }
+  for (int64_t i = 0; i < g.bytes(); ++i)
+    if (!used[size_t(i)]) {
+      ASSERT_EQ(s.hw_meta.data<uint8_t>()[i], 0) << "padding byte " << i;
+    }
+  // Transposable: W and W^T both carry it.
+  const Transposable24 t = prune_transposable(test::randn(64, 96, 5), o);
+  EXPECT_TRUE(t.w.hw_meta.defined() && t.wt.hw_meta.defined());
+  EXPECT_EQ(std::memcmp(t.wt.hw_meta.data<uint8_t>(), to_sm90_meta(t.wt.mask, o.layout, DType::kF16).data<uint8_t>(),
+                        size_t(t.wt.hw_meta.numel())), 0);
+  // Errors: fp32 values (CUTLASS's sparse fp32 is tf32 1:2), K not a multiple of 16.
+  CompressOptions f = o;
+  f.dtype = DType::kF32;
+  test::expect_error([&] { prune_magnitude(x, f); }, ErrorKind::kDType, "16-bit or 8-bit");
+  test::expect_error([&] { prune_magnitude(test::randn(8, 24, 1), o); }, ErrorKind::kShape, "divisible by 16");
+}
+
+}  // namespace
+}  // namespace sparse24

@@ -63,24 +63,55 @@ class Mask24 {
   Tensor codes_;
 };
 
-// Metadata layouts a Sparse24Matrix can carry. The hardware layouts (Hopper CUTLASS, cuSPARSELt's
-// opaque buffer) are added beside kCanonical by the GEMM backends that read them.
-enum class MetaLayout : uint8_t { kCanonical };
+// Metadata layouts a Sparse24Matrix can carry besides the canonical one (docs/FORMAT.md).
+enum class MetaLayout : uint8_t {
+  kCanonical,  // only the canonical metadata (mask)
+  kSm90K64,    // also CUTLASS's sm90 sparse-GEMM metadata for a K tile of 64 (hw_meta)
+  kSm90K128,   // the same for K tiles of 128 or more
+};
+const char* meta_layout_name(MetaLayout l);  // "canonical", "sm90-k64", "sm90-k128"
+
+// The sm90 metadata of an M x K 2:4 matrix with 16-bit (fp16, bf16) or 8-bit (fp8, int8) values:
+// the canonical bytes at other addresses, in a buffer of m_padded x k_padded / 8 bytes (M rounded
+// up to 64, K to the atom; padding zero). Canonical byte b of row m (groups 2b and 2b + 1, columns
+// 8b .. 8b + 7) goes to offset(m, b).
+struct Sm90Meta {
+  int64_t m_padded = 0, k_padded = 0;
+  int atom_k = 128;      // min(K tile, 128)
+  bool eight_bit = false;
+  int64_t bytes() const { return m_padded * k_padded / 8; }
+  S24_HD int64_t offset(int64_t m, int64_t b) const {
+    const int64_t k = 8 * b, atom = k / atom_k, kk = k % atom_k;
+    const int64_t slab = atom * m_padded * atom_k / 8;  // each atom of K columns is one slab
+    if (eight_bit) return slab + m * (atom_k / 8) + kk / 8;
+    const int64_t n = atom_k / 32;
+    return slab + ((kk >> 3) & 1) + 2 * ((m >> 3) & 1) + 4 * ((kk >> 5) % n) + 4 * n * (m & 7) +
+           32 * n * ((kk >> 4) & 1) + 64 * n * ((m >> 4) & 3) + 256 * n * (m >> 6);
+  }
+};
+// The sm90 metadata geometry of a rows x cols matrix of `dtype` values; throws kDType for values
+// that are not 16- or 8-bit and kShape for K not a multiple of 16 (16-bit) or 32 (8-bit).
+Sm90Meta sm90_meta(MetaLayout layout, int64_t rows, int64_t cols, DType dtype);
 
 // A compressed 2:4 matrix: kept values (any value dtype, with a per-tensor scale) plus metadata.
 struct Sparse24Matrix {
   int64_t rows = 0, cols = 0;  // the dense shape; groups run along cols
   DType dtype = DType::kF32;   // of the stored values
   float scale = 1.f;           // real value = stored value * scale
-  MetaLayout layout = MetaLayout::kCanonical;
+  MetaLayout layout = MetaLayout::kCanonical;  // which hw_meta it also carries
   Tensor values;               // [rows x cols/2] row-major
-  Mask24 mask;                 // canonical metadata
+  Mask24 mask;                 // canonical metadata (always present)
+  Tensor hw_meta;              // uint8 [sm90_meta(...).bytes()] when layout is a sm90 one
 
   Device device() const { return values.device(); }
   Sparse24Matrix to(Device device) const;
 };
 
-// Allocates a compressed matrix (values and metadata uninitialised).
-Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scale, Device device);
+// Allocates a compressed matrix (values and canonical metadata uninitialised; hw_meta, for a sm90
+// layout, zero-filled so that its padding is zero).
+Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scale, Device device,
+                             MetaLayout layout = MetaLayout::kCanonical);
+// The sm90 metadata of a canonical mask (CPU): what the CUDA kernels write directly.
+Tensor to_sm90_meta(const Mask24& mask, MetaLayout layout, DType dtype);
 
 }  // namespace sparse24

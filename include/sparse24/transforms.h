@@ -26,6 +26,9 @@ struct CompressOptions {
   std::optional<float> scale;   // stored = value / scale; int8 requires one; default 1
   Overflow overflow = Overflow::kPyTorch;
   NonFinite non_finite = NonFinite::kError;
+  // Also write the metadata in a hardware layout (format.h: Sparse24Matrix::hw_meta), in the same
+  // pass: the sm90 layouts need fp16/bf16/fp8/int8 storage and K divisible by 16 (32 for 8-bit).
+  MetaLayout layout = MetaLayout::kCanonical;
 };
 
 // Magnitude: keep the two largest |x| of each group; ties go to the lower index.

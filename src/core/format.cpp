@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "cuda/runtime.h"
 #include "sparse24/error.h"
 
 namespace sparse24 {
@@ -85,10 +86,48 @@ Sparse24Matrix Sparse24Matrix::to(Device device) const {
   Sparse24Matrix s = *this;
   s.values = values.to(device);
   s.mask = mask.to(device);
+  if (hw_meta.defined()) s.hw_meta = hw_meta.to(device);
   return s;
 }
 
-Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scale, Device device) {
+const char* meta_layout_name(MetaLayout l) {
+  switch (l) {
+    case MetaLayout::kCanonical: return "canonical";
+    case MetaLayout::kSm90K64: return "sm90-k64";
+    case MetaLayout::kSm90K128: return "sm90-k128";
+  }
+  return "?";
+}
+
+Sm90Meta sm90_meta(MetaLayout layout, int64_t rows, int64_t cols, DType dtype) {
+  S24_CHECK(layout != MetaLayout::kCanonical, kValue, "sm90_meta: the canonical layout has no sm90 geometry");
+  const bool sixteen = dtype == DType::kF16 || dtype == DType::kBF16;
+  const bool eight = dtype == DType::kF8E4M3 || dtype == DType::kF8E5M2 || dtype == DType::kI8;
+  S24_CHECK(sixteen || eight, kDType, "the ", meta_layout_name(layout), " metadata layout needs 16-bit or 8-bit values (",
+            "fp16, bf16, e4m3, e5m2, int8), not ", dtype_name(dtype));
+  const int64_t k_align = sixteen ? 16 : 32;
+  S24_CHECK(cols % k_align == 0, kShape, "the ", meta_layout_name(layout), " metadata layout needs K (columns, ", cols,
+            ") divisible by ", k_align, " for ", dtype_name(dtype), " values");
+  Sm90Meta m;
+  m.atom_k = layout == MetaLayout::kSm90K64 ? 64 : 128;
+  m.eight_bit = eight;
+  m.m_padded = (rows + 63) / 64 * 64;
+  m.k_padded = (cols + m.atom_k - 1) / m.atom_k * m.atom_k;
+  return m;
+}
+
+Tensor to_sm90_meta(const Mask24& mask, MetaLayout layout, DType dtype) {
+  S24_CHECK(mask.device() == Device::kCPU, kDevice, "to_sm90_meta: CPU masks only");
+  const Sm90Meta g = sm90_meta(layout, mask.rows(), mask.cols(), dtype);
+  Tensor out = Tensor::empty({g.bytes()}, DType::kU8);
+  std::memset(out.data<uint8_t>(), 0, size_t(g.bytes()));
+  const uint8_t* in = mask.codes().data<uint8_t>();
+  for (int64_t r = 0; r < mask.rows(); ++r)
+    for (int64_t b = 0; b < mask.row_bytes(); ++b) out.data<uint8_t>()[g.offset(r, b)] = in[r * mask.row_bytes() + b];
+  return out;
+}
+
+Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scale, Device device, MetaLayout layout) {
   S24_CHECK(cols % 4 == 0, kShape, "a 2:4 matrix needs columns divisible by 4, got ", rows, " x ", cols);
   S24_CHECK(is_value_dtype(dtype), kDType, "2:4 values cannot be stored as ", dtype_name(dtype));
   Sparse24Matrix s;
@@ -98,6 +137,13 @@ Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scal
   s.scale = scale;
   s.values = Tensor::matrix(rows, cols / 2, dtype, Layout::kRowMajor, device);
   s.mask = Mask24::empty(rows, cols, device);
+  s.layout = layout;
+  if (layout != MetaLayout::kCanonical) {
+    const int64_t bytes = sm90_meta(layout, rows, cols, dtype).bytes();
+    s.hw_meta = Tensor::empty({bytes}, DType::kU8, device);
+    if (device == Device::kCPU) std::memset(s.hw_meta.data<uint8_t>(), 0, size_t(bytes));
+    else cuda::fill(s.hw_meta.view().data, 0, size_t(bytes));
+  }
   return s;
 }
 

@@ -10,7 +10,9 @@ int64_t prune_groups(const TensorView& in, const cpu::GroupArgs& args, const Com
   const group::GroupParams p{out.values.view().data, out.mask.codes().data<uint8_t>(), in.rows(), in.cols() / 4,
                              out.mask.row_bytes(), args.mask ? args.mask->codes().data<uint8_t>() : nullptr,
                              args.seed, args.beta, out.scale, opts.overflow,
-                             propagate ? nullptr : reset_report_slot()};
+                             propagate ? nullptr : reset_report_slot(),
+                             out.hw_meta.defined() ? out.hw_meta.data<uint8_t>() : nullptr,
+                             out.hw_meta.defined() ? sm90_meta(out.layout, out.rows, out.cols, out.dtype) : Sm90Meta{}};
   switch (args.rule) {
     case rules::GroupRule::kMagnitude: group::launch_magnitude(in, out.dtype, p); break;
     case rules::GroupRule::kMask: group::launch_mask(in, out.dtype, p); break;

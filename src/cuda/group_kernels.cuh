@@ -32,6 +32,8 @@ struct GroupParams {
   float beta, scale;
   Overflow overflow;
   unsigned long long* bad;      // NonFinite::kError: first non-finite index; null under kPropagate
+  uint8_t* hw_meta;             // the sm90 metadata, written beside the canonical one; or null
+  Sm90Meta hw;                  // its geometry
 };
 
 // raw[i] for a run-time i, by selects (no local-memory array).
@@ -105,6 +107,7 @@ __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64
     }
   }
   p.meta[row * p.row_bytes + byte] = meta;
+  if (p.hw_meta) p.hw_meta[p.hw.offset(row, byte)] = meta;
 }
 
 // Block (32, 8): a warp takes 32 consecutive metadata bytes (256 elements) of one row.

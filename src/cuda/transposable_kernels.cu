@@ -22,6 +22,8 @@ struct TransposableParams {
   float scale;
   Overflow overflow;
   unsigned long long* bad;     // report slot: first non-finite weight, or first invalid mask block
+  uint8_t *w_hw, *wt_hw;       // sm90 metadata of W and W^T, written beside the canonical; or null
+  Sm90Meta w_hwg, wt_hwg;      // their geometries
 };
 
 template <typename In, typename Out>
@@ -88,6 +90,7 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
     if (bj % 2 == 0) {
       const bool has_odd = c0 + 4 * bj + 4 < w.cols;
       p.w_meta[row * p.w_row_bytes + g / 2] = uint8_t(code | (has_odd ? odd << 4 : 0));
+      if (p.w_hw) p.w_hw[p.w_hwg.offset(row, g / 2)] = uint8_t(code | (has_odd ? odd << 4 : 0));
     }
   }
 
@@ -133,6 +136,12 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
       if (lr < t_rows && k < t_vals) tv[(c0 + lr) * (w.rows / 2) + r0 / 2 + k] = wt_vals[lr][k];
     }
   }
+  if (p.wt_hw) {
+    for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
+      const int lr = e / (kTile / 8), k = e % (kTile / 8);
+      if (lr < t_rows && k < t_bytes) p.wt_hw[p.wt_hwg.offset(c0 + lr, r0 / 8 + k)] = wt_meta[lr][k];
+    }
+  }
   if (t_bytes == kTile / 8 && p.wt_row_bytes % 8 == 0) {
     for (int lr = threadIdx.x; lr < t_rows; lr += kThreads)
       *reinterpret_cast<uint2*>(p.wt_meta + (c0 + lr) * p.wt_row_bytes + r0 / 8) = *reinterpret_cast<const uint2*>(wt_meta[lr]);
@@ -153,7 +162,11 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
   TransposableParams p{res.w.values.view().data, res.w.mask.codes().data<uint8_t>(),
                        res.wt.values.view().data, res.wt.mask.codes().data<uint8_t>(),
                        res.w.mask.row_bytes(), res.wt.mask.row_bytes(),
-                       mask ? mask->codes().data<uint8_t>() : nullptr, res.w.scale, opts.overflow, bad};
+                       mask ? mask->codes().data<uint8_t>() : nullptr, res.w.scale, opts.overflow, bad,
+                       res.w.hw_meta.defined() ? res.w.hw_meta.data<uint8_t>() : nullptr,
+                       res.wt.hw_meta.defined() ? res.wt.hw_meta.data<uint8_t>() : nullptr,
+                       res.w.hw_meta.defined() ? sm90_meta(res.w.layout, res.w.rows, res.w.cols, res.w.dtype) : Sm90Meta{},
+                       res.wt.hw_meta.defined() ? sm90_meta(res.wt.layout, res.wt.rows, res.wt.cols, res.wt.dtype) : Sm90Meta{}};
   const dim3 grid(unsigned((w.cols() + kTile - 1) / kTile), unsigned((w.rows() + kTile - 1) / kTile));
   bool along_rows = false;
   const bool vec = vector_friendly(w, &along_rows);

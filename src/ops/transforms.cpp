@@ -65,13 +65,14 @@ Sparse24Matrix prune_groups(const char* op, const TensorView& x, const cpu::Grou
                             const CompressOptions& opts) {
   check_matrix_input(op, x);
   const Storage st = resolve_storage(op, x, opts);
-  Sparse24Matrix out = make_sparse24(x.rows(), x.cols(), st.dtype, st.scale, x.device);
+  Sparse24Matrix out = make_sparse24(x.rows(), x.cols(), st.dtype, st.scale, x.device, opts.layout);
   if (x.device == Device::kCUDA) {
     const int64_t bad = cuda::prune_groups(x, args, opts, out);
     if (bad >= 0) fail_non_finite(op, x, bad);
   } else {
     check_finite_cpu(op, x, opts.non_finite);
     cpu::prune_groups(x, args, opts, out);
+    if (opts.layout != MetaLayout::kCanonical) out.hw_meta = to_sm90_meta(out.mask, opts.layout, out.dtype);
   }
   return out;
 }
@@ -140,8 +141,8 @@ Transposable24 transposable(const char* op, const TensorView& w, const Mask24* m
     if (mask->device() == Device::kCPU) mask->transposed();  // throws unless 2:4 along columns
   }
   Transposable24 r;
-  r.w = make_sparse24(w.rows(), w.cols(), st.dtype, st.scale, w.device);
-  r.wt = make_sparse24(w.cols(), w.rows(), st.dtype, st.scale, w.device);
+  r.w = make_sparse24(w.rows(), w.cols(), st.dtype, st.scale, w.device, opts.layout);
+  r.wt = make_sparse24(w.cols(), w.rows(), st.dtype, st.scale, w.device, opts.layout);
   if (w.device == Device::kCUDA) {
     const int64_t bad = cuda::prune_transposable(w, mask, opts, r);
     if (bad >= 0) {
@@ -152,6 +153,10 @@ Transposable24 transposable(const char* op, const TensorView& w, const Mask24* m
   } else {
     if (!mask) check_finite_cpu(op, w, NonFinite::kError);  // the block search needs finite scores
     cpu::prune_transposable(w, mask, opts, r);
+    if (opts.layout != MetaLayout::kCanonical) {
+      r.w.hw_meta = to_sm90_meta(r.w.mask, opts.layout, r.w.dtype);
+      r.wt.hw_meta = to_sm90_meta(r.wt.mask, opts.layout, r.wt.dtype);
+    }
   }
   return r;
 }

@@ -129,6 +129,47 @@ TEST_F(Cuda, TransposableMatchesTheCpu) {
           }
 }
 
+// The sm90 metadata (the canonical bytes permuted for CUTLASS's Hopper sparse GEMM), written by
+// the kernels beside the canonical metadata: byte for byte the CPU's, padding included.
+void expect_same_hw(const Sparse24Matrix& cpu, const Sparse24Matrix& gpu, const std::string& what) {
+  ASSERT_TRUE(cpu.hw_meta.defined() && gpu.hw_meta.defined()) << what;
+  const Tensor back = gpu.hw_meta.to(Device::kCPU);
+  ASSERT_EQ(back.numel(), cpu.hw_meta.numel()) << what;
+  for (int64_t i = 0; i < back.numel(); ++i)
+    if (back.data<uint8_t>()[i] != cpu.hw_meta.data<uint8_t>()[i]) {
+      ADD_FAILURE() << what << ": sm90 metadata byte " << i << " cpu 0x" << std::hex << int(cpu.hw_meta.data<uint8_t>()[i])
+                    << " gpu 0x" << int(back.data<uint8_t>()[i]);
+      return;
+    }
+}
+
+TEST_F(Cuda, Sm90MetadataMatchesTheCpu) {
+  for (MetaLayout layout : {MetaLayout::kSm90K64, MetaLayout::kSm90K128})
+    for (DType dt : {DType::kF16, DType::kBF16, DType::kF8E4M3, DType::kI8})
+      for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {96, 128}, {128, 352}, {260, 3072}}) {
+        CompressOptions o;
+        o.dtype = dt;
+        o.scale = 0.01f;
+        o.layout = layout;
+        o.overflow = Overflow::kSaturate;
+        const std::string tag = std::to_string(rows) + "x" + std::to_string(cols) + " " + dtype_name(dt) + " " +
+                                meta_layout_name(layout);
+        for (Layout in_layout : {Layout::kRowMajor, Layout::kColMajor}) {
+          const Tensor x = test::convert(test::randn(rows, cols, 8), DType::kF16, in_layout);
+          const Tensor xd = x.to(Device::kCUDA);
+          expect_same_hw(prune_magnitude(x, o), prune_magnitude(xd, o), "magnitude " + tag);
+          expect_same_hw(prune_mvue(x, 9, o), prune_mvue(xd, 9, o), "mvue " + tag);
+        }
+        if (rows % 32 == 0) {
+          const Tensor w = test::randn(rows, cols, 10);
+          const Transposable24 c = prune_transposable(w, o), g = prune_transposable(w.to(Device::kCUDA), o);
+          expect_same_hw(c.w, g.w, "transposable W " + tag);
+          expect_same_hw(c.wt, g.wt, "transposable W^T " + tag);
+        }
+        if (HasFailure()) return;
+      }
+}
+
 TEST_F(Cuda, NonTransposableMaskIsRejected) {
   const Tensor w = test::randn(8, 8, 1);
   const Mask24 rows_only = prune_magnitude(w).mask;  // 2:4 along rows, almost surely not columns
