@@ -60,6 +60,12 @@ int64_t Args::get_int(const std::string& name, int64_t fallback) const {
   return x;
 }
 
+int64_t Args::get_int(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const {
+  const int64_t v = get_int(name, fallback);
+  S24_CHECK(v >= lo && v <= hi, kValue, "--", name, " must be in [", lo, ", ", hi, "], got ", v);
+  return v;
+}
+
 uint64_t Args::get_u64(const std::string& name, uint64_t fallback) const {
   const auto v = get(name);
   if (!v) return fallback;

@@ -20,6 +20,8 @@ class Args {
   std::optional<std::string> get(const std::string& name) const;
   std::string get_or(const std::string& name, const std::string& fallback) const;
   int64_t get_int(const std::string& name, int64_t fallback) const;
+  // An integer option that must lie in [lo, hi] (kValue naming the option otherwise).
+  int64_t get_int(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const;
   uint64_t get_u64(const std::string& name, uint64_t fallback) const;
   std::optional<float> get_float(const std::string& name) const;
   // Throws kValue unless exactly n positionals were given; `usage` names them.

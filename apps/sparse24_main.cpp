@@ -52,6 +52,8 @@ commands:
   train --data FILE --out DIR  pre-train a GPT-2 model on a token file (text bytes, nanoGPT .bin
                                or llm.c shard), with a progress line, DIR/metrics.jsonl and
                                DIR/checkpoint.bin
+      --format F               auto (default: .bin = nanoGPT or llm.c, else text) | nanogpt | llmc | text
+      --vocab N                vocabulary size (default: from the data; 256 for text)
       --mode M                 dense (default) | fst | sste
       --sparse L               which linears are 2:4: ffn (default) | attention | all
       --layers N --heads N --channels N --seq N     model size (default 4, 4, 128, 64)
@@ -246,28 +248,28 @@ int cmd_train(int argc, char** argv) {
   S24_CHECK(mode == "dense" || mode == "fst" || mode == "sste", kValue, "unknown --mode '", mode, "' (dense, fst, sste)");
   c.model.mode = mode == "fst" ? SparseMode::kFst : mode == "sste" ? SparseMode::kSste : SparseMode::kDense;
   c.model.sparse_linears = trainer::parse_sparse_linears(args.get_or("sparse", "ffn"));
-  c.model.layers = int(args.get_int("layers", 4));
-  c.model.heads = int(args.get_int("heads", 4));
-  c.model.channels = int(args.get_int("channels", 128));
-  c.model.vocab = int(args.get_int("vocab", 0));
-  c.seq = int(args.get_int("seq", 64));
+  c.model.layers = int(args.get_int("layers", 4, 1, 1024));
+  c.model.heads = int(args.get_int("heads", 4, 1, 4096));
+  c.model.channels = int(args.get_int("channels", 128, 1, 1 << 16));
+  c.model.vocab = int(args.get_int("vocab", 0, 0, 1 << 24));
+  c.seq = int(args.get_int("seq", 64, 1, 1 << 16));
   c.model.max_seq = c.seq;
-  c.batch = int(args.get_int("batch", 8));
-  c.grad_accum = int(args.get_int("grad-accum", 1));
-  c.steps = args.get_int("steps", 500);
+  c.batch = int(args.get_int("batch", 8, 1, 1 << 20));
+  c.grad_accum = int(args.get_int("grad-accum", 1, 1, 1 << 20));
+  c.steps = args.get_int("steps", 500, 1, int64_t(1) << 40);
   c.lr = args.get_float("lr").value_or(1e-3f);
   c.min_lr = args.get_float("min-lr").value_or(1e-4f);
-  c.warmup = args.get_int("warmup", 50);
+  c.warmup = args.get_int("warmup", 50, 0, int64_t(1) << 40);
   c.weight_decay = args.get_float("weight-decay").value_or(0.1f);
   c.grad_clip = args.get_float("clip").value_or(1.f);
   c.dense_fraction = args.get_float("dense-fraction").value_or(0.f);
-  c.model.mask_freq = int(args.get_int("mask-freq", 40));
+  c.model.mask_freq = int(args.get_int("mask-freq", 40, 1, 1 << 30));
   c.model.decay_alpha = args.get_float("decay-alpha").value_or(6e-5f);
   c.model.weight_dtype = parse_dtype(args.get_or("weight-dtype", "fp32").c_str());
   c.model.gemms.weight_grad = !args.has("dense-wgrad");
-  c.eval_every = args.get_int("eval-every", 100);
-  c.eval_batches = int(args.get_int("eval-batches", 16));
-  c.ckpt_every = args.get_int("ckpt-every", 0);
+  c.eval_every = args.get_int("eval-every", 100, 0, int64_t(1) << 40);
+  c.eval_batches = int(args.get_int("eval-batches", 16, 1, 1 << 20));
+  c.ckpt_every = args.get_int("ckpt-every", 0, 0, int64_t(1) << 40);
   c.seed = args.get_u64("seed", 1);
   c.model.seed = c.seed;
   c.label = args.get_or("label", "");
@@ -283,7 +285,7 @@ int cmd_sample(int argc, char** argv) {
   args.expect_positional(0, "options only");
   S24_CHECK(args.has("checkpoint"), kValue, "sample needs --checkpoint FILE");
   const std::string prompt = args.get_or("prompt", "");
-  const std::string text = trainer::sample(*args.get("checkpoint"), prompt, int(args.get_int("tokens", 200)),
+  const std::string text = trainer::sample(*args.get("checkpoint"), prompt, int(args.get_int("tokens", 200, 0, 1 << 24)),
                                            args.get_float("temperature").value_or(0.8f), args.get_u64("seed", 1));
   std::printf("%s%s\n", prompt.c_str(), text.c_str());
   return 0;

@@ -14,8 +14,12 @@ cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 if [ ! -d /usr/share/games/fortunes ]; then
   echo "main: installing Debian's fortunes package (the corpus)"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq fortunes >/dev/null
+  if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else
+    echo "main: the corpus needs Debian's fortunes package; as root, run: apt-get install -y fortunes" >&2
+    exit 1
+  fi
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes >/dev/null
 fi
 scripts/build.sh
 

@@ -344,7 +344,7 @@ TEST(NpyReadError, MissingOrUnreadableFile) {
   const std::string missing = (dir / "missing.npy").string();
   EXPECT_NPY_ERROR(read_npy(missing), kIO, missing, "cannot open", "No such file or directory");
   const std::string directory = dir.string();
-  EXPECT_NPY_ERROR(read_npy(directory), kIO, directory, "Is a directory");
+  EXPECT_NPY_ERROR(read_npy(directory), kIO, directory, "not a regular file");
 }
 
 TEST(NpyReadError, BadMagicOrVersion) {

@@ -135,5 +135,25 @@ TEST(Transposable, CompressesWAndWTransposeConsistently) {
       }
 }
 
+TEST(Transposable, GivenMaskIsCheckedAndNonFiniteFollowsThePolicy) {
+  Tensor w = test::randn(8, 8, 31);
+  const Mask24 good = prune_transposable(w).mask;
+  // A code with i0 > i1 (0x1: positions 1 and 0) is not a valid group code.
+  Mask24 bad = Mask24::from_dense(good.to_dense());
+  bad.set_code(5, 1, 0x1);
+  test::expect_error([&] { compress_transposable(w, bad); }, ErrorKind::kInvalidMask, "block at row 4, column 4");
+  // Valid codes, but a column of the block keeps three.
+  Mask24 rows_only = prune_magnitude(test::rand_ints(8, 8, 9, 3)).mask;
+  for (int r = 0; r < 8; ++r)
+    for (int g = 0; g < 2; ++g) rows_only.set_code(r, g, group_code(0, 1));
+  test::expect_error([&] { compress_transposable(w, rows_only); }, ErrorKind::kInvalidMask, "not transposable");
+  w.data<float>()[2 * 8 + 3] = NAN;
+  test::expect_error([&] { compress_transposable(w, good); }, ErrorKind::kNonFinite, "row 2, column 3");
+  test::expect_error([&] { prune_transposable(w); }, ErrorKind::kNonFinite, "needs finite weights");
+  CompressOptions o;
+  o.non_finite = NonFinite::kPropagate;
+  EXPECT_NO_THROW(compress_transposable(w, good, o));
+}
+
 }  // namespace
 }  // namespace sparse24

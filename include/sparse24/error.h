@@ -2,7 +2,8 @@
 //
 // Every bad input (shape, dtype, invalid mask group, non-finite value, unreadable or corrupt
 // file) is reported by throwing sparse24::Error with a message that names the problem and, where
-// there is one, the offending position. Nothing is ever silently clamped or mis-encoded.
+// there is one, the offending position. Values clamp or overflow only as docs/DTYPES.md says;
+// an invalid mask is never silently mis-encoded.
 #pragma once
 
 #include <sstream>

@@ -120,6 +120,10 @@ class SparseLinear {
   // dense_from_step; FST: selects a new transposable mask when there is none or step %
   // mask_freq == 0 (recording the flip rate), then compresses W and W^T for this step's GEMMs.
   void begin_step(int64_t step);
+  // FST: recompresses W and W^T with the current mask (no mask selection): after an optimizer
+  // step, so that a forward outside training (an evaluation) sees the updated weights. Other
+  // modes, and a layer without a mask yet, need nothing.
+  void recompress();
 
   // y = x W_eff^T + b. x: [N, in]; y: [N, out] (written, any float dtype and layout).
   void forward(const TensorView& x, const TensorView& y);

@@ -63,8 +63,9 @@ struct Transposable24 {
 };
 Transposable24 prune_transposable(const TensorView& w, const CompressOptions& opts = {});
 // W and W^T compressed with an existing transposable mask (FST compresses both every optimizer
-// step and re-selects the mask only every mask_freq steps). A mask that is not 2:4 along columns
-// throws kInvalidMask.
+// step and re-selects the mask only every mask_freq steps). A mask that is not transposable
+// (a 4x4 block without two kept entries in every row and column) throws kInvalidMask naming the
+// block; non-finite weights follow opts.non_finite.
 Transposable24 compress_transposable(const TensorView& w, const Mask24& mask, const CompressOptions& opts = {});
 // The 90 patterns as 16-bit masks (bit 4*r + c set when (r, c) is kept), in tie-break order.
 const uint16_t* transposable_patterns();

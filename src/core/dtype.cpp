@@ -30,7 +30,7 @@ DType parse_dtype(const char* name) {
       {"int32", DType::kI32}};
   for (const Alias& a : kAliases)
     if (std::strcmp(a.name, name) == 0) return a.t;
-  S24_FAIL(kDType, "unknown dtype '", name, "' (expected fp32, fp16, bf16, int8, e4m3, e5m2)");
+  S24_FAIL(kDType, "unknown dtype '", name, "' (expected fp32, fp16, bf16, int8, e4m3, e5m2, uint8, int32)");
 }
 
 float dtype_max(DType t) {

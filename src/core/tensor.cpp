@@ -99,6 +99,8 @@ Tensor Tensor::empty(std::initializer_list<int64_t> shape, DType dtype, Device d
   int64_t stride = 1;
   for (int d = t.view_.rank - 1; d >= 0; --d) {
     t.view_.strides[d] = stride;
+    S24_CHECK(t.view_.shape[d] == 0 || stride <= (int64_t(1) << 56) / t.view_.shape[d] / dtype_size(dtype), kShape,
+              "tensor of ", t.view_.describe(), " is too large to allocate");
     stride *= t.view_.shape[d];
   }
   t.storage_ = allocate(size_t(stride) * size_t(dtype_size(dtype)), device);

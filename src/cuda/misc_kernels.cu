@@ -100,8 +100,8 @@ unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads);
 
 double sste_scale(const TensorView& w, int64_t* first_bad) {
   constexpr int kBlocks = 264;  // fixed, so the summation order is fixed for a given shape
-  double* partials = nullptr;
-  S24_CUDA_CHECK(cudaMalloc(&partials, 2 * kBlocks * sizeof(double)));
+  const std::shared_ptr<void> buffer = alloc(2 * kBlocks * sizeof(double));
+  double* partials = static_cast<double*>(buffer.get());
   unsigned long long* bad = reset_report_slot();
   dispatch_input_dtype(w.dtype, [&](auto tag) {
     using In = typename decltype(tag)::type;
@@ -110,7 +110,6 @@ double sste_scale(const TensorView& w, int64_t* first_bad) {
   std::vector<double> host(2 * kBlocks);
   const cudaError_t launch = cudaGetLastError();
   const cudaError_t copy = cudaMemcpy(host.data(), partials, host.size() * sizeof(double), cudaMemcpyDeviceToHost);
-  cudaFree(partials);
   S24_CUDA_CHECK(launch);
   S24_CUDA_CHECK(copy);
   *first_bad = read_report_slot();
@@ -156,15 +155,14 @@ void masked_decay(const TensorView& grad, const TensorView& w, const Mask24& mas
 double flip_rate(const Mask24& a, const Mask24& b) {
   const int64_t total = a.rows() * a.cols(), bytes = a.rows() * a.row_bytes();
   if (total == 0) return 0.0;
-  unsigned long long* flips = nullptr;
-  S24_CUDA_CHECK(cudaMalloc(&flips, sizeof(*flips)));
+  const std::shared_ptr<void> buffer = alloc(sizeof(unsigned long long));
+  auto* flips = static_cast<unsigned long long*>(buffer.get());
   S24_CUDA_CHECK(cudaMemset(flips, 0, sizeof(*flips)));
   flip_kernel<<<std::min(blocks_for(bytes), 1024u), kThreads>>>(a.codes().data<uint8_t>(), b.codes().data<uint8_t>(),
                                                                 bytes, flips);
   unsigned long long host = 0;
   const cudaError_t launch = cudaGetLastError();
   const cudaError_t copy = cudaMemcpy(&host, flips, sizeof(host), cudaMemcpyDeviceToHost);
-  cudaFree(flips);
   S24_CUDA_CHECK(launch);
   S24_CUDA_CHECK(copy);
   return double(host) / double(total);

@@ -16,8 +16,9 @@ namespace sparse24::cuda {
 int64_t prune_groups(const TensorView& in, const cpu::GroupArgs& args, const CompressOptions& opts,
                      Sparse24Matrix& out);
 // One pass over `w`: for every 4x4 block the best transposable pattern (or, when `mask` is given,
-// that mask's), then W and W^T compressed. With `report` it synchronises and returns the first
-// non-finite weight (search) or the first block of `mask` that is not transposable, else -1;
+// that mask's), then W and W^T compressed. With `report` it synchronises and returns
+// 2 * position + kind of the first problem (kind 0: a block of `mask` that is not transposable,
+// kind 1: a non-finite weight, checked by the search and under NonFinite::kError), else -1;
 // without, it only queues the kernel (benchmarks) and returns -1.
 int64_t prune_transposable(const TensorView& w, const Mask24* mask, const CompressOptions& opts,
                            Transposable24& res, bool report = true);

@@ -21,7 +21,8 @@ struct TransposableParams {
   const uint8_t* given_mask;   // W's canonical metadata when the mask is given, else null
   float scale;
   Overflow overflow;
-  unsigned long long* bad;     // report slot: first non-finite weight, or first invalid mask block
+  bool check_finite;           // report non-finite weights (the search always does)
+  unsigned long long* bad;     // report slot: 2 * position + kind (0: invalid mask block, 1: NaN/Inf)
   uint8_t *w_hw, *wt_hw;       // sm90 metadata of W and W^T, written beside the canonical; or null
   Sm90Meta w_hwg, wt_hwg;      // their geometries
 };
@@ -55,18 +56,17 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
         rows_pairs = uint16_t(rows_pairs | rules::pair_index(code & 3, code >> 2) << (3 * r));
       }
       for (int c = 0; c < 4; ++c) valid = valid && per_col[c] == 2;
-      if (!valid) report_first(p.bad, (r0 + 4 * bi) * w.cols + c0 + 4 * bj);
-    } else {
-      float absw[16];
-#pragma unroll
-      for (int k = 0; k < 16; ++k) {
-        const float x = tile[4 * bi + k / 4][4 * bj + k % 4];
-        if (!rules::is_finite_f(x))
-          report_first(p.bad, (r0 + 4 * bi + k / 4) * w.cols + c0 + 4 * bj + k % 4);
-        absw[k] = rules::abs_f(x);
-      }
-      rows_pairs = rules::best_transposable(absw);
+      if (!valid) report_first(p.bad, 2 * ((r0 + 4 * bi) * w.cols + c0 + 4 * bj));  // kind 0: mask
     }
+    float absw[16];
+#pragma unroll
+    for (int k = 0; k < 16; ++k) {
+      const float x = tile[4 * bi + k / 4][4 * bj + k % 4];
+      if (p.check_finite && !rules::is_finite_f(x))
+        report_first(p.bad, 2 * ((r0 + 4 * bi + k / 4) * w.cols + c0 + 4 * bj + k % 4) + 1);  // kind 1
+      absw[k] = rules::abs_f(x);
+    }
+    if (!p.given_mask) rows_pairs = rules::best_transposable(absw);
   }
 
   // The pattern's kept pair of each row, decoded once.
@@ -162,7 +162,8 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
   TransposableParams p{res.w.values.view().data, res.w.mask.codes().data<uint8_t>(),
                        res.wt.values.view().data, res.wt.mask.codes().data<uint8_t>(),
                        res.w.mask.row_bytes(), res.wt.mask.row_bytes(),
-                       mask ? mask->codes().data<uint8_t>() : nullptr, res.w.scale, opts.overflow, bad,
+                       mask ? mask->codes().data<uint8_t>() : nullptr, res.w.scale, opts.overflow,
+                       !mask || opts.non_finite == NonFinite::kError, bad,
                        res.w.hw_meta.defined() ? res.w.hw_meta.data<uint8_t>() : nullptr,
                        res.wt.hw_meta.defined() ? res.wt.hw_meta.data<uint8_t>() : nullptr,
                        res.w.hw_meta.defined() ? sm90_meta(res.w.layout, res.w.rows, res.w.cols, res.w.dtype) : Sm90Meta{},

@@ -21,6 +21,8 @@
 //     The temporary file is "<path>.tmp.<pid>.<counter>" beside the target.
 #include "sparse24/npy.h"
 
+#include <sys/stat.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -339,6 +341,10 @@ void write_atomically(const std::string& path, const std::string& header, const 
 }  // namespace
 
 NpyArray read_npy(const std::string& path) {
+  {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) S24_CHECK(S_ISREG(st.st_mode), kIO, path, ": not a regular file");
+  }
   File file(std::fopen(path.c_str(), "rb"));
   S24_CHECK(file, kIO, path, ": cannot open: ", std::strerror(errno));
   std::FILE* f = file.get();

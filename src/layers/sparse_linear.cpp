@@ -312,6 +312,14 @@ void SparseLinear::begin_step(int64_t step) {
   compressed_ = true;
 }
 
+void SparseLinear::recompress() {
+  if (dense_ || config_.mode != SparseMode::kFst || !mask_->defined()) return;
+  const Transposable24 t = compress_transposable(w_, *mask_, f32_storage());
+  ws_ = to_storage(t.w, config_.weight_dtype);
+  wts_ = to_storage(t.wt, config_.weight_dtype);
+  compressed_ = true;
+}
+
 void SparseLinear::switch_to_dense(DenseSwitch how) {
   if (dense_) return;
   if (how == DenseSwitch::kApplyMask) {

@@ -2,6 +2,7 @@
 #include "sparse24/transforms.h"
 
 #include <cmath>
+#include <string>
 
 #include "core/rules24.h"
 #include "cpu/transforms_cpu.h"
@@ -25,8 +26,10 @@ float element(const TensorView& x, int64_t r, int64_t c) {
 
 void fail_non_finite(const char* op, const TensorView& x, int64_t at) {
   const int64_t r = at / x.cols(), c = at % x.cols();
+  const bool always = std::string(op) == "prune_transposable" || std::string(op) == "sste_scale";
   S24_FAIL(kNonFinite, op, ": ", x.describe(), " holds ", element(x, r, c), " at row ", r, ", column ", c,
-           " (policy NonFinite::kError; kPropagate carries NaN into the output instead)");
+           always ? " (this operation needs finite weights)"
+                  : " (policy NonFinite::kError; kPropagate carries NaN into the output instead)");
 }
 
 void check_matrix_input(const char* op, const TensorView& x) {
@@ -128,6 +131,26 @@ double sste_scale(const TensorView& w) {
 }
 
 namespace {
+// A CPU mask must be transposable: valid codes, and two kept entries in every column of every
+// aligned 4x4 block (what the CUDA kernel checks as it reads the mask).
+void check_transposable_mask(const char* op, const Mask24& m) {
+  for (int64_t bi = 0; bi < m.rows() / 4; ++bi)
+    for (int64_t g = 0; g < m.groups_per_row(); ++g) {
+      int per_col[4] = {0, 0, 0, 0};
+      bool valid = true;
+      for (int r = 0; r < 4; ++r) {
+        const uint8_t code = m.code(4 * bi + r, g);
+        valid = valid && is_valid_group_code(code);
+        if (!valid) break;
+        ++per_col[code & 3];
+        ++per_col[code >> 2];
+      }
+      for (int c = 0; c < 4; ++c) valid = valid && per_col[c] == 2;
+      S24_CHECK(valid, kInvalidMask, op, ": the mask is not transposable in the 4x4 block at row ", 4 * bi,
+                ", column ", 4 * g, " (every row and column of a block must keep exactly 2)");
+    }
+}
+
 // prune_transposable and compress_transposable: the search, or the given mask.
 Transposable24 transposable(const char* op, const TensorView& w, const Mask24* mask, const CompressOptions& opts) {
   check_matrix_input(op, w);
@@ -138,7 +161,7 @@ Transposable24 transposable(const char* op, const TensorView& w, const Mask24* m
     S24_CHECK(mask->rows() == w.rows() && mask->cols() == w.cols(), kShape, op, ": mask is ", mask->rows(),
               " x ", mask->cols(), " but the input is ", w.describe());
     check_same_device(op, w.device, mask->device(), "the mask");
-    if (mask->device() == Device::kCPU) mask->transposed();  // throws unless 2:4 along columns
+    if (mask->device() == Device::kCPU) check_transposable_mask(op, *mask);
   }
   Transposable24 r;
   r.w = make_sparse24(w.rows(), w.cols(), st.dtype, st.scale, w.device, opts.layout);
@@ -146,12 +169,14 @@ Transposable24 transposable(const char* op, const TensorView& w, const Mask24* m
   if (w.device == Device::kCUDA) {
     const int64_t bad = cuda::prune_transposable(w, mask, opts, r);
     if (bad >= 0) {
-      S24_CHECK(!mask, kInvalidMask, op, ": the mask is not 2:4 along columns in the 4x4 block at row ",
-                bad / w.cols(), ", column ", bad % w.cols(), ", so it is not transposable");
-      fail_non_finite(op, w, bad);
+      const int64_t at = bad / 2;
+      S24_CHECK(bad % 2 == 1, kInvalidMask, op, ": the mask is not transposable in the 4x4 block at row ",
+                at / w.cols(), ", column ", at % w.cols(), " (every row and column of a block must keep exactly 2)");
+      fail_non_finite(op, w, at);
     }
   } else {
-    if (!mask) check_finite_cpu(op, w, NonFinite::kError);  // the block search needs finite scores
+    // The search needs finite scores; a given mask follows the policy.
+    check_finite_cpu(op, w, mask ? opts.non_finite : NonFinite::kError);
     cpu::prune_transposable(w, mask, opts, r);
     if (opts.layout != MetaLayout::kCanonical) {
       r.w.hw_meta = to_sm90_meta(r.w.mask, opts.layout, r.w.dtype);

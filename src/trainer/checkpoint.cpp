@@ -1,6 +1,8 @@
 // Checkpoints, tensor blobs and atomic files: see checkpoint.h for the format.
 #include "trainer/checkpoint.h"
 
+#include <sys/stat.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -225,6 +227,10 @@ class BodyReader {
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path) {
+  {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) S24_CHECK(S_ISREG(st.st_mode), kIO, path, ": not a regular file");
+  }
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
   S24_CHECK(file, kIO, path, ": cannot open: ", std::strerror(errno));
   std::FILE* f = file.get();

@@ -1,6 +1,8 @@
 // Token datasets: see data.h for the formats and the sampling rule.
 #include "trainer/data.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -25,6 +27,9 @@ struct FileCloser {
 using File = std::unique_ptr<std::FILE, FileCloser>;
 
 File open_read(const std::string& path) {
+  struct stat st {};
+  S24_CHECK(::stat(path.c_str(), &st) == 0, kIO, path, ": cannot open: ", std::strerror(errno));
+  S24_CHECK(S_ISREG(st.st_mode), kIO, path, ": not a regular file");
   File f(std::fopen(path.c_str(), "rb"));
   S24_CHECK(f, kIO, path, ": cannot open: ", std::strerror(errno));
   return f;

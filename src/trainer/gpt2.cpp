@@ -164,6 +164,11 @@ void Gpt2::begin_step(int64_t step) {
     for (SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) l->begin_step(step);
 }
 
+void Gpt2::refresh_sparse_weights() {
+  for (Block& b : blocks_)
+    for (SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) l->recompress();
+}
+
 float Gpt2::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
   S24_CHECK(B > 0 && T > 0 && T <= config_.max_seq, kShape, "GPT-2 forward: B = ", B, ", T = ", T,
             " (T must be in 1..", config_.max_seq, ")");
@@ -308,13 +313,6 @@ size_t Gpt2::sparse_extra_bytes() const {
   for (const Block& b : blocks_)
     for (const SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) n += l->extra_bytes();
   return n;
-}
-
-bool Gpt2::sparse_active() const {
-  for (const Block& b : blocks_)
-    for (const SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj})
-      if (!l->is_dense()) return true;
-  return false;
 }
 
 std::vector<std::pair<std::string, std::string>> Gpt2::save() const {

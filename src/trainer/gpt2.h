@@ -47,6 +47,9 @@ class Gpt2 {
 
   // Once per optimizer step, before its first micro-batch (mask updates, compression).
   void begin_step(int64_t step);
+  // After an optimizer step, before a forward outside training (evaluation): FST layers
+  // recompress their updated weights with the current mask.
+  void refresh_sparse_weights();
   // Runs the model on tokens [B*T] (int32 ids); with targets, returns the mean cross-entropy
   // and keeps what backward needs; without, returns NaN (logits and probabilities only).
   float forward(const int32_t* tokens, const int32_t* targets, int B, int T);
@@ -65,7 +68,6 @@ class Gpt2 {
   // the bytes they hold beyond dense training.
   double mean_flip_rate() const;
   size_t sparse_extra_bytes() const;
-  bool sparse_active() const;  // some layer is sparse and not yet switched to dense
 
   // Model state (weights, sparse layers' masks, beta, counters) as named blobs and back.
   std::vector<std::pair<std::string, std::string>> save() const;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -46,7 +47,7 @@ Fields fields(const TrainConfig& c) {
           {"sparse_input_grad", m.gemms.input_grad ? "true" : "false"},
           {"sparse_weight_grad", m.gemms.weight_grad ? "true" : "false"},
           {"weight_dtype", quote(dtype_name(m.weight_dtype))},
-          {"model_seed", num(double(m.seed))},
+          {"model_seed", std::to_string(m.seed)},
           {"batch", num(c.batch)},
           {"seq", num(c.seq)},
           {"grad_accum", num(c.grad_accum)},
@@ -62,7 +63,7 @@ Fields fields(const TrainConfig& c) {
           {"eval_every", num(double(c.eval_every))},
           {"eval_batches", num(c.eval_batches)},
           {"ckpt_every", num(double(c.ckpt_every))},
-          {"seed", num(double(c.seed))},
+          {"seed", std::to_string(c.seed)},
           {"label", quote(c.label)}};
 }
 
@@ -144,6 +145,15 @@ TrainConfig config_from_json(const std::string& json) {
     return x;
   };
   auto boolean = [&](const char* key) { return get(key) == "true"; };
+  auto u64 = [&](const char* key) {
+    const std::string& v = get(key);
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+    S24_CHECK(errno == 0 && end && *end == '\0' && !v.empty() && v[0] != '-', kIO, "configuration JSON: \"", key,
+              "\" is not an unsigned integer: ", v);
+    return uint64_t(x);
+  };
   S24_CHECK(get("format_version") == "1", kIO, "configuration JSON: unsupported format_version ", get("format_version"));
   TrainConfig c;
   c.data = get("data");
@@ -164,7 +174,7 @@ TrainConfig config_from_json(const std::string& json) {
   m.gemms.input_grad = boolean("sparse_input_grad");
   m.gemms.weight_grad = boolean("sparse_weight_grad");
   m.weight_dtype = parse_dtype(get("weight_dtype").c_str());
-  m.seed = uint64_t(number("model_seed"));
+  m.seed = u64("model_seed");
   c.batch = int(number("batch"));
   c.seq = int(number("seq"));
   c.grad_accum = int(number("grad_accum"));
@@ -180,7 +190,7 @@ TrainConfig config_from_json(const std::string& json) {
   c.eval_every = int64_t(number("eval_every"));
   c.eval_batches = int(number("eval_batches"));
   c.ckpt_every = int64_t(number("ckpt_every"));
-  c.seed = uint64_t(number("seed"));
+  c.seed = u64("seed");
   c.label = get("label");
   return c;
 }
@@ -216,6 +226,10 @@ void validate(const TrainConfig& c) {
   S24_CHECK(c.warmup >= 0 && c.eval_every >= 0 && c.ckpt_every >= 0 && c.eval_batches > 0, kValue,
             "train: warmup, eval_every and ckpt_every must be >= 0 and eval_batches > 0");
   S24_CHECK(c.dense_fraction >= 0 && c.dense_fraction < 1, kValue, "train: dense_fraction must be in [0, 1)");
+  S24_CHECK(std::isfinite(c.grad_clip) && c.grad_clip > 0, kValue, "train: the gradient clip must be finite and > 0, got ",
+            c.grad_clip);
+  S24_CHECK(c.weight_decay >= 0 && c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, kValue,
+            "train: need weight_decay >= 0 and betas in [0, 1)");
   S24_CHECK(c.val_fraction > 0 && c.val_fraction < 1, kValue, "train: val_fraction must be in (0, 1)");
 }
 
@@ -228,6 +242,7 @@ struct Run {
 };
 
 double evaluate(Gpt2& model, const TokenSpan& val, const TrainConfig& c) {
+  model.refresh_sparse_weights();  // the weights the last optimizer step wrote
   const EvalBatches batches(val, c.batch, c.seq, c.eval_batches);
   std::vector<int32_t> x(size_t(c.batch) * size_t(c.seq)), y(x.size());
   double sum = 0;
@@ -269,7 +284,11 @@ TrainResult train(const TrainConfig& config, bool resume) {
   const BatchSampler sampler(r.split.train, c.batch, c.seq, c.seed, "the training split of " + c.data);
   (void)EvalBatches(r.split.val, c.batch, c.seq, c.eval_batches, "the validation split of " + c.data);
 
-  std::filesystem::create_directories(c.out_dir);
+  try {
+    std::filesystem::create_directories(c.out_dir);
+  } catch (const std::filesystem::filesystem_error& e) {
+    S24_FAIL(kIO, "train: cannot create the output folder ", c.out_dir, ": ", e.code().message());
+  }
   const std::string ckpt = checkpoint_path(c), metrics_path = (std::filesystem::path(c.out_dir) / "metrics.jsonl").string();
   r.model = std::make_unique<Gpt2>(c.model);
   AdamWConfig oc;
@@ -293,7 +312,8 @@ TrainResult train(const TrainConfig& config, bool resume) {
     start = std::stoll(ck.blob("trainer.next_step"));
     std::fprintf(stderr, "resuming %s at step %lld\n", ckpt.c_str(), (long long)start);
   } else {
-    S24_CHECK(!std::filesystem::exists(ckpt), kIO, "train: ", ckpt,
+    std::error_code ec;
+    S24_CHECK(!std::filesystem::exists(ckpt, ec), kIO, "train: ", ckpt,
               " already exists; continue it with --resume or choose another --out (it is never overwritten by a new run)");
   }
   MetricsLog log(metrics_path, resume);
@@ -364,13 +384,14 @@ TrainResult train(const TrainConfig& config, bool resume) {
 
 std::string sample(const std::string& checkpoint, const std::string& prompt, int tokens, float temperature,
                    uint64_t seed) {
-  S24_CHECK(tokens >= 0 && temperature >= 0, kValue, "sample: tokens and temperature must be >= 0");
+  S24_CHECK(tokens >= 0 && temperature >= 0 && std::isfinite(temperature), kValue,
+            "sample: tokens must be >= 0 and the temperature finite and >= 0");
   const Checkpoint ck = read_checkpoint(checkpoint);
   const TrainConfig c = config_from_json(ck.config_json);
   Gpt2 model(c.model);
   std::vector<std::pair<std::string, std::string>> blobs(ck.blobs.begin(), ck.blobs.end());
   model.load(blobs);
-  const bool bytes = c.model.vocab <= 256;
+  const bool bytes = c.format == TokenFormat::kText;  // a byte-level model: text in, text out
   std::vector<int32_t> ctx;
   if (bytes) {
     for (unsigned char ch : prompt) ctx.push_back(ch);
@@ -391,8 +412,12 @@ std::string sample(const std::string& checkpoint, const std::string& prompt, int
       for (int v = 1; v < c.model.vocab; ++v)
         if (p[v] > p[next]) next = v;
     } else {
+      // p^(1/T), computed in log space relative to the most likely token (never all zero).
+      double top = 0;
+      for (int v = 0; v < c.model.vocab; ++v) top = std::max(top, double(p[v]));
       std::vector<double> w(size_t(c.model.vocab));
-      for (int v = 0; v < c.model.vocab; ++v) w[size_t(v)] = std::pow(double(p[v]), 1.0 / temperature);
+      for (int v = 0; v < c.model.vocab; ++v)
+        w[size_t(v)] = p[v] > 0 ? std::exp((std::log(double(p[v])) - std::log(top)) / temperature) : 0.0;
       next = std::discrete_distribution<int>(w.begin(), w.end())(rng);
     }
     ctx.push_back(next);

@@ -231,8 +231,19 @@ TEST_F(Cuda, NonFiniteInputs) {
       EXPECT_NE(std::string(e.what()).find("row 37, column 50"), std::string::npos) << e.what();
     }
   }
+  // A given transposable mask: non-finite weights follow the policy.
+  const Mask24 mask = prune_transposable(test::randn(64, 64, 22)).mask;
+  try {
+    compress_transposable(xd, mask.to(Device::kCUDA));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kNonFinite);
+    EXPECT_NE(std::string(e.what()).find("row 37, column 50"), std::string::npos) << e.what();
+  }
   CompressOptions o;
   o.non_finite = NonFinite::kPropagate;
+  const Transposable24 tc = compress_transposable(x, mask, o), tg = compress_transposable(xd, mask.to(Device::kCUDA), o);
+  expect_same(tc.w, tg.w, "compress_transposable, propagate");
   expect_same(prune_magnitude(x, o), prune_magnitude(xd, o), "magnitude, propagate");
   expect_same(prune_mvue(x, 5, o), prune_mvue(xd, 5, o), "mvue, propagate");
 }
