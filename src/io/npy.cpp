@@ -18,15 +18,15 @@
 //   * bool bytes are read as 0/1 (any non-zero byte becomes 1).
 //   * The writer produces the same bytes as numpy >= 1.24's np.save: the keys sorted, 21 - digits
 //     spaces of growth room after the dict, space padding to a multiple of 64 bytes, and '\n'.
-//     The temporary file is "<path>.tmp.<pid>.<counter>" beside the target.
+//     It writes through AtomicFile (io/atomic_file.h).
 #include "sparse24/npy.h"
+
+#include "io/atomic_file.h"
 
 #include <sys/stat.h>
 
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -306,38 +306,6 @@ std::string make_header(const char* descr, const TensorView& t, bool fortran) {
   return {};  // unreachable: a 4-byte length always fits the header of a rank <= 4 array
 }
 
-// Writes header + data to a temporary file beside `path`, syncs it and renames it over `path`.
-// On any failure the temporary file is removed and `path` is left as it was.
-void write_atomically(const std::string& path, const std::string& header, const void* data,
-                      size_t bytes) {
-  static std::atomic<unsigned> counter{0};
-  const std::string tmp =
-      path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  S24_CHECK(f, kIO, path, ": cannot create temporary file ", tmp, ": ", std::strerror(errno));
-  const char* failed = nullptr;  // the step that failed
-  if (std::fwrite(header.data(), 1, header.size(), f) != header.size() ||
-      (bytes && std::fwrite(data, 1, bytes, f) != bytes))
-    failed = "write";
-  else if (std::fflush(f) != 0)
-    failed = "flush";
-  else if (::fsync(::fileno(f)) != 0)
-    failed = "fsync";
-  int err = failed ? errno : 0;
-  if (std::fclose(f) != 0 && !failed) {
-    failed = "close";
-    err = errno;
-  }
-  if (!failed && std::rename(tmp.c_str(), path.c_str()) != 0) {
-    failed = "rename";
-    err = errno;
-  }
-  if (failed) {
-    std::remove(tmp.c_str());
-    S24_FAIL(kIO, path, ": ", failed, " failed: ", std::strerror(err), " (file left unchanged)");
-  }
-}
-
 }  // namespace
 
 NpyArray read_npy(const std::string& path) {
@@ -442,8 +410,10 @@ void write_npy(const std::string& path, const TensorView& t) {
     copy = Tensor::copy_of(t, Device::kCPU);
     v = &copy.view();
   }
-  write_atomically(path, make_header(descr, t, fortran), v->data,
-                   size_t(t.numel()) * size_t(dtype_size(t.dtype)));
+  AtomicFile out(path);
+  out.write(make_header(descr, t, fortran));
+  out.write(v->data, size_t(t.numel()) * size_t(dtype_size(t.dtype)));
+  out.commit();
 }
 
 }  // namespace sparse24

@@ -36,6 +36,7 @@
 #include <map>
 #include <string>
 
+#include "io/atomic_file.h"
 #include "sparse24/tensor.h"
 
 namespace sparse24::trainer {
@@ -76,30 +77,5 @@ Tensor tensor_from_blob(const std::string& blob, const std::string& what);
 // Restores a blob into an existing CPU tensor (any strides): kIO if malformed, kDType / kShape
 // naming `what` and both types or shapes if they differ from dst's.
 void tensor_from_blob_into(const std::string& blob, const TensorView& dst, const std::string& what);
-
-// ---- Atomic files ------------------------------------------------------------------------------
-
-// A file written to "<path>.tmp.<pid>.<counter>" and renamed over `path` on commit(). Destroyed
-// without commit() (an error, an exception), it removes the temporary file: `path` is untouched.
-// Every failure throws kIO "<path>: <step> failed: <reason> (file left unchanged)".
-class AtomicFile {
- public:
-  explicit AtomicFile(const std::string& path);
-  ~AtomicFile();
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-
-  void write(const void* data, size_t n);
-  void write(const std::string& s) { write(s.data(), s.size()); }
-  // Flush, fsync, close, rename over the target, then fsync its directory (best effort).
-  void commit();
-  const std::string& path() const { return path_; }
-  const std::string& temp_path() const { return tmp_; }
-
- private:
-  [[noreturn]] void fail(const char* step, int err);
-  std::string path_, tmp_;
-  std::FILE* f_ = nullptr;
-};
 
 }  // namespace sparse24::trainer

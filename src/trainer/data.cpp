@@ -12,7 +12,7 @@
 
 #include "sparse24/error.h"
 #include "sparse24/philox.h"
-#include "trainer/checkpoint.h"  // AtomicFile
+#include "io/atomic_file.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "data.cpp reads little-endian token files in place: a little-endian host is required"

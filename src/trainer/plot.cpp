@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "sparse24/error.h"
-#include "trainer/checkpoint.h"  // AtomicFile
+#include "io/atomic_file.h"
 #include "trainer/metrics.h"
 
 namespace sparse24::trainer {

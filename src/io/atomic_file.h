@@ -1,0 +1,37 @@
+// src/io/atomic_file.h: files that are either written completely or not at all.
+//
+// Every file the library writes (.npy, token files, checkpoints, plots) goes through AtomicFile:
+// the bytes go to a temporary file beside the target, which is flushed, fsynced and renamed over
+// the target on commit(). A failure at any step, or destruction without commit(), removes the
+// temporary file and leaves an existing target byte for byte as it was.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+namespace sparse24 {
+
+// A file written to "<path>.tmp.<pid>.<counter>" and renamed over `path` on commit(). Destroyed
+// without commit() (an error, an exception), it removes the temporary file: `path` is untouched.
+// Every failure throws kIO "<path>: <step> failed: <reason> (file left unchanged)".
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t n);
+  void write(const std::string& s) { write(s.data(), s.size()); }
+  // Flush, fsync, close, rename over the target, then fsync its directory (best effort).
+  void commit();
+  const std::string& path() const { return path_; }
+  const std::string& temp_path() const { return tmp_; }
+
+ private:
+  [[noreturn]] void fail(const char* step, int err);
+  std::string path_, tmp_;
+  std::FILE* f_ = nullptr;
+};
+
+}  // namespace sparse24
