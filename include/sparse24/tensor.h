@@ -94,5 +94,8 @@ void copy_into(const TensorView& dst, const TensorView& src);
 
 // A CPU fp32 row-major copy of a CPU matrix of any float dtype and layout (int8 is unscaled).
 Tensor to_f32_row_major(const TensorView& src);
+// The same without a copy when src already is fp32 row-major: returns src's memory, or the
+// memory of a copy kept alive in `holder`.
+const float* f32_row_major(const TensorView& src, Tensor& holder);
 
 }  // namespace sparse24

@@ -188,4 +188,10 @@ Tensor to_f32_row_major(const TensorView& src) {
   return out;
 }
 
+const float* f32_row_major(const TensorView& src, Tensor& holder) {
+  if (src.dtype == DType::kF32 && src.is_row_major()) return static_cast<const float*>(src.data);
+  holder = to_f32_row_major(src);
+  return holder.data<float>();
+}
+
 }  // namespace sparse24

@@ -42,13 +42,6 @@ void store(const float* src, int64_t count, const TensorView& out) {
   });
 }
 
-// D as an fp32 row-major buffer: the view's own memory when it already is one, else a copy.
-const float* as_f32_row_major(const TensorView& d, Tensor& holder) {
-  if (d.dtype == DType::kF32 && d.is_row_major()) return static_cast<const float*>(d.data);
-  holder = to_f32_row_major(d);
-  return holder.data<float>();
-}
-
 }  // namespace
 
 void spmm_f32(const Sparse24Matrix& s, const float* d, int64_t n, float* c) {
@@ -100,7 +93,7 @@ void spmm_f32(const Sparse24Matrix& s, const float* d, int64_t n, float* c) {
 
 void mm_sb(const Sparse24Matrix& s, const TensorView& b, const TensorView& out) {
   Tensor holder;
-  const float* d = as_f32_row_major(b, holder);  // B: k x n
+  const float* d = f32_row_major(b, holder);  // B: k x n
   const int64_t m = s.rows, n = b.cols();
   if (out.dtype == DType::kF32) {  // C is the output
     spmm_f32(s, d, n, static_cast<float*>(out.data));
@@ -115,7 +108,7 @@ void mm_as_t(const TensorView& a, const Sparse24Matrix& s, const TensorView* bia
              const TensorView& out) {
   // A S^T = (S A^T)^T: C = S D with D = A^T (k x n), then out[j][i] = C[i][j] (+ bias[i]).
   Tensor holder;
-  const float* d = as_f32_row_major(a.t(), holder);
+  const float* d = f32_row_major(a.t(), holder);
   const int64_t m = s.rows, n = a.rows();
   std::vector<float> c(size_t(m * n));
   spmm_f32(s, d, n, c.data());

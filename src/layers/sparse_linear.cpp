@@ -35,13 +35,6 @@ namespace {
 
 constexpr float kE4m3Max = 448.f, kE5m2Max = 57344.f;
 
-// A view as an fp32 row-major buffer: its own memory when it is one, else a copy in `holder`.
-const float* f32_rows(const TensorView& v, Tensor& holder) {
-  if (v.dtype == DType::kF32 && v.is_row_major()) return static_cast<const float*>(v.data);
-  holder = to_f32_row_major(v);
-  return holder.data<float>();
-}
-
 // A B for matrices of any float dtype and layout: a fresh fp32 [a.rows x b.cols]. Runs the CPU
 // backend's dense matmul (cpu/nn_cpu.h) on B^T, which sums every element's products in
 // increasing k from +0, one rounding per addition, as the 2:4 kernel does: a dense product with
@@ -49,8 +42,8 @@ const float* f32_rows(const TensorView& v, Tensor& holder) {
 // x W^T, B = W.t() and B^T is W itself: no copy.
 Tensor dense_mm(const TensorView& a, const TensorView& b) {
   Tensor ha, hbt;
-  const float* pa = f32_rows(a, ha);
-  const float* pbt = f32_rows(b.t(), hbt);
+  const float* pa = f32_row_major(a, ha);
+  const float* pbt = f32_row_major(b.t(), hbt);
   Tensor c = Tensor::matrix(a.rows(), b.cols(), DType::kF32);
   cpu::nn::matmul_forward(c.data<float>(), pa, pbt, nullptr, a.rows(), a.cols(), b.cols());
   return c;
