@@ -71,9 +71,10 @@ __device__ __forceinline__ void load8(const In* p, T x[8]) {
 // of 8). Threads run along the contiguous dimension of the input so that every warp reads
 // consecutive addresses; with `vec` (see vector_friendly) each thread moves 8 elements with
 // 16-byte loads. Elements outside the matrix read as zero bits.
-template <typename In, typename T, int TR, int TC, int THREADS>
+// PITCH is the tile's row pitch in elements (TC + padding against shared-memory bank conflicts).
+template <typename In, typename T, int TR, int TC, int THREADS, int PITCH = TC + 1>
 __device__ __forceinline__ void load_tile(const DeviceMatrix& m, int64_t r0, int64_t c0, bool vec,
-                                          bool along_rows, T (*tile)[TC + 1]) {
+                                          bool along_rows, T (*tile)[PITCH]) {
   const In* base = static_cast<const In*>(m.data);
   if (vec && along_rows) {
     for (int e = threadIdx.x; e < TR * TC / 8; e += THREADS) {

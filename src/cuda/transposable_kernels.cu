@@ -11,6 +11,7 @@ namespace sparse24::cuda {
 namespace {
 
 constexpr int kTile = 64, kThreads = 256;  // a 64 x 64 tile: 16 x 16 blocks, one per thread
+constexpr int kPitch = kTile + 4;
 
 struct TransposableParams {
   void* w_values;              // rows x cols/2
@@ -30,17 +31,28 @@ struct TransposableParams {
 template <typename In, typename Out>
 __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, TransposableParams p, bool vec,
                                                                bool along_rows) {
-  __shared__ float tile[kTile][kTile + 1];
+  // Row pitch 68 floats: a thread reads its 4x4 block as four 16-byte rows, and the 8 lanes of a
+  // quarter-warp (consecutive bj) read 128 consecutive bytes: no bank conflicts.
+  __shared__ alignas(16) float tile[kTile][kPitch];
   __shared__ alignas(16) Out wt_vals[kTile][kTile / 2];     // W^T tile: 64 rows (W's columns) x 32 values
   __shared__ alignas(16) uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
   const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  load_tile<In, float, kTile, kTile, kThreads>(w, r0, c0, vec, along_rows, tile);
+  load_tile<In, float, kTile, kTile, kThreads, kPitch>(w, r0, c0, vec, along_rows, tile);
   __syncthreads();
 
   // Thread t owns block (bi, bj) of the tile; lanes with consecutive bj share W's metadata bytes,
   // lanes 16 apart (bi, bi + 1) share W^T's.
   const int bi = threadIdx.x / 16, bj = threadIdx.x % 16;
   const bool inside = r0 + 4 * bi < w.rows && c0 + 4 * bj < w.cols;
+  float blk[4][4];  // the thread's 4x4 block, one 16-byte shared-memory load per row
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const float4 v = *reinterpret_cast<const float4*>(&tile[4 * bi + r][4 * bj]);
+    blk[r][0] = v.x;
+    blk[r][1] = v.y;
+    blk[r][2] = v.z;
+    blk[r][3] = v.w;
+  }
   uint16_t rows_pairs = 0;  // 3 bits per row: the pattern's pair index of each row
   if (inside) {
     if (p.given_mask) {
@@ -61,7 +73,7 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
     float absw[16];
 #pragma unroll
     for (int k = 0; k < 16; ++k) {
-      const float x = tile[4 * bi + k / 4][4 * bj + k % 4];
+      const float x = blk[k / 4][k % 4];
       if (p.check_finite && !rules::is_finite_f(x))
         report_first(p.bad, 2 * ((r0 + 4 * bi + k / 4) * w.cols + c0 + 4 * bj + k % 4) + 1);  // kind 1
       absw[k] = rules::abs_f(x);
@@ -82,7 +94,7 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
     const uint8_t odd = uint8_t(__shfl_down_sync(0xFFFFFFFFu, code, 1));  // bj + 1's code
     if (!inside) continue;
     const int64_t row = r0 + 4 * bi + r, g = c0 / 4 + bj;
-    const float* trow = tile[4 * bi + r] + 4 * bj;
+    const float* trow = blk[r];
     Vec<Out, 2> pair;
     pair.v[0] = from_f32<Out>(rules::pick4(trow, pa[r]), p.scale, p.overflow);
     pair.v[1] = from_f32<Out>(rules::pick4(trow, pb[r]), p.scale, p.overflow);
@@ -107,8 +119,7 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
     k0 = k0 < 0 ? 0 : k0;
     const uint8_t code = group_code(k0, k1);
     const uint8_t odd = uint8_t(__shfl_down_sync(0xFFFFFFFFu, code, 16));  // bi + 1's code
-    const float col[4] = {tile[4 * bi][4 * bj + c], tile[4 * bi + 1][4 * bj + c], tile[4 * bi + 2][4 * bj + c],
-                          tile[4 * bi + 3][4 * bj + c]};
+    const float col[4] = {blk[0][c], blk[1][c], blk[2][c], blk[3][c]};
     wt_vals[4 * bj + c][2 * bi] = from_f32<Out>(rules::pick4(col, k0), p.scale, p.overflow);
     wt_vals[4 * bj + c][2 * bi + 1] = from_f32<Out>(rules::pick4(col, k1), p.scale, p.overflow);
     if (bi % 2 == 0) {
