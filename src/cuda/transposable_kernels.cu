@@ -38,6 +38,15 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
   __shared__ alignas(16) uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
   const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
   load_tile<In, float, kTile, kTile, kThreads, kPitch>(w, r0, c0, vec, along_rows, tile);
+  // A given mask's bytes for the tile (64 rows x 8 bytes), read coalesced into shared memory.
+  __shared__ alignas(8) uint8_t mask_tile[kTile][kTile / 8];
+  if (p.given_mask) {
+    const int64_t t_rows = min(int64_t(kTile), w.rows - r0), t_bytes = (min(int64_t(kTile), w.cols - c0) / 4 + 1) / 2;
+    for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
+      const int lr = e / (kTile / 8), k = e % (kTile / 8);
+      if (lr < t_rows && k < t_bytes) mask_tile[lr][k] = p.given_mask[(r0 + lr) * p.w_row_bytes + c0 / 8 + k];
+    }
+  }
   __syncthreads();
 
   // Thread t owns block (bi, bj) of the tile; lanes with consecutive bj share W's metadata bytes,
@@ -56,18 +65,18 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
   uint16_t rows_pairs = 0;  // 3 bits per row: the pattern's pair index of each row
   if (inside) {
     if (p.given_mask) {
-      // Read the block's pattern, checking that it has two ones in every row and column.
-      int per_col[4] = {0, 0, 0, 0};
+      // Read the block's pattern, checking that it has two ones in every row and column: each
+      // row's kept columns, spread one per nibble, add up to 2 in every nibble (0x2222).
       bool valid = true;
+      uint32_t per_col = 0;
+#pragma unroll
       for (int r = 0; r < 4; ++r) {
-        const int64_t g = c0 / 4 + bj;
-        const uint8_t code = (p.given_mask[(r0 + 4 * bi + r) * p.w_row_bytes + g / 2] >> (4 * (g % 2))) & 0xF;
+        const uint8_t code = (mask_tile[4 * bi + r][bj / 2] >> (4 * (bj % 2))) & 0xF;
         valid = valid && is_valid_group_code(code);
-        ++per_col[code & 3];
-        ++per_col[code >> 2];
+        per_col += (1u << (4 * (code & 3))) + (1u << (4 * (code >> 2)));
         rows_pairs = uint16_t(rows_pairs | rules::pair_index(code & 3, code >> 2) << (3 * r));
       }
-      for (int c = 0; c < 4; ++c) valid = valid && per_col[c] == 2;
+      valid = valid && per_col == 0x2222u;
       if (!valid) report_first(p.bad, 2 * ((r0 + 4 * bi) * w.cols + c0 + 4 * bj));  // kind 0: mask
     }
     float absw[16];
