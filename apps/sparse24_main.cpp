@@ -138,6 +138,8 @@ int cmd_prune(int argc, char** argv) {
     s = prune_mvue(w, seed, opts);
     detail = ", seed " + std::to_string(seed);
   } else if (method == "soft") {
+    S24_CHECK(args.has("beta") || opts.non_finite == NonFinite::kError, kValue,
+              "--method soft --nan propagate needs --beta: S-STE's default beta needs finite weights");
     const float beta = args.get_float("beta").value_or(float(sste_scale(w)));
     s = prune_soft_threshold(w, beta, opts);
     char buf[64];

@@ -18,12 +18,11 @@
 //   * bool bytes are read as 0/1 (any non-zero byte becomes 1).
 //   * The writer produces the same bytes as numpy >= 1.24's np.save: the keys sorted, 21 - digits
 //     spaces of growth room after the dict, space padding to a multiple of 64 bytes, and '\n'.
-//     It writes through AtomicFile (io/atomic_file.h).
+//     It writes through AtomicFile (io/files.h).
 #include "sparse24/npy.h"
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 
-#include <sys/stat.h>
 
 
 #include <algorithm>
@@ -234,11 +233,6 @@ ElementType parse_descr(const std::string& path, const Header& h) {
 
 // ---- Reading -------------------------------------------------------------------------------
 
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using File = std::unique_ptr<std::FILE, FileCloser>;
-
 // Reads up to n bytes; returns how many were read (fewer only at the end of the file).
 size_t read_some(const std::string& path, std::FILE* f, void* dst, size_t n) {
   const size_t got = n ? std::fread(dst, 1, n, f) : 0;
@@ -309,12 +303,7 @@ std::string make_header(const char* descr, const TensorView& t, bool fortran) {
 }  // namespace
 
 NpyArray read_npy(const std::string& path) {
-  {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) S24_CHECK(S_ISREG(st.st_mode), kIO, path, ": not a regular file");
-  }
-  File file(std::fopen(path.c_str(), "rb"));
-  S24_CHECK(file, kIO, path, ": cannot open: ", std::strerror(errno));
+  const File file = open_regular_file(path);
   std::FILE* f = file.get();
 
   // Magic string and version.
@@ -334,11 +323,9 @@ NpyArray read_npy(const std::string& path) {
             ": truncated header (no header length)");
   const size_t hlen = size_t(len[0]) | size_t(len[1]) << 8 | size_t(len[2]) << 16 | size_t(len[3]) << 24;
   const long header_end = long(kMagicLen + 2 + len_bytes + hlen);
-  S24_CHECK(std::fseek(f, 0, SEEK_END) == 0, kIO, path, ": cannot seek: ", std::strerror(errno));
-  const long file_size = std::ftell(f);
-  S24_CHECK(file_size >= 0, kIO, path, ": cannot tell the size: ", std::strerror(errno));
-  S24_CHECK(file_size >= header_end, kIO, path, ": truncated header: expected ", hlen,
-            " bytes of header, found ", file_size - long(kMagicLen + 2 + len_bytes));
+  const long size = long(file_size(path, f));
+  S24_CHECK(size >= header_end, kIO, path, ": truncated header: expected ", hlen,
+            " bytes of header, found ", size - long(kMagicLen + 2 + len_bytes));
   S24_CHECK(std::fseek(f, long(kMagicLen + 2 + len_bytes), SEEK_SET) == 0, kIO, path, ": cannot seek: ",
             std::strerror(errno));
   std::string text(hlen, '\0');
@@ -359,7 +346,7 @@ NpyArray read_npy(const std::string& path) {
   }
 
   // The data must be exactly numel elements: no fewer, no more.
-  const int64_t expected = numel * et.size, available = int64_t(file_size - header_end);
+  const int64_t expected = numel * et.size, available = int64_t(size - header_end);
   S24_CHECK(available >= expected, kIO, path, ": truncated: expected ", expected,
             " bytes of data, found ", available);
   S24_CHECK(available == expected, kIO, path, ": trailing bytes: ", available - expected,

@@ -241,8 +241,10 @@ void SparseLinear::set_weights(const TensorView& w, const TensorView* b) {
     } else if (b->data != b_.view().data) {
       S24_CHECK(b->numel() == config_.out && (b->rank == 1 || (b->rank == 2 && b->shape[0] == 1)), kShape,
                 "SparseLinear::set_weights: bias ", b->describe(), " must have ", config_.out, " elements");
-      S24_CHECK(is_input_dtype(b->dtype) && b->device == Device::kCPU, kDType,
-                "SparseLinear::set_weights: bias ", b->describe(), " must be fp32/fp16/bf16 on the CPU");
+      S24_CHECK(is_input_dtype(b->dtype), kDType, "SparseLinear::set_weights: bias ", b->describe(),
+                " must be fp32, fp16 or bf16");
+      S24_CHECK(b->device == Device::kCPU, kDevice, "SparseLinear::set_weights: bias ", b->describe(),
+                " must be on the CPU (the layer's CUDA path is not in this version)");
       const int64_t stride = b->strides[b->rank - 1];
       dispatch_input_dtype(b->dtype, [&](auto tag) {
         using T = typename decltype(tag)::type;
@@ -408,8 +410,9 @@ void SparseLinear::backward(const TensorView& x, const TensorView& dy, const Ten
   if (dx) {
     S24_CHECK(dx->is_matrix() && dx->rows() == x.rows() && dx->cols() == config_.in, kShape, op,
               ": dx ", dx->describe(), " must be ", x.rows(), " x ", config_.in);
-    S24_CHECK(is_input_dtype(dx->dtype) && dx->device == Device::kCPU, kDType, op, ": dx ",
-              dx->describe(), " must be an fp32, fp16 or bf16 CPU matrix");
+    S24_CHECK(is_input_dtype(dx->dtype), kDType, op, ": dx ", dx->describe(), " must be fp32, fp16 or bf16");
+    S24_CHECK(dx->device == Device::kCPU, kDevice, op, ": dx ", dx->describe(),
+              " must be on the CPU (the layer's CUDA path is not in this version)");
   }
   const bool sparse_dw = !dense_ && config_.sparse.weight_grad;
   S24_CHECK(!sparse_dw || x.rows() % 4 == 0, kShape, op, ": the 2:4 weight gradient prunes dY^T "

@@ -1,7 +1,6 @@
 // Checkpoints, tensor blobs and atomic files: see checkpoint.h for the format.
 #include "trainer/checkpoint.h"
 
-#include <sys/stat.h>
 
 #include <array>
 #include <cerrno>
@@ -113,10 +112,6 @@ void write_checkpoint(const std::string& path, const std::string& config_json,
 
 namespace {
 
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-
 // Sequential reads of a checkpoint's body (everything before the checksum), with the checksum
 // and bounds checks.
 class BodyReader {
@@ -176,18 +171,9 @@ class BodyReader {
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path) {
-  {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) S24_CHECK(S_ISREG(st.st_mode), kIO, path, ": not a regular file");
-  }
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  S24_CHECK(file, kIO, path, ": cannot open: ", std::strerror(errno));
+  const File file = open_regular_file(path);
   std::FILE* f = file.get();
-  S24_CHECK(std::fseek(f, 0, SEEK_END) == 0, kIO, path, ": cannot seek: ", std::strerror(errno));
-  const long end = std::ftell(f);
-  S24_CHECK(end >= 0, kIO, path, ": cannot tell the size: ", std::strerror(errno));
-  S24_CHECK(std::fseek(f, 0, SEEK_SET) == 0, kIO, path, ": cannot seek: ", std::strerror(errno));
-  const uint64_t size = uint64_t(end);
+  const uint64_t size = uint64_t(file_size(path, f));
   S24_CHECK(size > 0, kIO, path, ": empty file: not a sparse24 checkpoint");
 
   // Magic and version, checked before the size so that a foreign file is named as such. They

@@ -36,7 +36,7 @@
 #include <map>
 #include <string>
 
-#include "io/atomic_file.h"
+#include "io/files.h"
 #include "sparse24/tensor.h"
 
 namespace sparse24::trainer {

@@ -1,7 +1,6 @@
 // Token datasets: see data.h for the formats and the sampling rule.
 #include "trainer/data.h"
 
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,7 +11,7 @@
 
 #include "sparse24/error.h"
 #include "sparse24/philox.h"
-#include "io/atomic_file.h"
+#include "io/files.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "data.cpp reads little-endian token files in place: a little-endian host is required"
@@ -20,28 +19,6 @@
 
 namespace sparse24::trainer {
 namespace {
-
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using File = std::unique_ptr<std::FILE, FileCloser>;
-
-File open_read(const std::string& path) {
-  struct stat st {};
-  S24_CHECK(::stat(path.c_str(), &st) == 0, kIO, path, ": cannot open: ", std::strerror(errno));
-  S24_CHECK(S_ISREG(st.st_mode), kIO, path, ": not a regular file");
-  File f(std::fopen(path.c_str(), "rb"));
-  S24_CHECK(f, kIO, path, ": cannot open: ", std::strerror(errno));
-  return f;
-}
-
-int64_t file_size(const std::string& path, std::FILE* f) {
-  S24_CHECK(std::fseek(f, 0, SEEK_END) == 0, kIO, path, ": cannot seek: ", std::strerror(errno));
-  const long size = std::ftell(f);
-  S24_CHECK(size >= 0, kIO, path, ": cannot tell the size: ", std::strerror(errno));
-  S24_CHECK(std::fseek(f, 0, SEEK_SET) == 0, kIO, path, ": cannot seek: ", std::strerror(errno));
-  return int64_t(size);
-}
 
 // Reads exactly n bytes (the size was checked before: a short read means the file changed).
 void read_exact(const std::string& path, std::FILE* f, void* dst, size_t n) {
@@ -148,7 +125,7 @@ TokenFormat parse_token_format(const std::string& name) {
 }
 
 TokenData load_tokens(const std::string& path, TokenFormat format) {
-  File file = open_read(path);
+  File file = open_regular_file(path);
   std::FILE* f = file.get();
   const int64_t size = file_size(path, f);
   if (format == TokenFormat::kAuto) {

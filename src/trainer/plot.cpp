@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "sparse24/error.h"
-#include "io/atomic_file.h"
+#include "io/files.h"
 #include "trainer/metrics.h"
 
 namespace sparse24::trainer {

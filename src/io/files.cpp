@@ -1,7 +1,9 @@
-// AtomicFile: write to "<path>.tmp.<pid>.<n>", fsync, rename over the target (atomic_file.h).
-#include "io/atomic_file.h"
+// File primitives (files.h): regular-file reading, and AtomicFile (write to
+// "<path>.tmp.<pid>.<n>", fsync, rename over the target).
+#include "io/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,6 +13,23 @@
 #include "sparse24/error.h"
 
 namespace sparse24 {
+
+File open_regular_file(const std::string& path) {
+  struct stat st {};
+  S24_CHECK(::stat(path.c_str(), &st) == 0, kIO, path, ": cannot open: ", std::strerror(errno));
+  S24_CHECK(S_ISREG(st.st_mode), kIO, path, ": not a regular file");
+  File f(std::fopen(path.c_str(), "rb"));
+  S24_CHECK(f, kIO, path, ": cannot open: ", std::strerror(errno));
+  return f;
+}
+
+int64_t file_size(const std::string& path, std::FILE* f) {
+  S24_CHECK(std::fseek(f, 0, SEEK_END) == 0, kIO, path, ": cannot seek: ", std::strerror(errno));
+  const long size = std::ftell(f);
+  S24_CHECK(size >= 0, kIO, path, ": cannot tell the size: ", std::strerror(errno));
+  S24_CHECK(std::fseek(f, 0, SEEK_SET) == 0, kIO, path, ": cannot seek: ", std::strerror(errno));
+  return int64_t(size);
+}
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   static std::atomic<unsigned> counter{0};
