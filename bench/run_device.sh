@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build with CUDA (sm_90a), run the CPU and GPU test suites, the GPU
 # suite again under compute-sanitizer, then the transform benchmarks (ours and PyTorch's).
-# Usage (from the repository root, with .deps/googletest carried): bench/run_device.sh [--quick]
+# The GPU machine has no GoogleTest: copy Debian's sources here first (`scripts/setup-deps.sh`
+# installs them: mkdir -p .deps && cp -r /usr/src/googletest .deps/) and carry `.deps` with the
+# call. Usage, from the repository root: bench/run_device.sh [--quick]
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
