@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -204,7 +205,7 @@ float learning_rate(const TrainConfig& c, int64_t step) {
   if (step < c.warmup) return c.lr * float(step + 1) / float(c.warmup);
   const double span = double(std::max<int64_t>(1, c.steps - c.warmup));
   const double progress = std::min(1.0, double(step - c.warmup) / span);
-  return c.min_lr + float(0.5 * (1.0 + std::cos(M_PI * progress))) * (c.lr - c.min_lr);
+  return c.min_lr + float(0.5 * (1.0 + std::cos(3.14159265358979323846 * progress))) * (c.lr - c.min_lr);
 }
 
 std::string duration(double s) {
