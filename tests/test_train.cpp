@@ -188,6 +188,11 @@ TEST(Train, SampleAndConfigRoundTrip) {
   train(c, false);
   const TrainConfig back = config_from_json(to_json(c));
   EXPECT_EQ(to_json(back), to_json(c));
+  TrainConfig big = c;
+  big.seed = 9007199254740993ull;  // 2^53 + 1: not a double
+  big.label = "tab\there";
+  EXPECT_EQ(config_from_json(to_json(big)).seed, big.seed);
+  EXPECT_EQ(config_from_json(to_json(big)).label, big.label);
   const std::string a = sample(c.out_dir + "/checkpoint.bin", "the ", 20, 0.8f, 5);
   const std::string b = sample(c.out_dir + "/checkpoint.bin", "the ", 20, 0.8f, 5);
   EXPECT_EQ(a.size(), 20u);

@@ -283,6 +283,13 @@ class LineParser {
 
 }  // namespace
 
+MetricsRow parse_json_object(const std::string& text, const std::string& what) {
+  MetricsRow row;
+  const std::string err = LineParser(text).parse(row);
+  S24_CHECK(err.empty(), kIO, what, ": malformed JSON: ", err);
+  return row;
+}
+
 std::vector<MetricsRow> read_metrics(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   S24_CHECK(in, kIO, path, ": cannot open: ", std::strerror(errno));

@@ -56,6 +56,9 @@ struct MetricsRow {
 };
 
 std::vector<MetricsRow> read_metrics(const std::string& path);
+// One flat JSON object (the same grammar): numbers, strings, true/false (1/0), null (NaN).
+// Malformed text throws kIO naming `what`.
+MetricsRow parse_json_object(const std::string& text, const std::string& what);
 
 // JSON text of a number as write() prints it: shortest round-trip form, "null" for NaN/Inf.
 std::string json_number(double v);

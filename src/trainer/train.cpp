@@ -3,7 +3,6 @@
 
 #include <unistd.h>
 
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -48,7 +47,7 @@ Fields fields(const TrainConfig& c) {
           {"sparse_input_grad", m.gemms.input_grad ? "true" : "false"},
           {"sparse_weight_grad", m.gemms.weight_grad ? "true" : "false"},
           {"weight_dtype", quote(dtype_name(m.weight_dtype))},
-          {"model_seed", std::to_string(m.seed)},
+          {"model_seed", quote(std::to_string(m.seed))},  // a decimal string: all 64 bits
           {"batch", num(c.batch)},
           {"seq", num(c.seq)},
           {"grad_accum", num(c.grad_accum)},
@@ -64,59 +63,8 @@ Fields fields(const TrainConfig& c) {
           {"eval_every", num(double(c.eval_every))},
           {"eval_batches", num(c.eval_batches)},
           {"ckpt_every", num(double(c.ckpt_every))},
-          {"seed", std::to_string(c.seed)},
+          {"seed", quote(std::to_string(c.seed))},
           {"label", quote(c.label)}};
-}
-
-// Parses {"key": value, ...} with string, number and true/false values (what to_json writes).
-std::map<std::string, std::string> parse_flat_json(const std::string& s) {
-  std::map<std::string, std::string> out;
-  size_t i = 0;
-  auto skip = [&] { while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i; };
-  auto string_at = [&]() {
-    S24_CHECK(i < s.size() && s[i] == '"', kIO, "configuration JSON: expected a string at offset ", i);
-    std::string v;
-    for (++i; i < s.size() && s[i] != '"'; ++i) {
-      if (s[i] == '\\' && i + 1 < s.size()) {
-        const char e = s[++i];
-        v += e == 'n' ? '\n' : e == 't' ? '\t' : e;  // \uXXXX is not produced for our values
-      } else {
-        v += s[i];
-      }
-    }
-    S24_CHECK(i < s.size(), kIO, "configuration JSON: unterminated string");
-    ++i;
-    return v;
-  };
-  skip();
-  S24_CHECK(i < s.size() && s[i] == '{', kIO, "configuration JSON: expected '{'");
-  ++i;
-  for (;;) {
-    skip();
-    if (i < s.size() && s[i] == '}') break;
-    const std::string key = string_at();
-    skip();
-    S24_CHECK(i < s.size() && s[i] == ':', kIO, "configuration JSON: expected ':' after \"", key, "\"");
-    ++i;
-    skip();
-    std::string value;
-    if (i < s.size() && s[i] == '"') {
-      value = string_at();
-    } else {
-      const size_t start = i;
-      while (i < s.size() && s[i] != ',' && s[i] != '}' && !std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-      value = s.substr(start, i - start);
-    }
-    out[key] = value;
-    skip();
-    if (i < s.size() && s[i] == ',') {
-      ++i;
-      continue;
-    }
-    S24_CHECK(i < s.size() && s[i] == '}', kIO, "configuration JSON: expected ',' or '}' after \"", key, "\"");
-    break;
-  }
-  return out;
 }
 
 }  // namespace
@@ -132,20 +80,18 @@ std::string to_json(const TrainConfig& c) {
 }
 
 TrainConfig config_from_json(const std::string& json) {
-  const std::map<std::string, std::string> f = parse_flat_json(json);
+  const MetricsRow f = parse_json_object(json, "configuration JSON");
   auto get = [&](const char* key) -> const std::string& {
-    auto it = f.find(key);
-    S24_CHECK(it != f.end(), kIO, "configuration JSON: missing \"", key, "\"");
+    auto it = f.strings.find(key);
+    S24_CHECK(it != f.strings.end(), kIO, "configuration JSON: missing string \"", key, "\"");
     return it->second;
   };
   auto number = [&](const char* key) {
-    const std::string& v = get(key);
-    char* end = nullptr;
-    const double x = std::strtod(v.c_str(), &end);
-    S24_CHECK(end && *end == '\0' && !v.empty(), kIO, "configuration JSON: \"", key, "\" is not a number: ", v);
-    return x;
+    auto it = f.numbers.find(key);
+    S24_CHECK(it != f.numbers.end(), kIO, "configuration JSON: missing number \"", key, "\"");
+    return it->second;
   };
-  auto boolean = [&](const char* key) { return get(key) == "true"; };
+  auto boolean = [&](const char* key) { return number(key) != 0.0; };
   auto u64 = [&](const char* key) {
     const std::string& v = get(key);
     char* end = nullptr;
@@ -155,7 +101,8 @@ TrainConfig config_from_json(const std::string& json) {
               "\" is not an unsigned integer: ", v);
     return uint64_t(x);
   };
-  S24_CHECK(get("format_version") == "1", kIO, "configuration JSON: unsupported format_version ", get("format_version"));
+  S24_CHECK(number("format_version") == 1.0, kIO, "configuration JSON: unsupported format_version ",
+            number("format_version"));
   TrainConfig c;
   c.data = get("data");
   c.format = parse_token_format(get("data_format"));
