@@ -21,7 +21,8 @@ struct Pick {
 S24_HD float abs_f(float x) { return f32_from_bits(f32_to_bits(x) & 0x7FFFFFFFu); }
 S24_HD bool is_finite_f(float x) { return (f32_to_bits(x) & 0x7F800000u) != 0x7F800000u; }
 // x[i] for a run-time i, by selects: device code keeps x in registers (no local-memory array).
-S24_HD float pick4(const float x[4], int i) { return i == 0 ? x[0] : (i == 1 ? x[1] : (i == 2 ? x[2] : x[3])); }
+template <typename T>
+S24_HD T pick4(const T* x, int i) { return i == 0 ? x[0] : (i == 1 ? x[1] : (i == 2 ? x[2] : x[3])); }
 
 // The two largest keys; on equal keys the lower index ranks higher. A 4-player tournament
 // (0 vs 1, 2 vs 3, then the winners): the runner-up is the final's loser or the champion's

@@ -36,10 +36,6 @@ struct GroupParams {
   Sm90Meta hw;                  // its geometry
 };
 
-// raw[i] for a run-time i, by selects (no local-memory array).
-template <typename T>
-__device__ __forceinline__ T pick4(const T* v, int i) { return i == 0 ? v[0] : (i == 1 ? v[1] : (i == 2 ? v[2] : v[3])); }
-
 // A kept input as the storage type: the raw bits when nothing changes them (same type, no scale),
 // else converted as the CPU does (from_f32 of the exact float value).
 template <typename In, typename Out>
@@ -83,8 +79,8 @@ __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64
     rules::Pick k;
     if (finite && (mask_rule || R == rules::GroupRule::kMagnitude)) {
       k = mask_rule ? rules::Pick{mask_code & 3, mask_code >> 2} : rules::top2(key);
-      out.v[2 * h] = store_value<In, Out>(pick4(g, k.i0), p.scale, p.overflow);
-      out.v[2 * h + 1] = store_value<In, Out>(pick4(g, k.i1), p.scale, p.overflow);
+      out.v[2 * h] = store_value<In, Out>(rules::pick4(g, k.i0), p.scale, p.overflow);
+      out.v[2 * h + 1] = store_value<In, Out>(rules::pick4(g, k.i1), p.scale, p.overflow);
     } else {
       const float x[4] = {to_f32(g[0]), to_f32(g[1]), to_f32(g[2]), to_f32(g[3])};
       float v0 = 0.f, v1 = 0.f;
