@@ -2,7 +2,6 @@
 #include "sparse24/transforms.h"
 
 #include <cmath>
-#include <string>
 
 #include "core/rules24.h"
 #include "cpu/transforms_cpu.h"
@@ -24,12 +23,13 @@ float element(const TensorView& x, int64_t r, int64_t c) {
   });
 }
 
-void fail_non_finite(const char* op, const TensorView& x, int64_t at) {
+// `policy_applies`: the caller honours CompressOptions::non_finite (else it always needs finite
+// inputs: the transposable search, sste_scale).
+void fail_non_finite(const char* op, const TensorView& x, int64_t at, bool policy_applies) {
   const int64_t r = at / x.cols(), c = at % x.cols();
-  const bool always = std::string(op) == "prune_transposable" || std::string(op) == "sste_scale";
   S24_FAIL(kNonFinite, op, ": ", x.describe(), " holds ", element(x, r, c), " at row ", r, ", column ", c,
-           always ? " (this operation needs finite weights)"
-                  : " (policy NonFinite::kError; kPropagate carries NaN into the output instead)");
+           policy_applies ? " (policy NonFinite::kError; kPropagate carries NaN into the output instead)"
+                          : " (this operation needs finite weights)");
 }
 
 void check_matrix_input(const char* op, const TensorView& x) {
@@ -57,11 +57,12 @@ Storage resolve_storage(const char* op, const TensorView& x, const CompressOptio
   return {dt, scale};
 }
 
-// CPU: scan before the transform. (CUDA kernels report the first non-finite as they go.)
-void check_finite_cpu(const char* op, const TensorView& x, NonFinite policy) {
-  if (policy == NonFinite::kPropagate) return;
+// CPU: scan before the transform, unless the policy propagates. (CUDA kernels report the first
+// non-finite as they go.)
+void check_finite_cpu(const char* op, const TensorView& x, NonFinite policy, bool policy_applies) {
+  if (policy_applies && policy == NonFinite::kPropagate) return;
   const int64_t at = cpu::first_non_finite(x);
-  if (at >= 0) fail_non_finite(op, x, at);
+  if (at >= 0) fail_non_finite(op, x, at, policy_applies);
 }
 
 Sparse24Matrix prune_groups(const char* op, const TensorView& x, const cpu::GroupArgs& args,
@@ -71,9 +72,9 @@ Sparse24Matrix prune_groups(const char* op, const TensorView& x, const cpu::Grou
   Sparse24Matrix out = make_sparse24(x.rows(), x.cols(), st.dtype, st.scale, x.device, opts.layout);
   if (x.device == Device::kCUDA) {
     const int64_t bad = cuda::prune_groups(x, args, opts, out);
-    if (bad >= 0) fail_non_finite(op, x, bad);
+    if (bad >= 0) fail_non_finite(op, x, bad, true);
   } else {
-    check_finite_cpu(op, x, opts.non_finite);
+    check_finite_cpu(op, x, opts.non_finite, true);
     cpu::prune_groups(x, args, opts, out);
     if (opts.layout != MetaLayout::kCanonical) out.hw_meta = to_sm90_meta(out.mask, opts.layout, out.dtype);
   }
@@ -120,9 +121,9 @@ double sste_scale(const TensorView& w) {
   if (w.device == Device::kCUDA) {
     int64_t bad = -1;
     beta = cuda::sste_scale(w, &bad);
-    if (bad >= 0) fail_non_finite(op, w, bad);
+    if (bad >= 0) fail_non_finite(op, w, bad, false);
   } else {
-    check_finite_cpu(op, w, NonFinite::kError);
+    check_finite_cpu(op, w, NonFinite::kError, false);
     beta = cpu::sste_scale(w);
   }
   S24_CHECK(std::isfinite(beta), kValue, "S-STE scale undefined: the soft threshold of ", w.describe(),
@@ -172,11 +173,11 @@ Transposable24 transposable(const char* op, const TensorView& w, const Mask24* m
       const int64_t at = bad / 2;
       S24_CHECK(bad % 2 == 1, kInvalidMask, op, ": the mask is not transposable in the 4x4 block at row ",
                 at / w.cols(), ", column ", at % w.cols(), " (every row and column of a block must keep exactly 2)");
-      fail_non_finite(op, w, at);
+      fail_non_finite(op, w, at, mask != nullptr);
     }
   } else {
     // The search needs finite scores; a given mask follows the policy.
-    check_finite_cpu(op, w, mask ? opts.non_finite : NonFinite::kError);
+    check_finite_cpu(op, w, opts.non_finite, mask != nullptr);
     cpu::prune_transposable(w, mask, opts, r);
     if (opts.layout != MetaLayout::kCanonical) {
       r.w.hw_meta = to_sm90_meta(r.w.mask, opts.layout, r.w.dtype);
