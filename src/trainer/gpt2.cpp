@@ -122,7 +122,7 @@ int64_t Gpt2::num_parameters() const {
   int64_t n = wte_.numel() + wpe_.numel() + lnfw_.numel() + lnfb_.numel();
   for (const Block& b : blocks_) {
     n += 4 * b.ln1w.numel();
-    for (const SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj})
+    for (const SparseLinear* l : b.linears())
       n += l->weight().numel() + (l->has_bias() ? l->bias().numel() : 0);
   }
   return n;
@@ -161,12 +161,12 @@ void Gpt2::ensure_acts(int B, int T) {
 
 void Gpt2::begin_step(int64_t step) {
   for (Block& b : blocks_)
-    for (SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) l->begin_step(step);
+    for (SparseLinear* l : b.linears()) l->begin_step(step);
 }
 
 void Gpt2::refresh_sparse_weights() {
   for (Block& b : blocks_)
-    for (SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) l->recompress();
+    for (SparseLinear* l : b.linears()) l->recompress();
 }
 
 float Gpt2::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
@@ -246,7 +246,7 @@ void Gpt2::zero_grad() {
   for (const Tensor* t : {&dwte_, &dwpe_, &dlnfw_, &dlnfb_}) clear(*t);
   for (Block& b : blocks_) {
     for (const Tensor* t : {&b.dln1w, &b.dln1b, &b.dln2w, &b.dln2b}) clear(*t);
-    for (SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) l->zero_grad();
+    for (SparseLinear* l : b.linears()) l->zero_grad();
   }
 }
 
@@ -265,7 +265,7 @@ void Gpt2::add_parameters(AdamW& opt) {
     opt.add(b.ln1b, b.dln1b, false);
     opt.add(b.ln2w, b.dln2w, false);
     opt.add(b.ln2b, b.dln2b, false);
-    for (SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) l->add_parameters(opt);
+    for (SparseLinear* l : b.linears()) l->add_parameters(opt);
   }
   opt.add(lnfw_, dlnfw_, false);
   opt.add(lnfb_, dlnfb_, false);
@@ -275,7 +275,7 @@ std::vector<TensorView> Gpt2::parameters() const {
   std::vector<TensorView> p = {wte_, wpe_, lnfw_, lnfb_};
   for (const Block& b : blocks_) {
     for (const Tensor* t : {&b.ln1w, &b.ln1b, &b.ln2w, &b.ln2b}) p.push_back(*t);
-    for (const SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) {
+    for (const SparseLinear* l : b.linears()) {
       p.push_back(l->weight());
       if (l->has_bias()) p.push_back(l->bias());
     }
@@ -287,7 +287,7 @@ std::vector<TensorView> Gpt2::grads() const {
   std::vector<TensorView> g = {dwte_, dwpe_, dlnfw_, dlnfb_};
   for (const Block& b : blocks_) {
     for (const Tensor* t : {&b.dln1w, &b.dln1b, &b.dln2w, &b.dln2b}) g.push_back(*t);
-    for (const SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) {
+    for (const SparseLinear* l : b.linears()) {
       g.push_back(l->weight_grad());
       if (l->has_bias()) g.push_back(l->bias_grad());
     }
@@ -299,7 +299,7 @@ double Gpt2::mean_flip_rate() const {
   double sum = 0;
   int n = 0;
   for (const Block& b : blocks_)
-    for (const SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) {
+    for (const SparseLinear* l : b.linears()) {
       const LayerStats s = l->stats();
       if (s.mode == SparseMode::kDense || s.dense || !std::isfinite(s.flip_rate)) continue;
       sum += s.flip_rate;
@@ -311,7 +311,7 @@ double Gpt2::mean_flip_rate() const {
 size_t Gpt2::sparse_extra_bytes() const {
   size_t n = 0;
   for (const Block& b : blocks_)
-    for (const SparseLinear* l : {&b.qkv, &b.attproj, &b.fc, &b.fcproj}) n += l->extra_bytes();
+    for (const SparseLinear* l : b.linears()) n += l->extra_bytes();
   return n;
 }
 

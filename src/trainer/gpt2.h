@@ -8,6 +8,7 @@
 // which stay dense. Everything else is dense fp32. Activations are kept for one micro-batch.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
@@ -77,6 +78,8 @@ class Gpt2 {
   struct Block {
     Tensor ln1w, ln1b, ln2w, ln2b, dln1w, dln1b, dln2w, dln2b;
     SparseLinear qkv, attproj, fc, fcproj;
+    std::array<SparseLinear*, 4> linears() { return {&qkv, &attproj, &fc, &fcproj}; }
+    std::array<const SparseLinear*, 4> linears() const { return {&qkv, &attproj, &fc, &fcproj}; }
   };
   struct Acts;  // activations and their gradients for one (B, T)
   void ensure_acts(int B, int T);
