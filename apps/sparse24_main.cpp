@@ -49,6 +49,9 @@ commands:
                                write a matrix of N(0,1) values
   bench transforms [--quick]   time every CUDA transform kernel at GPT-2/LLaMA-7B shapes against
                                a device-to-device copy (needs a CUDA build and a GPU)
+  bench gemm [--quick] [--all-kernels] [--dtype fp16|bf16]
+                               time the sparse GEMM backends (native, cuSPARSELt default and
+                               searched) against cuBLAS dense at training shapes
   train --data FILE --out DIR  pre-train a GPT-2 model on a token file (text bytes, nanoGPT .bin
                                or llm.c shard), with a progress line, DIR/metrics.jsonl and
                                DIR/checkpoint.bin
@@ -96,8 +99,14 @@ int cmd_info() {
   for (const GpuInfo& g : gpus)
     std::printf("GPU %d: %s, sm_%d%d, %.1f GiB\n", g.index, g.name.c_str(), g.cc_major, g.cc_minor,
                 double(g.memory_bytes) / (1 << 30));
-  std::printf("CUDA kernels: %s; sparse GEMMs on CUDA: not in this version\n",
-              built_with_cuda() ? "every transform (sparse24 bench transforms times them)" : "none (CPU-only build)");
+  std::printf("CUDA kernels: %s\n", built_with_cuda() ? "every transform (sparse24 bench "
+              "transforms times them)" : "none (CPU-only build)");
+  if (built_with_cuda())
+    std::printf("GEMM backends: native sm90 sparse %s (%zu kernels), cuSPARSELt %s, cuBLASLt dense "
+                "yes (sparse24 bench gemm times them)\n",
+                gemm_backend_built(GemmBackend::kNative) ? "yes" : "no (no CUTLASS headers)",
+                native_kernel_names().size(),
+                gemm_backend_built(GemmBackend::kCusparselt) ? "yes" : "no (no cuSPARSELt)");
   return 0;
 }
 
@@ -307,11 +316,12 @@ int cmd_plot(int argc, char** argv) {
 }
 
 int cmd_bench(int argc, char** argv) {
-  S24_CHECK(argc >= 1, kValue, "bench needs a suite: transforms");
+  S24_CHECK(argc >= 1, kValue, "bench needs a suite: transforms or gemm");
   const std::string suite = argv[0];
-  S24_CHECK(suite == "transforms", kValue, "unknown bench suite '", suite, "' (transforms)");
+  S24_CHECK(suite == "transforms" || suite == "gemm", kValue, "unknown bench suite '", suite,
+            "' (transforms, gemm)");
 #ifdef SPARSE24_WITH_CUDA
-  return bench::transforms(argc - 1, argv + 1);
+  return suite == "gemm" ? bench::gemm(argc - 1, argv + 1) : bench::transforms(argc - 1, argv + 1);
 #else
   S24_FAIL(kDevice, "bench ", suite, " times CUDA kernels: this build has no CUDA backend");
 #endif

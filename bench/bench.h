@@ -7,4 +7,8 @@ namespace sparse24::bench {
 // as time, TB/s and share of a device-to-device copy measured in the same run.
 int transforms(int argc, char** argv);
 
+// `sparse24 bench gemm [--quick] [--all-kernels] [--dtype fp16|bf16]`: cuBLAS dense, cuSPARSELt
+// (default and searched) and the native kernels at GPT-2 and LLaMA-7B training shapes.
+int gemm(int argc, char** argv);
+
 }  // namespace sparse24::bench

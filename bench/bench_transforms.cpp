@@ -9,45 +9,16 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "bench/bench.h"
+#include "bench/timing.h"
 #include "cuda/transforms_cuda.h"
 #include "sparse24/sparse24.h"
 
 namespace sparse24::bench {
 namespace {
-
-void check(cudaError_t e, const char* what) {
-  S24_CHECK(e == cudaSuccess, kDevice, what, ": ", cudaGetErrorString(e));
-}
-
-// Median time in microseconds of one call of fn(i), i cycling over `rotate` prepared inputs.
-double time_us(int rotate, const std::function<void(int)>& fn) {
-  for (int i = 0; i < 2 * rotate; ++i) fn(i % rotate);  // warm-up: module load, first touches
-  check(cudaDeviceSynchronize(), "warm-up");
-  const int per_sample = std::max(rotate, 10), samples = 15;
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
-  std::vector<double> t;
-  for (int s = 0; s < samples; ++s) {
-    check(cudaEventRecord(start), "cudaEventRecord");
-    for (int i = 0; i < per_sample; ++i) fn(i % rotate);
-    check(cudaEventRecord(stop), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float ms = 0.f;
-    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-    t.push_back(1e3 * ms / per_sample);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  check(cudaGetLastError(), "a benchmarked kernel");
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 // How many input copies to rotate over so that one round moves >= 256 MB (beyond L2).
 int rotation(double bytes_per_call) { return std::clamp(int(256e6 / bytes_per_call) + 1, 1, 24); }
@@ -91,16 +62,7 @@ std::string shape_str(int64_t r, int64_t c) { return std::to_string(r) + "x" + s
 
 // Random device inputs: `n` copies of a rows x cols matrix of dtype dt in the given layout.
 std::vector<Tensor> inputs(int n, int64_t rows, int64_t cols, DType dt, Layout layout) {
-  Tensor host = Tensor::matrix(rows, cols, dt, layout);
-  uint32_t state = 12345;
-  dispatch_input_dtype(dt, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* p = host.data<T>();
-    for (int64_t i = 0; i < rows * cols; ++i) {
-      state = state * 1664525u + 1013904223u;
-      p[i] = from_f32<T>(float(int32_t(state >> 8) - (1 << 23)) / float(1 << 23), 1.f, Overflow::kPyTorch);
-    }
-  });
+  const Tensor host = random_matrix(rows, cols, dt, layout);
   std::vector<Tensor> out;
   for (int i = 0; i < n; ++i) out.push_back(host.to(Device::kCUDA));
   return out;

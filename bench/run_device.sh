@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build with CUDA (sm_90a), run the CPU and GPU test suites, the GPU
-# suite again under compute-sanitizer, then the transform benchmarks (ours and PyTorch's).
-# The GPU machine has no GoogleTest: copy Debian's sources here first (`scripts/setup-deps.sh`
-# installs them: mkdir -p .deps && cp -r /usr/src/googletest .deps/) and carry `.deps` with the
-# call. Usage, from the repository root: bench/run_device.sh [--quick]
+# suite again under compute-sanitizer, then benchmarks.
+# The GPU machine has no internet: carry `.deps` (scripts/setup-deps.sh fills it here: the CUTLASS
+# headers in .deps/cutlass; GoogleTest's sources: mkdir -p .deps && cp -r /usr/src/googletest
+# .deps/; leave .deps/cusparselt behind, too big to carry: the machine's PyTorch has cuSPARSELt).
+# Usage, from the repository root:
+#   bench/run_device.sh [--bench transforms|gemm|all|none] [--filter GTEST_FILTER] [bench args...]
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,23 +14,40 @@ mkdir -p "$OUT_DIR"
 export PATH=/usr/local/cuda/bin:$PATH
 nproc_=$(nproc)
 step() { echo; echo "== $*"; }
+bench=all
+filter='*'
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bench) bench=$2; shift 2 ;;
+    --filter) filter=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+cusparselt=$(python3 -c "import nvidia.cusparselt as m; print(m.__path__[0])" 2>/dev/null || true)
 
 step "GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 step "configure + build"
 cmake -S . -B build-dev -G Ninja -DSPARSE24_CUDA=ON -DSPARSE24_GTEST_SOURCE="${GTEST_SOURCE:-$PWD/.deps/googletest}" \
+  ${cusparselt:+-DSPARSE24_CUSPARSELT_DIR=$cusparselt} \
   >"$OUT_DIR/configure.log" 2>&1 || { tail -30 "$OUT_DIR/configure.log"; exit 1; }
 cmake --build build-dev -j"$nproc_" >"$OUT_DIR/build.log" 2>&1 || { grep -E "error" -A5 "$OUT_DIR/build.log" | head -60; exit 1; }
 build-dev/sparse24 info
 step "CPU tests"
 build-dev/tests/sparse24_tests >"$OUT_DIR/cpu_tests.log" 2>&1; tail -3 "$OUT_DIR/cpu_tests.log"
 step "GPU tests"
-build-dev/tests/sparse24_gpu_tests 2>&1 | tee "$OUT_DIR/gpu_tests.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error" | head -40
+build-dev/tests/sparse24_gpu_tests --gtest_filter="$filter" 2>&1 | tee "$OUT_DIR/gpu_tests.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error" | head -40
 step "GPU tests under compute-sanitizer (memcheck)"
 compute-sanitizer --tool memcheck --error-exitcode 3 build-dev/tests/sparse24_gpu_tests \
-  --gtest_filter='Cuda.NonTransposableMaskIsRejected:Cuda.NonFiniteInputs:Cuda.LargeColumnMajorGradientMvue:Cuda.SmallTransformsMatchTheCpu' \
+  --gtest_filter='Cuda.NonTransposableMaskIsRejected:Cuda.NonFiniteInputs:Cuda.LargeColumnMajorGradientMvue:Cuda.SmallTransformsMatchTheCpu:CudaGemm.AllocatingCallsRunOnTheGpu:CudaGemm.UnsupportedCallsSayWhy' \
   >"$OUT_DIR/sanitizer.log" 2>&1; echo "compute-sanitizer exit code $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT_DIR/sanitizer.log" | head
-step "bench transforms"
-build-dev/sparse24 bench transforms "$@" 2>&1 | tee "$OUT_DIR/bench_transforms.md"
-step "PyTorch baselines"
-python3 bench/torch_baselines.py "$@" 2>&1 | tee "$OUT_DIR/bench_torch.md"
+if [ "$bench" = transforms ] || [ "$bench" = all ]; then
+  step "bench transforms"
+  build-dev/sparse24 bench transforms "$@" 2>&1 | tee "$OUT_DIR/bench_transforms.md"
+  step "PyTorch baselines"
+  python3 bench/torch_baselines.py "$@" 2>&1 | tee "$OUT_DIR/bench_torch.md"
+fi
+if [ "$bench" = gemm ] || [ "$bench" = all ]; then
+  step "bench gemm"
+  build-dev/sparse24 bench gemm "$@" 2>&1 | tee "$OUT_DIR/bench_gemm.md"
+fi

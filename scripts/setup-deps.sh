@@ -28,3 +28,47 @@ fi
 if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
   echo "setup: CUDA toolkit found in /usr/local/cuda (add /usr/local/cuda/bin to PATH to use it)"
 fi
+
+# The sparse GEMM backends of a CUDA build, from PyPI into .deps/ (git-ignored): the CUTLASS
+# headers (nvidia-cutlass, a pure-Python wheel that carries the C++ tree; 6 MB) and cuSPARSELt
+# (nvidia-cusparselt-cu13, pinned to the version of our GPU machines; 170 MB). Without them the
+# build still works and says which backend is off. SPARSE24_NO_FETCH=1 skips this.
+fetch_wheel() {  # fetch_wheel <package==version> <dest> <member prefix>=<folder> ...
+  local spec=$1 dest=$2
+  shift 2
+  [ -e "$dest/.complete" ] && return 0
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "setup: no pip (python3 -m pip) to fetch $spec; its GEMM backend stays off" >&2
+    return 0
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  echo "setup: fetching $spec into $dest"
+  if ! python3 -m pip download -q --no-deps "$spec" -d "$tmp" >/dev/null; then
+    echo "setup: could not download $spec; its GEMM backend stays off" >&2
+    rm -rf "$tmp"
+    return 0
+  fi
+  rm -rf "$dest"
+  python3 - "$tmp"/*.whl "$dest" "$@" <<'PY'
+import os, sys, zipfile
+wheel, dest, maps = sys.argv[1], sys.argv[2], [m.split("=", 1) for m in sys.argv[3:]]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        for prefix, folder in maps:
+            if name.startswith(prefix) and not name.endswith("/"):
+                out = os.path.join(dest, folder, name[len(prefix):])
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                with z.open(name) as src, open(out, "wb") as dst:
+                    dst.write(src.read())
+PY
+  touch "$dest/.complete"
+  rm -rf "$tmp"
+}
+if command -v nvcc >/dev/null && [ "${SPARSE24_NO_FETCH:-}" != 1 ]; then
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  fetch_wheel nvidia-cutlass==4.2.0.0 "$root/.deps/cutlass" \
+    cutlass_library/source/include/=include
+  fetch_wheel nvidia-cusparselt-cu13==0.8.0 "$root/.deps/cusparselt" \
+    nvidia/cusparselt/include/=include nvidia/cusparselt/lib/=lib
+fi

@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/gemm_cpu.h"
 #include "test_util.h"
 
 namespace sparse24 {
@@ -576,8 +577,8 @@ TEST(GemmErrors, DenseOperandDTypeAndRank) {
   ErrorFixture f;
   const Tensor b8 = Tensor::matrix(20, 5, DType::kI8);
   EXPECT_S24_ERROR(mm(f.s, b8), kDType, "B int8[20 x 5, row-major, cpu] has dtype int8");
-  const Tensor a8 = Tensor::matrix(5, 20, DType::kF8E4M3);
-  EXPECT_S24_ERROR(mm(a8, t(f.s)), kDType, "has dtype e4m3");
+  const Tensor a32 = Tensor::matrix(5, 20, DType::kI32);
+  EXPECT_S24_ERROR(mm(a32, t(f.s)), kDType, "has dtype int32");
   EXPECT_S24_ERROR(linear(Tensor::matrix(5, 20, DType::kU8), f.s), kDType, "has dtype uint8");
   EXPECT_S24_ERROR(mm(f.s, Tensor::empty({20}, DType::kF32)), kShape,
                    "B must be a matrix, got fp32[20, cpu]");
@@ -608,21 +609,176 @@ TEST(GemmErrors, MixedDevices) {
   EXPECT_S24_ERROR(linear(a, f.s, &f.bias.view()), kDevice, "different devices");
 }
 
-#ifdef SPARSE24_WITH_CUDA
-// Until the CUDA kernels land, a product of CUDA operands is a clear error.
-TEST(GemmErrors, NoCudaKernelYet) {
-  ErrorFixture f;
-  Sparse24Matrix s;
-  Tensor b;
-  try {
-    s = f.s.to(Device::kCUDA);
-    b = f.b.storage.to(Device::kCUDA);
-  } catch (const Error& e) {
-    GTEST_SKIP() << e.what();
-  }
-  EXPECT_S24_ERROR(mm(s, b), kDevice, "mm(S, B): no CUDA kernel in this build yet");
+// ---- Dense products: cpu::dense_mm, the definition of dense_mm_into -------------------------
+
+constexpr DType kFloatDTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kF8E4M3,
+                                  DType::kF8E5M2};
+
+// random_dense for any float dtype: fp8 matrices hold the fp32 matrix's values rounded to fp8
+// (N(0, 1): no overflow), in the same form, NaN padding included.
+Dense random_float_dense(int64_t rows, int64_t cols, DType dtype, Form form, uint64_t seed) {
+  if (!is_fp8(dtype)) return random_dense(rows, cols, dtype, form, seed);
+  const Dense f = random_dense(rows, cols, DType::kF32, form, seed);
+  const TensorView& st = f.storage.view();
+  Dense d;
+  d.storage = test::convert(st, dtype, st.is_row_major() ? Layout::kRowMajor : Layout::kColMajor);
+  d.view = f.view;
+  d.view.data = d.storage.view().data;
+  d.view.dtype = dtype;
+  return d;
 }
-#endif
+
+// alpha A B + bias[j] + beta old in double (old: out's content before the product, a row-major
+// copy), with the magnitudes of the terms; `terms` = k products.
+Ref ref_dense(const TensorView& a, const TensorView& b, const TensorView* bias, float alpha,
+              float beta, const Tensor& old) {
+  Ref r;
+  r.rows = a.rows();
+  r.cols = b.cols();
+  r.terms = a.cols();
+  r.val.assign(size_t(r.rows * r.cols), 0.0);
+  r.mag.assign(size_t(r.rows * r.cols), 0.0);
+  for (int64_t i = 0; i < r.rows; ++i)
+    for (int64_t j = 0; j < r.cols; ++j) {
+      double sum = 0, mag = 0;
+      for (int64_t t = 0; t < r.terms; ++t) {
+        const double p = test::get(a, i, t) * test::get(b, t, j);
+        sum += p;
+        mag += std::fabs(p);
+      }
+      sum *= alpha;
+      mag *= std::fabs(alpha);
+      if (bias) {
+        sum += vector_at(*bias, j);
+        mag += std::fabs(vector_at(*bias, j));
+      }
+      if (beta != 0.f) {
+        const double o = double(beta) * test::get(old, i, j);
+        sum += o;
+        mag += std::fabs(o);
+      }
+      r.val[size_t(i * r.cols + j)] = sum;
+      r.mag[size_t(i * r.cols + j)] = mag;
+    }
+  return r;
+}
+
+// A bias of n values as `dtype`: form 0 rank 1, 1 a 1 x n matrix, 2 rank 1 with stride 2.
+struct Bias {
+  Tensor storage;
+  TensorView view;
+};
+Bias random_bias(int64_t n, DType dtype, int form, uint64_t seed) {
+  Bias b;
+  b.storage = random_vector(form == 2 ? 2 * n : n, dtype, seed);
+  b.view = b.storage.view();
+  if (form == 1) b.view = TensorView::matrix(b.view.data, dtype, 1, n);
+  if (form == 2) {
+    b.view.shape[0] = n;
+    b.view.strides[0] = 2;
+  }
+  return b;
+}
+
+// Every shape of a grid (blocks of 16 rows, panels of 128 columns and 256-deep slices crossed),
+// with the operand dtypes (fp8 included), output dtype, layouts of A, B and out, alpha/beta and
+// bias rotating.
+TEST(DenseMm, MatchesReferenceOverShapesLayoutsDTypesAlphaBetaAndBias) {
+  struct Scalars { float alpha, beta; };
+  const Scalars scalars[] = {{1.f, 0.f}, {0.5f, 0.f}, {1.f, 1.f}, {-2.f, 0.25f}};
+  int case_id = 0;
+  for (int64_t m : {1, 5, 17, 40})
+    for (int64_t k : {1, 3, 64, 300})
+      for (int64_t n : {1, 8, 130}) {
+        const DType at = kFloatDTypes[case_id % 5], bt = kFloatDTypes[(case_id / 5) % 5];
+        const DType ot = kDenseDTypes[case_id % 3];
+        const Form af = kForms[case_id % 5], bf = kForms[(case_id + 2) % 5];
+        const Form of = kForms[(case_id / 3) % 5];
+        const Scalars sc = scalars[case_id % 4];
+        const int bias_form = case_id % 4;  // 3: no bias
+        const uint64_t seed = 9000 + 10 * uint64_t(case_id);
+        ++case_id;
+        SCOPED_TRACE(detail::concat(m, " x ", k, " x ", n, ": A ", dtype_name(at), " ",
+                                    form_name(af), ", B ", dtype_name(bt), " ", form_name(bf),
+                                    ", out ", dtype_name(ot), " ", form_name(of), ", alpha ",
+                                    sc.alpha, ", beta ", sc.beta, ", bias form ", bias_form));
+        const Dense a = random_float_dense(m, k, at, af, seed);
+        const Dense b = random_float_dense(k, n, bt, bf, seed + 1);
+        const Dense out = random_dense(m, n, ot, of, seed + 2);
+        const Bias bias = random_bias(n, kDenseDTypes[(case_id / 4) % 3], bias_form, seed + 3);
+        const TensorView* bv = bias_form == 3 ? nullptr : &bias.view;
+        const Tensor old = test::convert(out.view, ot);
+        cpu::dense_mm(a.view, b.view, bv, sc.alpha, sc.beta, out.view);
+        expect_close(test::convert(out.view, ot), ot,
+                     ref_dense(a.view, b.view, bv, sc.alpha, sc.beta, old));
+      }
+}
+
+// The definition, bit for bit: each element is the fp32 sum of its products in increasing k
+// from +0, then beta * out + (alpha * sum + bias), rounded once.
+TEST(DenseMm, BitwiseEqualsTheFp32LoopInIncreasingK) {
+  const int64_t m = 40, k = 301, n = 260;  // crosses the row blocks, panels and slices
+  const Tensor a = test::randn(m, k, 11);
+  const Tensor b = test::randn(k, n, 12, Layout::kColMajor);
+  const Tensor bias = random_vector(n, DType::kF32, 13);
+  for (DType ot : kDenseDTypes) {
+    SCOPED_TRACE(dtype_name(ot));
+    const Dense out = random_dense(m, n, ot, Form::kPaddedTransposed, 14);
+    const Tensor old = test::convert(out.view, DType::kF32);
+    const float alpha = 0.75f, beta = -1.5f;
+    cpu::dense_mm(a, b, &bias.view(), alpha, beta, out.view);
+    dispatch_input_dtype(ot, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          float sum = 0.f;
+          for (int64_t t = 0; t < k; ++t)
+            sum = sum + *a.view().at<float>(i, t) * *b.view().at<float>(t, j);
+          const float v =
+              beta * *old.view().at<float>(i, j) + (alpha * sum + bias.data<float>()[j]);
+          const T expect = from_f32<T>(v, 1.f, Overflow::kPyTorch);
+          ASSERT_EQ(std::memcmp(out.view.at<T>(i, j), &expect, sizeof(T)), 0)
+              << "(" << i << ", " << j << "): " << to_f32(*out.view.at<T>(i, j)) << " vs " << v;
+        }
+    });
+  }
+}
+
+// beta == 0 never reads out (NaN there stays out of the result); beta != 0 does.
+TEST(DenseMm, BetaZeroIgnoresOldContent) {
+  const Dense a = random_float_dense(9, 20, DType::kF8E4M3, Form::kRowMajor, 21);
+  const Dense b = random_float_dense(20, 7, DType::kF8E5M2, Form::kColMajor, 22);
+  Tensor out = Tensor::matrix(9, 7, DType::kBF16);
+  for (int64_t i = 0; i < out.numel(); ++i) out.data<bf16_t>()[i] = {0x7FC0};  // NaN
+  cpu::dense_mm(a.view, b.view, nullptr, 2.f, 0.f, out);
+  expect_close(out, DType::kBF16, ref_dense(a.view, b.view, nullptr, 2.f, 0.f, out));
+  for (int64_t i = 0; i < out.numel(); ++i) out.data<bf16_t>()[i] = {0x7FC0};
+  cpu::dense_mm(a.view, b.view, nullptr, 2.f, 1.f, out);
+  for (int64_t i = 0; i < out.numel(); ++i) EXPECT_TRUE(std::isnan(to_f32(out.data<bf16_t>()[i])));
+}
+
+// k == 0: out = beta * out + bias (the empty sum is 0); m == 0 or n == 0: nothing to do.
+TEST(DenseMm, EmptyDimensions) {
+  const Dense a = random_dense(3, 0, DType::kF16, Form::kRowMajor, 31);
+  const Dense b = random_dense(0, 4, DType::kF16, Form::kColMajor, 32);
+  const Tensor bias = random_vector(4, DType::kF32, 33);
+  const Dense out = random_dense(3, 4, DType::kF32, Form::kColMajor, 34);
+  const Tensor old = test::convert(out.view, DType::kF32);
+  cpu::dense_mm(a.view, b.view, &bias.view(), 1.f, 0.5f, out.view);
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 4; ++j)
+      EXPECT_EQ(*out.view.at<float>(i, j),
+                0.5f * *old.view().at<float>(i, j) + (0.f + bias.data<float>()[j]));
+  const Dense a0 = random_dense(0, 5, DType::kBF16, Form::kRowMajor, 35);
+  const Dense b0 = random_dense(5, 0, DType::kBF16, Form::kRowMajor, 36);
+  Tensor none = Tensor::matrix(0, 4, DType::kF32);
+  cpu::dense_mm(a0.view, random_dense(5, 4, DType::kBF16, Form::kRowMajor, 37).view, nullptr, 1.f,
+                0.f, none);
+  Tensor none2 = Tensor::matrix(3, 0, DType::kF16);
+  cpu::dense_mm(random_dense(3, 5, DType::kBF16, Form::kRowMajor, 38).view, b0.view, nullptr, 1.f,
+                1.f, none2);
+  EXPECT_EQ(none.numel() + none2.numel(), 0);
+}
 
 }  // namespace
 }  // namespace sparse24

@@ -65,6 +65,8 @@ DType parse_dtype(const char* name);
 constexpr bool is_value_dtype(DType t) { return t != DType::kU8 && t != DType::kI32; }
 // Types the transforms read (fp32, fp16, bf16).
 constexpr bool is_input_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
+// The 8-bit float types (e4m3, e5m2).
+constexpr bool is_fp8(DType t) { return t == DType::kF8E4M3 || t == DType::kF8E5M2; }
 // Largest finite magnitude of a floating type (int8: 127).
 float dtype_max(DType t);
 

@@ -6,11 +6,14 @@
 //   addmm(bias, A, t(S)) = bias + A S^T   bias: length m, broadcast over rows
 //   linear(x, S, bias)   = x S^T + bias   x: [..., k], any leading dims (contiguous)
 // t(S) is a view: no data moves. A product whose reduction would run across the 2:4 groups
-// (S^T B, A S) is not a 2:4 product and throws kShape. Dense operands: fp32, fp16 or bf16, any
-// layout. The result dtype defaults to the dense operand's. NaN/Inf propagate as IEEE says.
+// (S^T B, A S) is not a 2:4 product and throws kShape. Dense operands: fp32, fp16, bf16 or fp8
+// (e4m3, e5m2), any layout. The result dtype defaults to the dense operand's (bf16 for fp8) and
+// may be fp32, fp16 or bf16. NaN/Inf propagate as IEEE says.
 #pragma once
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "sparse24/format.h"
 #include "sparse24/tensor.h"
@@ -32,5 +35,48 @@ Tensor addmm(const TensorView& bias, const TensorView& a, const SparseOperand& s
              std::optional<DType> out = std::nullopt);
 Tensor linear(const TensorView& x, const Sparse24Matrix& w, const TensorView* bias = nullptr,
               std::optional<DType> out = std::nullopt);
+
+// ---- Products into existing memory, on the CPU or CUDA ------------------------------------
+// The operands' device picks the backend. CPU operands run the reference above (the definition
+// of every product); CUDA operands run the backend GemmOptions names (docs/GEMM.md lists what
+// each supports; an unsupported dtype, layout or shape throws an error naming it).
+
+enum class GemmBackend : uint8_t {
+  kAuto,        // 2:4: native when it supports the call, else cuSPARSELt; dense: cuBLASLt
+  kNative,      // sparse24's CUTLASS sm90 kernels; read the 2:4 operand's hw_meta, which must be
+                // native_layout(dtype) (transforms write it with CompressOptions::layout)
+  kCusparselt,  // NVIDIA cuSPARSELt; compresses its own copy of the 2:4 operand in every call
+  kCublasLt,    // dense products only
+};
+const char* gemm_backend_name(GemmBackend b);  // "auto", "native", "cusparselt", "cublaslt"
+// Which backends this build has ("native" needs CUTLASS headers, "cusparselt" the library).
+bool gemm_backend_built(GemmBackend b);
+// The metadata layout the native kernels read for 2:4 values of `dtype`: kSm90K64 for fp16 and
+// bf16, kSm90K128 for fp8.
+MetaLayout native_layout(DType dtype);
+
+// The native kernels by name (src/gemm/sm90/kernels.def); empty in a build without them.
+std::vector<std::string> native_kernel_names();
+
+struct GemmOptions {
+  GemmBackend backend = GemmBackend::kAuto;
+  float alpha = 1.f;  // out = alpha * product + beta * out (+ bias); the 2:4 operand's own scale
+  float beta = 0.f;   // multiplies too. A dense fp8 operand has no scale: fold it into alpha.
+  // kNative only: run this kernel instead of the one the dispatcher picks (benchmarks, tests).
+  std::string native_kernel;
+};
+
+// out (m x n) = alpha * S B + beta * out. S: m x k; B: k x n.
+void mm_into(const TensorView& out, const SparseOperand& s, const TensorView& b,
+             const GemmOptions& options = {});
+void mm_into(const TensorView& out, const Sparse24Matrix& s, const TensorView& b,
+             const GemmOptions& options = {});
+// out (n x m) = alpha * A S^T + beta * out + bias. A: n x k; S: m x k; bias: null or m elements.
+void mm_into(const TensorView& out, const TensorView& a, const SparseOperand& s,
+             const TensorView* bias = nullptr, const GemmOptions& options = {});
+// Dense: out (m x n) = alpha * A B + beta * out + bias. A: m x k; B: k x n; bias: null or n
+// elements (one per column of out, as in linear).
+void dense_mm_into(const TensorView& out, const TensorView& a, const TensorView& b,
+                   const TensorView* bias = nullptr, const GemmOptions& options = {});
 
 }  // namespace sparse24

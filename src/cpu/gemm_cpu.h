@@ -1,8 +1,9 @@
-// src/cpu/gemm_cpu.h: the CPU backend of the 2:4 products (sparse24/gemm.h).
+// src/cpu/gemm_cpu.h: the CPU backend of the products of sparse24/gemm.h.
 //
 // Arguments arrive validated by src/ops/gemm.cpp: everything is on the CPU, shapes agree, the
-// dense operands and the output are fp32, fp16 or bf16. One kernel (spmm_f32) does the work;
-// the other functions convert the dense operand to fp32 and the fp32 result to the output.
+// dense operands are float (fp8 included) and the output fp32, fp16 or bf16. One kernel per kind
+// does the work (spmm_f32 for 2:4, a blocked fp32 GEMM for dense); the other functions convert
+// the operands to fp32 and the fp32 result to the output.
 #pragma once
 
 #include <cstdint>
@@ -17,13 +18,20 @@ namespace sparse24::cpu {
 // a metadata code that is not one of the six valid ones.
 void spmm_f32(const Sparse24Matrix& s, const float* d, int64_t n, float* c);
 
-// out[m x n] = S B. b: k x n, any layout; out: a row-major m x n matrix.
-void mm_sb(const Sparse24Matrix& s, const TensorView& b, const TensorView& out);
+// D (m x n) = beta * D + (alpha * S B + bias[i] on row i), the definition of every backend's
+// SparseProblem (src/gemm/backends.h). b: k x n, any layout and float dtype; bias: null or m
+// elements (rank 1, or 1 x m, any stride); d: fp32/fp16/bf16, any strides; beta == 0 ignores
+// D's old content (NaN included). Rounded once, to nearest even.
+void sparse_mm(const Sparse24Matrix& s, const TensorView& b, const TensorView* bias, float alpha,
+               float beta, const TensorView& d);
 
-// out[n x m] = A S^T (+ bias broadcast over rows: out[j][i] += bias[i]). a: n x k, any layout;
-// bias: null, or m elements (rank 1, or rank 2 of shape 1 x m, any stride); out: a row-major
-// n x m matrix.
-void mm_as_t(const TensorView& a, const Sparse24Matrix& s, const TensorView* bias,
-             const TensorView& out);
+// out (m x n) = beta * out + (alpha * A B + bias[j] on column j), the definition of the dense
+// products (dense_mm_into; on CUDA, cuBLASLt's DenseProblem with D = out^T). a: m x k, b: k x n,
+// any layout and float dtype (fp8 included, converted to fp32 exactly); bias: null or n elements
+// (rank 1, or 1 x n, any stride); out: fp32/fp16/bf16, any strides; beta == 0 ignores out's old
+// content (NaN included). fp32 accumulation: each element sums its k products in increasing k
+// order, from +0; the result is rounded once, to nearest even.
+void dense_mm(const TensorView& a, const TensorView& b, const TensorView* bias, float alpha,
+              float beta, const TensorView& out);
 
 }  // namespace sparse24::cpu

@@ -48,6 +48,15 @@ int64_t read_report_slot() {
 
 void fill(void* dst, int byte, size_t bytes) { check(cudaMemset(dst, byte, bytes), "cudaMemset"); }
 
+void* Scratch::get(size_t bytes) {
+  if (bytes > bytes_) {
+    buffer_.reset();
+    buffer_ = alloc(bytes);
+    bytes_ = bytes;
+  }
+  return buffer_.get();
+}
+
 std::vector<GpuInfo> gpus(std::string* why) {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);

@@ -24,4 +24,15 @@ int64_t read_report_slot();
 // Fills device memory with a byte value.
 void fill(void* dst, int byte, size_t bytes);
 
+// A device buffer that grows on demand and is kept for reuse (GEMM workspaces). get() may free
+// the old buffer, which waits for the kernels that use it (cudaFree synchronises the device).
+class Scratch {
+ public:
+  void* get(size_t bytes);
+
+ private:
+  std::shared_ptr<void> buffer_;
+  size_t bytes_ = 0;
+};
+
 }  // namespace sparse24::cuda

@@ -104,7 +104,7 @@ Tensor fake_quant(const TensorView& x, DType dt) {
 // saturation. fp32 is returned as is.
 Sparse24Matrix to_storage(const Sparse24Matrix& s, DType dt) {
   if (dt == DType::kF32) return s;
-  const bool fp8 = dt == DType::kF8E4M3 || dt == DType::kF8E5M2;
+  const bool fp8 = is_fp8(dt);
   const float* v = s.values.data<float>();
   const int64_t count = s.values.numel();
   const float scale = fp8 ? fp8_scale(finite_amax(v, count), dt) : 1.f;

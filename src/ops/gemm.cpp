@@ -1,14 +1,20 @@
-// The products of sparse24/gemm.h: argument validation, output allocation, device dispatch.
+// The products of sparse24/gemm.h: argument validation, output allocation, device and backend
+// dispatch.
 //
-// Every product reduces along the rows of the 2:4 matrix S (m x k, groups along k):
-//   mm(S, B)     = S B    -> cpu::mm_sb
-//   mm(A, t(S))  = A S^T  -> cpu::mm_as_t (addmm and linear too, with a bias)
-// A product of CUDA operands throws kDevice until the CUDA backend lands.
+// Every 2:4 product becomes one problem, D (m x n) = alpha * S B + beta * D + bias (per row of
+// D), with S the m x k 2:4 matrix (groups along k), as views without copies:
+//   mm(S, B)      -> D = out,     B = B
+//   mm(A, t(S))   -> D = out^T,   B = A^T    (addmm and linear too, with the bias)
+// The CPU solves it with cpu::sparse_mm (the definition); CUDA with a backend of src/gemm/.
+// Dense products likewise: out = A B + bias (per column of out) is D = out^T = B^T A^T.
 #include "sparse24/gemm.h"
 
+#include <cmath>
 #include <string>
 
 #include "cpu/gemm_cpu.h"
+#include "gemm/backends.h"
+#include "sparse24/build_info.h"
 #include "sparse24/error.h"
 
 namespace sparse24 {
@@ -44,19 +50,34 @@ void check_sparse(const char* op, const SparseOperand& s) {
             " has its metadata on ", device_name(m.mask.device()));
 }
 
-// A dense matrix operand: rank 2, fp32, fp16 or bf16 (any layout).
+// A dense matrix operand: rank 2, fp32, fp16, bf16 or fp8 (any layout).
 void check_dense(const char* op, const char* name, const TensorView& v) {
   S24_CHECK(v.is_matrix(), kShape, op, ": ", name, " must be a matrix, got ", v.describe());
-  S24_CHECK(is_input_dtype(v.dtype), kDType, op, ": ", name, " ", v.describe(), " has dtype ",
-            dtype_name(v.dtype), "; dense operands are fp32, fp16 or bf16");
+  S24_CHECK(is_input_dtype(v.dtype) || is_fp8(v.dtype), kDType, op, ": ", name, " ",
+            v.describe(), " has dtype ", dtype_name(v.dtype),
+            "; dense operands are fp32, fp16, bf16, e4m3 or e5m2");
 }
 
-// The result dtype: `out` when given (fp32, fp16 or bf16), else the dense operand's.
+// The result dtype: `out` when given (fp32, fp16 or bf16), else the dense operand's (bf16 for
+// fp8).
 DType result_dtype(const char* op, std::optional<DType> out, DType dense) {
-  if (!out) return dense;
+  if (!out) return is_fp8(dense) ? DType::kBF16 : dense;
   S24_CHECK(is_input_dtype(*out), kDType, op, ": output dtype ", dtype_name(*out),
             " is not supported (fp32, fp16 or bf16)");
   return *out;
+}
+
+// An output matrix of mm_into: rows x cols, fp32, fp16 or bf16.
+void check_out(const char* op, const TensorView& out, int64_t rows, int64_t cols) {
+  S24_CHECK(out.is_matrix() && out.rows() == rows && out.cols() == cols, kShape, op,
+            ": the output ", out.describe(), " must be ", rows, " x ", cols);
+  S24_CHECK(is_input_dtype(out.dtype), kDType, op, ": the output ", out.describe(),
+            " must be fp32, fp16 or bf16");
+}
+
+void check_scalars(const char* op, const GemmOptions& o) {
+  S24_CHECK(std::isfinite(o.alpha) && std::isfinite(o.beta), kValue, op, ": alpha ", o.alpha,
+            " and beta ", o.beta, " must be finite");
 }
 
 // The bias of addmm/linear: m elements, rank 1 or 1 x m, fp32, fp16 or bf16.
@@ -69,17 +90,40 @@ void check_bias(const char* op, const TensorView& bias, int64_t m) {
             dtype_name(bias.dtype), "; a bias is fp32, fp16 or bf16");
 }
 
-// All operands on the device of S; then the backend: the CPU, or an error for CUDA.
+// All operands on one device; on the CPU, the 2:4 operand's canonical metadata is what is read.
 void check_device(const char* op, const SparseOperand& s, const TensorView& dense,
-                  const char* name, const TensorView* bias) {
+                  const char* name, const TensorView* bias, const TensorView& out) {
   const Device dev = s.matrix->device();
-  S24_CHECK(dense.device == dev, kDevice, op, ": operands on different devices: ", describe(s),
-            " and ", name, " ", dense.describe());
-  S24_CHECK(!bias || bias->device == dev, kDevice, op, ": operands on different devices: ",
-            describe(s), " and bias ", bias->describe());
-  if (dev == Device::kCUDA) S24_FAIL(kDevice, op, ": no CUDA kernel in this build yet");
-  S24_CHECK(s.matrix->layout == MetaLayout::kCanonical, kDevice, op, ": 2:4 operand ", describe(s),
-            " carries a GPU metadata layout; the CPU kernel reads the canonical layout");
+  for (const TensorView* v : {&dense, bias, &out})
+    S24_CHECK(!v || v->device == dev, kDevice, op, ": operands on different devices: ",
+              describe(s), " and ", v == &out ? "the output" : v == bias ? "bias" : name, " ",
+              v->describe());
+}
+
+// Runs D = alpha * S B + beta * D + bias on the operands' device.
+void run_sparse(const char* op, const gemm::SparseProblem& p, GemmBackend backend) {
+  if (p.s->device() == Device::kCPU) {
+    cpu::sparse_mm(*p.s, p.b, p.bias, p.alpha, p.beta, p.d);
+    return;
+  }
+  S24_CHECK(p.native_kernel.empty() || backend == GemmBackend::kNative, kValue, op,
+            ": a native kernel (", p.native_kernel, ") is named but the backend is ",
+            gemm_backend_name(backend));
+  switch (backend) {
+    case GemmBackend::kNative: return gemm::native_mm(p);
+    case GemmBackend::kCusparselt: return gemm::cusparselt_mm(p);
+    case GemmBackend::kCublasLt:
+      S24_FAIL(kValue, op, ": cuBLASLt runs dense products only; choose kAuto, kNative or "
+                           "kCusparselt for a 2:4 operand");
+    case GemmBackend::kAuto:
+      if (!gemm::native_built()) return gemm::cusparselt_mm(p);
+      try {
+        return gemm::native_mm(p);
+      } catch (const Error& e) {  // a call the native kernels do not take: cuSPARSELt may
+        if (!gemm::cusparselt_built() || e.kind() == ErrorKind::kDevice) throw;
+      }
+      return gemm::cusparselt_mm(p);
+  }
 }
 
 // The 2:4 operand on the right must be S^T: A S would reduce across the groups of S.
@@ -89,14 +133,38 @@ void check_right_transposed(const char* op, const TensorView& a, const SparseOpe
             "giving A S^T");
 }
 
-// The checks of A S^T (+ bias) shared by mm(A, t(S)), addmm and linear, A an n x k matrix.
-void check_as_t(const char* op, const TensorView& a, const SparseOperand& s,
-                const TensorView* bias) {
+// out (n x m) = alpha * A S^T + beta * out + bias: the checks shared by mm_into(A, t(S)),
+// addmm and linear, then the product as D = out^T, B = A^T.
+void as_t_into(const char* op, const TensorView& out, const TensorView& a, const SparseOperand& s,
+               const TensorView* bias, const GemmOptions& o) {
+  check_sparse(op, s);
+  check_dense(op, "A", a);
+  check_right_transposed(op, a, s);
+  check_scalars(op, o);
   const Sparse24Matrix& m = *s.matrix;
   S24_CHECK(a.cols() == m.cols, kShape, op, ": inner dimensions differ: A ", a.describe(),
             " has ", a.cols(), " columns, ", describe(s), " has ", m.cols, " rows");
   if (bias) check_bias(op, *bias, m.rows);
-  check_device(op, s, a, "A", bias);
+  check_out(op, out, a.rows(), m.rows);
+  check_device(op, s, a, "A", bias, out);
+  run_sparse(op, {&m, a.t(), out.t(), bias, o.alpha, o.beta, o.native_kernel}, o.backend);
+}
+
+// out (m x n) = alpha * S B + beta * out: mm_into(S, B) and mm.
+void sb_into(const char* op, const TensorView& out, const SparseOperand& s, const TensorView& b,
+             const GemmOptions& o) {
+  check_sparse(op, s);
+  check_dense(op, "B", b);
+  check_scalars(op, o);
+  S24_CHECK(!s.transposed, kShape, op, ": S^T B reduces across the 2:4 groups: not a 2:4 "
+            "product (", describe(s), ", B ", b.describe(), "); the 2:4 operand on the left "
+            "must be S, giving S B");
+  const Sparse24Matrix& m = *s.matrix;
+  S24_CHECK(b.rows() == m.cols, kShape, op, ": inner dimensions differ: ", describe(s), " has ",
+            m.cols, " columns, B ", b.describe(), " has ", b.rows(), " rows");
+  check_out(op, out, m.rows, b.cols());
+  check_device(op, s, b, "B", nullptr, out);
+  run_sparse(op, {&m, b, out, nullptr, o.alpha, o.beta, o.native_kernel}, o.backend);
 }
 
 // mm(A, t(S)) and addmm: a fresh n x m result.
@@ -104,15 +172,76 @@ Tensor as_t(const char* op, const TensorView& a, const SparseOperand& s, const T
             std::optional<DType> out) {
   check_sparse(op, s);
   check_dense(op, "A", a);
-  const DType dt = result_dtype(op, out, a.dtype);
-  check_right_transposed(op, a, s);
-  check_as_t(op, a, s, bias);
-  Tensor result = Tensor::matrix(a.rows(), s.matrix->rows, dt);
-  cpu::mm_as_t(a, *s.matrix, bias, result);
+  Tensor result = Tensor::matrix(a.rows(), s.matrix->rows, result_dtype(op, out, a.dtype),
+                                 Layout::kRowMajor, s.matrix->device());
+  as_t_into(op, result, a, s, bias, {});
   return result;
 }
 
 }  // namespace
+
+const char* gemm_backend_name(GemmBackend b) {
+  switch (b) {
+    case GemmBackend::kAuto: return "auto";
+    case GemmBackend::kNative: return "native";
+    case GemmBackend::kCusparselt: return "cusparselt";
+    case GemmBackend::kCublasLt: return "cublaslt";
+  }
+  return "?";
+}
+
+bool gemm_backend_built(GemmBackend b) {
+  switch (b) {
+    case GemmBackend::kNative: return gemm::native_built();
+    case GemmBackend::kCusparselt: return gemm::cusparselt_built();
+    case GemmBackend::kAuto:
+    case GemmBackend::kCublasLt: return built_with_cuda();
+  }
+  return false;
+}
+
+std::vector<std::string> native_kernel_names() { return gemm::native_kernel_names(); }
+
+MetaLayout native_layout(DType dtype) {
+  S24_CHECK(dtype_size(dtype) <= 2 && dtype != DType::kU8, kDType, "the native sparse GEMM has "
+            "no kernels for ", dtype_name(dtype), " values (fp16, bf16, e4m3, e5m2)");
+  return dtype_size(dtype) == 2 ? MetaLayout::kSm90K64 : MetaLayout::kSm90K128;
+}
+
+void mm_into(const TensorView& out, const SparseOperand& s, const TensorView& b,
+             const GemmOptions& o) {
+  sb_into(s.transposed ? "mm_into(out, t(S), B)" : "mm_into(out, S, B)", out, s, b, o);
+}
+
+void mm_into(const TensorView& out, const Sparse24Matrix& s, const TensorView& b,
+             const GemmOptions& o) {
+  sb_into("mm_into(out, S, B)", out, SparseOperand{&s, false}, b, o);
+}
+
+void mm_into(const TensorView& out, const TensorView& a, const SparseOperand& s,
+             const TensorView* bias, const GemmOptions& o) {
+  as_t_into(s.transposed ? "mm_into(out, A, t(S))" : "mm_into(out, A, S)", out, a, s, bias, o);
+}
+
+void dense_mm_into(const TensorView& out, const TensorView& a, const TensorView& b,
+                   const TensorView* bias, const GemmOptions& o) {
+  const char* op = "dense_mm_into(out, A, B)";
+  check_dense(op, "A", a);
+  check_dense(op, "B", b);
+  check_scalars(op, o);
+  S24_CHECK(a.cols() == b.rows(), kShape, op, ": inner dimensions differ: A ", a.describe(),
+            ", B ", b.describe());
+  if (bias) check_bias(op, *bias, b.cols());
+  check_out(op, out, a.rows(), b.cols());
+  for (const TensorView* v : {&b, bias, &out})
+    S24_CHECK(!v || v->device == a.device, kDevice, op, ": operands on different devices: A ",
+              a.describe(), " and ", v->describe());
+  if (a.device == Device::kCPU) return cpu::dense_mm(a, b, bias, o.alpha, o.beta, out);
+  S24_CHECK(o.backend == GemmBackend::kAuto || o.backend == GemmBackend::kCublasLt, kValue, op,
+            ": backend ", gemm_backend_name(o.backend), " runs 2:4 products only; dense "
+            "products run on cuBLASLt");
+  gemm::cublaslt_mm({b.t(), a.t(), out.t(), bias, o.alpha, o.beta});
+}
 
 Tensor mm(const Sparse24Matrix& s, const TensorView& b, std::optional<DType> out) {
   return mm(SparseOperand{&s, false}, b, out);
@@ -122,16 +251,9 @@ Tensor mm(const SparseOperand& s, const TensorView& b, std::optional<DType> out)
   const char* op = s.transposed ? "mm(t(S), B)" : "mm(S, B)";
   check_sparse(op, s);
   check_dense(op, "B", b);
-  const DType dt = result_dtype(op, out, b.dtype);
-  S24_CHECK(!s.transposed, kShape, op, ": S^T B reduces across the 2:4 groups: not a 2:4 "
-            "product (", describe(s), ", B ", b.describe(), "); the 2:4 operand on the left "
-            "must be S, giving S B");
-  const Sparse24Matrix& m = *s.matrix;
-  S24_CHECK(b.rows() == m.cols, kShape, op, ": inner dimensions differ: ", describe(s), " has ",
-            m.cols, " columns, B ", b.describe(), " has ", b.rows(), " rows");
-  check_device(op, s, b, "B", nullptr);
-  Tensor result = Tensor::matrix(m.rows, b.cols(), dt);
-  cpu::mm_sb(m, b, result);
+  Tensor result = Tensor::matrix(s.matrix->rows, b.cols(), result_dtype(op, out, b.dtype),
+                                 Layout::kRowMajor, s.matrix->device());
+  sb_into(op, result, s, b, {});
   return result;
 }
 
@@ -151,8 +273,6 @@ Tensor linear(const TensorView& x, const Sparse24Matrix& w, const TensorView* bi
   check_sparse(op, s);
   S24_CHECK(x.rank >= 2 && x.rank <= 4, kShape, op, ": x ", x.describe(),
             " must have rank 2 to 4 ([..., k])");
-  S24_CHECK(is_input_dtype(x.dtype), kDType, op, ": x ", x.describe(), " has dtype ",
-            dtype_name(x.dtype), "; dense operands are fp32, fp16 or bf16");
   const DType dt = result_dtype(op, out, x.dtype);
   S24_CHECK(x.shape[x.rank - 1] == w.cols, kShape, op, ": inner dimensions differ: x ",
             x.describe(), " has ", x.shape[x.rank - 1], " features, W ", describe({&w, false}),
@@ -166,13 +286,14 @@ Tensor linear(const TensorView& x, const Sparse24Matrix& w, const TensorView* bi
     for (int i = 0; i + 1 < x.rank; ++i) rows *= x.shape[i];
     a = TensorView::matrix(x.data, x.dtype, rows, x.shape[x.rank - 1], Layout::kRowMajor, x.device);
   }
-  check_as_t(op, a, s, bias);
   // The result: x's leading dims, then m; written through an n x m row-major view.
   const int64_t m = w.rows;
-  Tensor result = x.rank == 2   ? Tensor::empty({x.shape[0], m}, dt)
-                  : x.rank == 3 ? Tensor::empty({x.shape[0], x.shape[1], m}, dt)
-                                : Tensor::empty({x.shape[0], x.shape[1], x.shape[2], m}, dt);
-  cpu::mm_as_t(a, w, bias, TensorView::matrix(result.view().data, dt, a.rows(), m));
+  const Device dev = w.device();
+  Tensor result = x.rank == 2   ? Tensor::empty({x.shape[0], m}, dt, dev)
+                  : x.rank == 3 ? Tensor::empty({x.shape[0], x.shape[1], m}, dt, dev)
+                                : Tensor::empty({x.shape[0], x.shape[1], x.shape[2], m}, dt, dev);
+  as_t_into(op, TensorView::matrix(result.view().data, dt, a.rows(), m, Layout::kRowMajor, dev),
+            a, s, bias, {});
   return result;
 }
 

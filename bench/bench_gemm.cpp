@@ -1,0 +1,181 @@
+// `sparse24 bench gemm`: the sparse GEMM backends against cuBLAS dense at training shapes.
+//
+// For each shape (baselines.md: GPT-2 S/M/L/XL and LLaMA-7B layers at 16384 tokens, and the
+// weight-gradient shapes with K = tokens) one run times, with CUDA events, the median of many
+// calls of:
+//   cuBLAS dense      cuBLASLt on the dense matrix (sparse24's dense path, the same layouts);
+//   cuSPARSELt        the default algorithm, and after cusparseLtMatmulSearch;
+//   native            the kernel the dispatcher picks (and, with --all-kernels, every kernel).
+// Each as microseconds and as speed-up over dense, plus the tensor-core rate reached (dense-
+// equivalent TFLOP/s, 2mnk / time, against 989 TFLOP/s dense and 1979 TFLOP/s 2:4 peak for
+// fp16/bf16, twice that for fp8). The GEMMs alone are timed: compression (the transforms) and
+// cuSPARSELt's own compression run before timing.
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
+#include "bench/timing.h"
+#include "gemm/backends.h"
+#include "sparse24/sparse24.h"
+#ifdef SPARSE24_WITH_CUTLASS
+#include "gemm/native_sm90.h"
+#endif
+#ifdef SPARSE24_WITH_CUSPARSELT
+#include "gemm/cusparselt_backend.h"
+#endif
+
+namespace sparse24::bench {
+namespace {
+
+// One product of a linear layer as the sparse GEMM sees it: the 2:4 operand is m x k.
+struct Case {
+  const char* what;
+  int64_t m, n, k;
+  bool weight_gradient;  // B N-major and D fp32 row-major; else B K-major and D column-major
+};
+
+const Case kCases[] = {
+    {"GPT-2 S fc (Y = X W^T)", 3072, 16384, 768, false},
+    {"GPT-2 S proj", 768, 16384, 3072, false},
+    {"GPT-2 S qkv", 2304, 16384, 768, false},
+    {"GPT-2 S attn out", 768, 16384, 768, false},
+    {"GPT-2 M fc", 4096, 16384, 1024, false},
+    {"GPT-2 M proj", 1024, 16384, 4096, false},
+    {"GPT-2 XL fc", 6400, 16384, 1600, false},
+    {"GPT-2 XL proj", 1600, 16384, 6400, false},
+    {"LLaMA-7B up", 11008, 8192, 4096, false},
+    {"square 4096", 4096, 32768, 4096, false},
+    {"GPT-2 S fc dW = S(dY^T) X", 3072, 768, 16384, true},
+    {"GPT-2 S proj dW", 768, 3072, 16384, true},
+    {"GPT-2 XL fc dW", 6400, 1600, 16384, true},
+    {"GPT-2 XL proj dW", 1600, 6400, 16384, true},
+};
+
+// The operands of one case on the GPU: the dense matrix, its 2:4 compression (native layout),
+// B and D in the case's layouts.
+struct Operands {
+  Tensor dense, b, d, d16;  // d16: a 16-bit output for cuSPARSELt's weight gradient
+  Sparse24Matrix s;
+  gemm::SparseProblem sparse() const { return {&s, b, d, nullptr, 1.f, 0.f, {}}; }
+  gemm::SparseProblem sparse16() const { return {&s, b, d16, nullptr, 1.f, 0.f, {}}; }
+  gemm::DenseProblem dense_problem() const { return {dense, b, d, nullptr, 1.f, 0.f}; }
+};
+
+Operands operands(const Case& c, DType dt, DType out_dt) {
+  Operands o;
+  o.dense = random_matrix(c.m, c.k, dt).to(Device::kCUDA);
+  CompressOptions co;
+  co.dtype = dt;
+  co.layout = native_layout(dt);
+  o.s = prune_magnitude(random_matrix(c.m, c.k, DType::kF32).to(Device::kCUDA), co);
+  o.b = random_matrix(c.k, c.n, dt, c.weight_gradient ? Layout::kRowMajor : Layout::kColMajor)
+            .to(Device::kCUDA);
+  const Layout d_layout = c.weight_gradient ? Layout::kRowMajor : Layout::kColMajor;
+  o.d = Tensor::matrix(c.m, c.n, out_dt, d_layout, Device::kCUDA);
+  o.d16 = Tensor::matrix(c.m, c.n, dt, d_layout, Device::kCUDA);
+  return o;
+}
+
+double tflops(const Case& c, double us) { return 2.0 * double(c.m * c.n * c.k) / (us * 1e-6) / 1e12; }
+
+std::string ratio(double dense_us, double us) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fx", dense_us / us);
+  return buf;
+}
+
+}  // namespace
+
+int gemm(int argc, char** argv) {
+  bool quick = false, all_kernels = false;
+  DType dt = DType::kF16;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") {
+      quick = true;
+    } else if (a == "--all-kernels") {
+      all_kernels = true;
+    } else if (a == "--dtype" && i + 1 < argc) {
+      dt = parse_dtype(argv[++i]);
+      S24_CHECK(dt == DType::kF16 || dt == DType::kBF16, kValue, "bench gemm: --dtype is fp16 "
+                "or bf16");
+    } else {
+      S24_FAIL(kValue, "bench gemm: unknown argument '", a, "' (--quick, --all-kernels, "
+               "--dtype fp16|bf16)");
+    }
+  }
+  std::string why;
+  const std::vector<GpuInfo> gpus = list_gpus(&why);
+  S24_CHECK(!gpus.empty(), kDevice, "bench gemm needs a GPU (", why, ")");
+  std::printf("GPU: %s; %s operands, fp32 accumulation; forward-type products write %s "
+              "(column-major D = row-major Y), weight gradients fp32 (cuSPARSELt: %s, it has no "
+              "fp32 output for 16-bit inputs).\n", gpus[0].name.c_str(), dtype_name(dt),
+              dtype_name(dt), dtype_name(dt));
+  std::printf("Backends built: native %s, cuSPARSELt %s. Times in us (median); speed-up = dense "
+              "time / time; TFLOP/s counts 2mnk (dense-equivalent).\n\n",
+              gemm_backend_built(GemmBackend::kNative) ? "yes" : "no",
+              gemm_backend_built(GemmBackend::kCusparselt) ? "yes" : "no");
+  std::printf("| product | m x n x k | cuBLAS dense | TFLOP/s | cuSPARSELt default | "
+              "cuSPARSELt searched | native | native TFLOP/s (of 1979) | native kernel |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  std::vector<std::string> kernel_rows, lt_plans;
+  for (const Case& c : kCases) {
+    if (quick && c.m != 3072) continue;
+    const DType out_dt = c.weight_gradient ? DType::kF32 : dt;
+    const Operands o = operands(c, dt, out_dt);
+    const double dense_us = time_us(1, [&](int) { gemm::cublaslt_mm(o.dense_problem()); });
+    std::string lt_default = "-", lt_searched = "-";
+#ifdef SPARSE24_WITH_CUSPARSELT
+    for (bool search : {false, true}) {  // cuSPARSELt writes 16-bit results of 16-bit inputs
+      const auto plan = gemm::CusparseltGemm::create(o.sparse16(), search);
+      const double us = time_us(1, [&](int) { plan->run(o.sparse16()); });
+      (search ? lt_searched : lt_default) =
+          detail::concat(int(us + 0.5), " (", ratio(dense_us, us), ")");
+      if (search) lt_plans.push_back(detail::concat(c.what, ": ", plan->describe()));
+    }
+#endif
+    std::string native = "-", native_tf = "-", native_name = "-";
+#ifdef SPARSE24_WITH_CUTLASS
+    const gemm::Sm90Kernel& chosen = gemm::native_choice(o.sparse());
+    const double us = time_us(1, [&](int) { gemm::native_mm(o.sparse()); });
+    native = detail::concat(int(us + 0.5), " (", ratio(dense_us, us), ")");
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.0f (%.0f%%)", tflops(c, us), 100.0 * tflops(c, us) / 1979);
+    native_tf = buf;
+    native_name = chosen.name;
+    if (all_kernels)
+      for (const gemm::Sm90Kernel* k : gemm::native_kernels()) {
+        gemm::SparseProblem p = o.sparse();
+        p.native_kernel = k->name;
+        try {
+          const double kus = time_us(1, [&](int) { gemm::native_mm(p); });
+          kernel_rows.push_back(detail::concat("| ", c.m, " x ", c.n, " x ", c.k, " | ", k->name,
+                                               " | ", int(kus + 0.5), " | ",
+                                               ratio(dense_us, kus), " |"));
+        } catch (const Error&) {  // the kernel does not fit this case (dtype or layout)
+        }
+      }
+#endif
+    std::printf("| %s | %lld x %lld x %lld | %d | %.0f | %s | %s | %s | %s | %s |\n", c.what,
+                (long long)c.m, (long long)c.n, (long long)c.k, int(dense_us + 0.5),
+                tflops(c, dense_us), lt_default.c_str(), lt_searched.c_str(), native.c_str(),
+                native_tf.c_str(), native_name.c_str());
+    std::fflush(stdout);
+  }
+  if (!lt_plans.empty()) {
+    std::printf("\ncuSPARSELt's searched plans:\n\n");
+    for (const std::string& r : lt_plans) std::printf("- %s\n", r.c_str());
+  }
+  if (!kernel_rows.empty()) {
+    std::printf("\nEvery native kernel that fits:\n\n| m x n x k | kernel | us | speed-up |\n"
+                "|---|---|---|---|\n");
+    for (const std::string& r : kernel_rows) std::printf("%s\n", r.c_str());
+  }
+  return 0;
+}
+
+}  // namespace sparse24::bench

@@ -1,0 +1,57 @@
+// CUDA-event timing and random inputs for the benchmark commands.
+#include "bench/timing.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "sparse24/error.h"
+
+namespace sparse24::bench {
+
+void check(cudaError_t e, const char* what) {
+  S24_CHECK(e == cudaSuccess, kDevice, what, ": ", cudaGetErrorString(e));
+}
+
+double time_us(int rotate, const std::function<void(int)>& fn) {
+  for (int i = 0; i < 2 * rotate; ++i) fn(i % rotate);  // warm-up: module load, first touches
+  check(cudaDeviceSynchronize(), "warm-up");
+  const int per_sample = std::max(rotate, 10), samples = 15;
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "cudaEventCreate");
+  check(cudaEventCreate(&stop), "cudaEventCreate");
+  std::vector<double> t;
+  for (int s = 0; s < samples; ++s) {
+    check(cudaEventRecord(start), "cudaEventRecord");
+    for (int i = 0; i < per_sample; ++i) fn(i % rotate);
+    check(cudaEventRecord(stop), "cudaEventRecord");
+    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0.f;
+    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    t.push_back(1e3 * ms / per_sample);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  check(cudaGetLastError(), "a benchmarked kernel");
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+Tensor random_matrix(int64_t rows, int64_t cols, DType dt, Layout layout) {
+  Tensor host = Tensor::matrix(rows, cols, dt, layout);
+  uint32_t state = 12345;
+  dispatch_dtype(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* p = host.data<T>();
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      state = state * 1664525u + 1013904223u;
+      const float u = float(int32_t(state >> 8) - (1 << 23)) / float(1 << 23);
+      if constexpr (std::is_same_v<T, uint8_t> || std::is_same_v<T, int32_t>)
+        p[i] = T(state >> 24);
+      else
+        p[i] = from_f32<T>(u, 1.f, Overflow::kPyTorch);
+    }
+  });
+  return host;
+}
+
+}  // namespace sparse24::bench

@@ -1,0 +1,24 @@
+// bench/timing.h: what every benchmark command shares: CUDA-event timing and random inputs.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+
+#include "sparse24/tensor.h"
+
+namespace sparse24::bench {
+
+// Throws kDevice naming `what` when a CUDA call failed.
+void check(cudaError_t e, const char* what);
+
+// Median time in microseconds of one call of fn(i), i cycling over `rotate` prepared inputs
+// (after 2 * rotate warm-up calls; 15 samples of max(rotate, 10) calls each).
+double time_us(int rotate, const std::function<void(int)>& fn);
+
+// A CPU rows x cols matrix of dtype dt (any float dtype) and layout, uniform in [-1, 1), the same
+// on every run.
+Tensor random_matrix(int64_t rows, int64_t cols, DType dt, Layout layout = Layout::kRowMajor);
+
+}  // namespace sparse24::bench

@@ -1,0 +1,233 @@
+// The native backend: picks one of the CUTLASS sm90 kernels of kernels.def for a call and runs
+// it on the operands as they are (no copies, no re-layout). What a call needs:
+//   - a Hopper GPU (sm_90);
+//   - the 2:4 operand compressed with the metadata layout native_layout(dtype) (hw_meta);
+//   - a kernel for its dtypes (S, B, D; bias in D's dtype) and for the majors of B and D;
+//   - TMA alignment: K % 16 (16-bit values) or % 32 (8-bit); 16-byte aligned pointers and
+//     leading dimensions; the contiguous extent of B and of D a multiple of 16 bytes.
+// Each unmet need is an error that names it. Among the kernels that fit, the one whose tiles
+// fill the GPU's SMs most evenly (last wave least empty) runs; ties go to the earlier line of
+// kernels.def. (bench gemm --all-kernels times every kernel, to check this choice.)
+#include "gemm/native_sm90.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+
+#include "cuda/check.h"
+#include "cuda/runtime.h"
+#include "sparse24/error.h"
+#include "sparse24/gemm.h"
+
+namespace sparse24::gemm {
+
+#define S24_SM90_KERNEL(name, ...) const Sm90Kernel& sm90_kernel_##name();
+#include "gemm/sm90/kernels.def"
+#undef S24_SM90_KERNEL
+
+const std::vector<const Sm90Kernel*>& native_kernels() {
+  static const std::vector<const Sm90Kernel*> kernels = {
+#define S24_SM90_KERNEL(name, ...) &sm90_kernel_##name(),
+#include "gemm/sm90/kernels.def"
+#undef S24_SM90_KERNEL
+  };
+  return kernels;
+}
+
+bool native_built() { return true; }
+
+namespace {
+
+// How B (k x n) and D (m x n) sit in memory, as a kernel reads them.
+struct Reading {
+  bool b_k_major = false;
+  int64_t ldb = 0;
+  bool d_col_major = false;
+  int64_t ldd = 0;
+};
+
+// The readings of a matrix view: "first-major" (strides[0] == 1: column-major, leading dim
+// strides[1]) and/or "second-major" (strides[1] == 1: row-major). A vector may be both.
+struct Majors {
+  bool col = false, row = false;
+  int64_t col_ld = 0, row_ld = 0;
+};
+Majors majors_of(const TensorView& v) {
+  Majors m;
+  m.col = v.strides[0] == 1 || v.rows() == 1;
+  m.row = v.strides[1] == 1 || v.cols() == 1;
+  m.col_ld = std::max<int64_t>(v.cols() == 1 ? v.rows() : v.strides[1], 1);
+  m.row_ld = std::max<int64_t>(v.rows() == 1 ? v.cols() : v.strides[0], 1);
+  return m;
+}
+
+std::string describe_kernels() {
+  std::string s;
+  for (const Sm90Kernel* k : native_kernels())
+    s += detail::concat("\n  ", k->name, ": S ", dtype_name(k->a), ", B ", dtype_name(k->b),
+                        k->b_k_major ? " K-major" : " N-major", ", D ", dtype_name(k->d),
+                        k->d_col_major ? " column-major" : " row-major");
+  return s;
+}
+
+int sm_count() {
+  static int count = [] {
+    int dev = 0, n = 0, major = 0, minor = 0;
+    S24_CUDA_CHECK(cudaGetDevice(&dev));
+    S24_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    S24_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    S24_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    S24_CHECK(major == 9 && minor == 0, kDevice, "the native sparse GEMM runs on Hopper (sm_90); "
+              "this GPU is sm_", major, minor, ": use GemmBackend::kCusparselt");
+    return n;
+  }();
+  return count;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The alignment needs shared by every kernel of the call's dtypes; throws kShape naming the
+// first one unmet.
+void check_alignment(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
+  const Sparse24Matrix& s = *p.s;
+  const int64_t m = s.rows, kk = s.cols, n = p.d.cols();
+  const int sa = dtype_size(k.a), sb = dtype_size(k.b), sd = dtype_size(k.d);
+  const int k_align = sa == 1 ? 32 : 16;
+  S24_CHECK(kk % k_align == 0, kShape, "native sparse GEMM: K = ", kk, " must be a multiple of ",
+            k_align, " for ", dtype_name(k.a), " values (the 2:4 operand is ", m, " x ", kk, ")");
+  S24_CHECK(aligned16(s.values.view().data) && aligned16(s.hw_meta.view().data) &&
+                aligned16(p.b.data) && aligned16(p.d.data) && (!p.bias || aligned16(p.bias->data)),
+            kShape, "native sparse GEMM: every operand must start at a 16-byte aligned address");
+  const int64_t b_extent = r.b_k_major ? kk : n;
+  S24_CHECK(b_extent * sb % 16 == 0 && r.ldb * sb % 16 == 0, kShape, "native sparse GEMM: B ",
+            p.b.describe(), " read ", r.b_k_major ? "K-major" : "N-major", " needs its ",
+            r.b_k_major ? "K" : "N", " extent and leading dimension to be multiples of ",
+            16 / sb, " elements");
+  const int64_t d_extent = r.d_col_major ? m : n;
+  S24_CHECK(d_extent * sd % 16 == 0 && r.ldd * sd % 16 == 0, kShape, "native sparse GEMM: the ",
+            "output ", p.d.describe(), " (", r.d_col_major ? "m" : "n", " = ", d_extent,
+            ") needs its contiguous extent and leading dimension to be multiples of ", 16 / sd,
+            " elements");
+}
+
+// The kernels for p's dtypes and majors, with the reading each uses.
+std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& p) {
+  const Sparse24Matrix& s = *p.s;
+  const MetaLayout want = native_layout(s.dtype);
+  S24_CHECK(s.layout == want && s.hw_meta.defined(), kValue, "native sparse GEMM: the 2:4 "
+            "operand (", s.rows, " x ", s.cols, ", ", dtype_name(s.dtype), ") carries the ",
+            meta_layout_name(s.layout), " metadata layout; the native kernels read ",
+            meta_layout_name(want), ": compress it with CompressOptions::layout = ",
+            meta_layout_name(want), " (native_layout(dtype))");
+  const Majors b = majors_of(p.b), d = majors_of(p.d);
+  S24_CHECK(b.col || b.row, kShape, "native sparse GEMM: B ", p.b.describe(),
+            " must be row- or column-major");
+  S24_CHECK(d.col || d.row, kShape, "native sparse GEMM: the output ", p.d.describe(),
+            " must be row- or column-major");
+  const DType bias_dtype = p.bias ? p.bias->dtype : p.d.dtype;
+  std::vector<std::pair<const Sm90Kernel*, Reading>> out;
+  for (const Sm90Kernel* k : native_kernels()) {
+    if (k->a != s.dtype || k->b != p.b.dtype || k->d != p.d.dtype || k->bias != bias_dtype)
+      continue;
+    if (!(k->b_k_major ? b.col : b.row) || !(k->d_col_major ? d.col : d.row)) continue;
+    out.push_back({k, Reading{k->b_k_major, k->b_k_major ? b.col_ld : b.row_ld, k->d_col_major,
+                              k->d_col_major ? d.col_ld : d.row_ld}});
+  }
+  S24_CHECK(!out.empty(), kDType, "native sparse GEMM: no kernel for S ", dtype_name(s.dtype),
+            ", B ", p.b.describe(), ", output ", p.d.describe(),
+            p.bias ? detail::concat(", bias ", dtype_name(p.bias->dtype)) : std::string(),
+            " (a bias must have the output's dtype). The kernels:", describe_kernels(),
+            "\nGemmBackend::kCusparselt covers more combinations");
+  check_alignment(p, *out.front().first, out.front().second);
+  return out;
+}
+
+// How evenly k's tiles fill the SMs: tiles / (waves * SMs), 1 when the last wave is full.
+// Stream-K always fills them, but pays for the reduction of partial tiles: it scores 0.8, so it
+// runs where the tiles leave more than a fifth of the GPU idle.
+double wave_fill(const Sm90Kernel& k, int64_t m, int64_t n, int sms) {
+  if (k.stream_k) return 0.8;
+  const int64_t tiles = ((m + k.tile_m - 1) / k.tile_m) * ((n + k.tile_n - 1) / k.tile_n);
+  const int64_t waves = (tiles + sms - 1) / sms;
+  return double(tiles) / double(waves * sms);
+}
+
+void* workspace(size_t bytes) {
+  static std::mutex mutex;
+  static cuda::Scratch scratch;
+  std::lock_guard<std::mutex> lock(mutex);
+  return scratch.get(bytes);
+}
+
+void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
+  const Sparse24Matrix& s = *p.s;
+  if (s.rows == 0 || p.d.cols() == 0) return;
+  S24_CHECK(s.cols > 0, kShape, "native sparse GEMM: K = 0");
+  S24_CHECK(s.rows <= INT32_MAX && s.cols <= INT32_MAX && p.d.cols() <= INT32_MAX, kShape,
+            "native sparse GEMM: dimensions beyond 2^31 - 1");
+  Sm90Args a;
+  a.m = int(s.rows);
+  a.n = int(p.d.cols());
+  a.k = int(s.cols);
+  a.a = s.values.view().data;
+  a.e = static_cast<const uint8_t*>(s.hw_meta.view().data);
+  a.b = p.b.data;
+  a.ldb = r.ldb;
+  a.d = p.d.data;
+  a.ldd = r.ldd;
+  a.bias = p.bias ? p.bias->data : nullptr;
+  a.alpha = p.alpha * s.scale;
+  a.beta = p.beta;
+  a.sm_count = sm_count();
+  a.workspace = &workspace;
+  const std::string why = k.run(a);
+  S24_CHECK(why.empty(), kShape, "native sparse GEMM ", k.name, " refused ", s.rows, " x ",
+            p.d.cols(), " x ", s.cols, " (B ", p.b.describe(), ", output ", p.d.describe(),
+            "): ", why);
+  S24_CUDA_CHECK_LAUNCH(k.name);
+}
+
+}  // namespace
+
+std::vector<std::string> native_kernel_names() {
+  std::vector<std::string> names;
+  for (const Sm90Kernel* k : native_kernels()) names.push_back(k->name);
+  return names;
+}
+
+namespace {
+
+// The kernel for p with the reading it uses: p.native_kernel if named, else the one whose tiles
+// fill the SMs most evenly.
+std::pair<const Sm90Kernel*, Reading> choose(const SparseProblem& p) {
+  const auto fit = fitting(p);
+  if (!p.native_kernel.empty()) {
+    for (const auto& f : fit)
+      if (p.native_kernel == f.first->name) return f;
+    std::string names;
+    for (const auto& f : fit) names += detail::concat(" ", f.first->name);
+    S24_FAIL(kValue, "native sparse GEMM: kernel '", p.native_kernel, "' does not fit this call; "
+             "the kernels that do:", names);
+  }
+  const int sms = sm_count();
+  auto best = fit.front();
+  double best_fill = -1;
+  for (const auto& f : fit) {
+    const double fill = wave_fill(*f.first, p.s->rows, p.d.cols(), sms);
+    if (fill > best_fill + 1e-9) best = f, best_fill = fill;
+  }
+  return best;
+}
+
+}  // namespace
+
+const Sm90Kernel& native_choice(const SparseProblem& p) { return *choose(p).first; }
+
+void native_mm(const SparseProblem& p) {
+  const auto [kernel, reading] = choose(p);
+  launch(p, *kernel, reading);
+}
+
+}  // namespace sparse24::gemm

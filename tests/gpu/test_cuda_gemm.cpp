@@ -1,0 +1,296 @@
+// Every GEMM backend against the CPU reference (cpu::sparse_mm / cpu::dense_mm through the same
+// public calls): the three training products (Y = X W^T + b, dX = dY (W^T)_s, dW = S(dY^T) X) in
+// fp16, bf16 and fp8, with alpha, beta and bias, over shapes that are not multiples of any tile;
+// every native kernel by name; dense products on cuBLASLt; and the errors of unsupported calls.
+// Outputs are poisoned (0xFF) when allocated. Without a GPU every test reports itself skipped.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "sparse24/gemm.h"
+#include "test_util.h"
+
+namespace sparse24 {
+namespace {
+
+class CudaGemm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (list_gpus(&why).empty()) GTEST_SKIP() << "no GPU: " << why;
+    set_alloc_poison(true);
+  }
+  void TearDown() override { set_alloc_poison(false); }
+};
+
+struct Shape3 {
+  int64_t m, n, k;  // the sparse operand is m x k, the product m x n
+};
+// K a multiple of 32 (fp8 needs it; 16-bit needs 16); m a multiple of 16 and n of 8 (what
+// cuSPARSELt takes); none a multiple of every tile.
+const Shape3 kShapes[] = {{16, 8, 32},     {208, 136, 352},  {80, 1000, 96},
+                          {256, 256, 128}, {1104, 264, 1024}, {528, 1032, 2080}};
+// Shapes only the native kernels take: m a multiple of 8, n anything (B K-major).
+const Shape3 kNativeShapes[] = {{8, 8, 32}, {200, 77, 336}, {72, 1, 64}};
+
+std::vector<GemmBackend> sparse_backends() {
+  std::vector<GemmBackend> b;
+  for (GemmBackend x : {GemmBackend::kNative, GemmBackend::kCusparselt})
+    if (gemm_backend_built(x)) b.push_back(x);
+  return b;
+}
+
+// A random m x k matrix pruned by magnitude, stored in `dtype` (fp8 with a scale) with the
+// native metadata layout, on the CPU (move it with .to()).
+Sparse24Matrix sparse_operand(int64_t m, int64_t k, DType dtype, uint64_t seed) {
+  CompressOptions o;
+  o.dtype = dtype;
+  if (is_fp8(dtype)) o.scale = 0.05f, o.overflow = Overflow::kSaturate;
+  o.layout = native_layout(dtype);
+  return prune_magnitude(test::randn(m, k, seed), o);
+}
+
+// A random rows x cols matrix in dtype and layout, on the CPU.
+Tensor dense_operand(int64_t rows, int64_t cols, DType dtype, uint64_t seed,
+                     Layout layout = Layout::kRowMajor) {
+  return test::convert(test::randn(rows, cols, seed), dtype, layout);
+}
+
+// Relative precision of a dtype's rounding (half an ulp at 1).
+double eps(DType t) {
+  switch (t) {
+    case DType::kF16: return std::ldexp(1.0, -11);
+    case DType::kBF16: return std::ldexp(1.0, -8);
+    default: return std::ldexp(1.0, -24);
+  }
+}
+
+// |gpu - cpu| <= 2 ulp(out) * |cpu| + atol at every element, atol covering the fp32 accumulation
+// order (k terms of magnitude up to `term`).
+void expect_close(const Tensor& gpu_dev, const Tensor& cpu, int64_t k, double term,
+                  const std::string& what) {
+  const Tensor gpu = gpu_dev.to(Device::kCPU);
+  const double atol = 4e-7 * double(k) * term + 1e-6;
+  const double rel = 2 * eps(cpu.dtype());
+  for (int64_t i = 0; i < cpu.rows(); ++i)
+    for (int64_t j = 0; j < cpu.cols(); ++j) {
+      const double g = test::get(gpu, i, j), c = test::get(cpu, i, j);
+      if (!(std::fabs(g - c) <= rel * std::fabs(c) + atol)) {
+        ADD_FAILURE() << what << ": element (" << i << ", " << j << ") gpu " << g << " cpu " << c
+                      << " (tolerance " << rel * std::fabs(c) + atol << ")";
+        return;
+      }
+    }
+}
+
+// The same output start (for beta != 0) on both devices: random values, or poison for beta 0.
+Tensor output_start(int64_t rows, int64_t cols, DType dtype, Layout layout, float beta,
+                    uint64_t seed) {
+  return beta != 0.f ? dense_operand(rows, cols, dtype, seed, layout)
+                     : Tensor::matrix(rows, cols, dtype, layout);
+}
+
+// Y = alpha * X W^T + beta * Y + b on both devices; X: n x k row-major, Y: n x m row-major
+// (the forward product; the input gradient dX = dY (W^T)_s is the same call with W^T's
+// compressed matrix).
+void check_linear(const Shape3& s, DType sparse_dt, DType x_dt, DType out_dt, bool bias,
+                  float beta, const GemmOptions& base, const std::string& what) {
+  const Sparse24Matrix w = sparse_operand(s.m, s.k, sparse_dt, uint64_t(s.m * 31 + s.k));
+  const Tensor x = dense_operand(s.n, s.k, x_dt, uint64_t(s.n * 17 + s.k));
+  const Tensor b = dense_operand(1, s.m, out_dt, 5);
+  const TensorView bv = TensorView::matrix(b.view().data, out_dt, 1, s.m);
+  const Tensor y0 = output_start(s.n, s.m, out_dt, Layout::kRowMajor, beta, 9);
+  GemmOptions o = base;
+  o.alpha = 0.75f;
+  o.beta = beta;
+  const Tensor y_cpu = Tensor::copy_of(y0, Device::kCPU);
+  mm_into(y_cpu, x, t(w), bias ? &bv : nullptr, o);
+  const Sparse24Matrix wd = w.to(Device::kCUDA);
+  const Tensor xd = x.to(Device::kCUDA), y_gpu = y0.to(Device::kCUDA);
+  const Tensor bd = b.to(Device::kCUDA);
+  const TensorView bdv = TensorView::matrix(bd.view().data, out_dt, 1, s.m, Layout::kRowMajor,
+                                            Device::kCUDA);
+  mm_into(y_gpu, xd, t(wd), bias ? &bdv : nullptr, o);
+  expect_close(y_gpu, y_cpu, s.k, 16.0, what);
+}
+
+// dW = alpha * S B + beta * dW with S: m x k (the pruned output gradient, groups along tokens),
+// B: k x n in b_layout (X row-major for 16-bit; X^T's K-major copy for fp8), dW row-major (fp32
+// on the native kernels; cuSPARSELt writes 16-bit results of 16-bit operands only).
+void check_weight_gradient(const Shape3& s, DType sparse_dt, DType b_dt, Layout b_layout,
+                           DType out_dt, float beta, const GemmOptions& base,
+                           const std::string& what) {
+  const Sparse24Matrix g = sparse_operand(s.m, s.k, sparse_dt, uint64_t(s.m * 13 + s.k));
+  const Tensor x = dense_operand(s.k, s.n, b_dt, uint64_t(s.n * 3 + s.k), b_layout);
+  const Tensor d0 = output_start(s.m, s.n, out_dt, Layout::kRowMajor, beta, 11);
+  GemmOptions o = base;
+  o.alpha = 1.25f;
+  o.beta = beta;
+  const Tensor d_cpu = Tensor::copy_of(d0, Device::kCPU);
+  mm_into(d_cpu, g, x, o);
+  const Sparse24Matrix gd = g.to(Device::kCUDA);
+  const Tensor xd = x.to(Device::kCUDA), d_gpu = d0.to(Device::kCUDA);
+  mm_into(d_gpu, gd, xd, o);
+  expect_close(d_gpu, d_cpu, s.k, 16.0, what);
+}
+
+std::string name(const Shape3& s, GemmBackend b, DType dt) {
+  return detail::concat(gemm_backend_name(b), " ", dtype_name(dt), " ", s.m, " x ", s.n, " x ",
+                        s.k);
+}
+
+TEST_F(CudaGemm, LinearProductsMatchTheCpu) {
+  for (GemmBackend backend : sparse_backends())
+    for (DType dt : {DType::kF16, DType::kBF16}) {
+      std::vector<Shape3> shapes(std::begin(kShapes), std::end(kShapes));
+      if (backend == GemmBackend::kNative)
+        shapes.insert(shapes.end(), std::begin(kNativeShapes), std::end(kNativeShapes));
+      for (const Shape3& s : shapes)
+        for (auto [bias, beta] : {std::pair{false, 0.f}, std::pair{true, 0.f}, std::pair{true, 0.5f}}) {
+          GemmOptions o;
+          o.backend = backend;
+          check_linear(s, dt, dt, dt, bias, beta, o,
+                       detail::concat(name(s, backend, dt), bias ? " bias" : "", " beta ", beta));
+        }
+    }
+}
+
+TEST_F(CudaGemm, WeightGradientMatchesTheCpu) {
+  for (GemmBackend backend : sparse_backends())
+    for (DType dt : {DType::kF16, DType::kBF16})
+      for (const Shape3& s : kShapes)
+        for (float beta : {0.f, 1.f}) {
+          GemmOptions o;
+          o.backend = backend;
+          check_weight_gradient(s, dt, dt, Layout::kRowMajor,
+                                backend == GemmBackend::kNative ? DType::kF32 : dt, beta, o,
+                                detail::concat(name(s, backend, dt), " beta ", beta));
+        }
+}
+
+// S-STE's FP8 GEMMs: e4m3 forward, e4m3 weights x e5m2 output gradient, e5m2 output gradient x
+// e4m3 activations (K-major) for the weight gradient. Native kernels.
+TEST_F(CudaGemm, Fp8ProductsMatchTheCpu) {
+  if (!gemm_backend_built(GemmBackend::kNative)) GTEST_SKIP() << "no native kernels in this build";
+  GemmOptions o;
+  o.backend = GemmBackend::kNative;
+  for (const Shape3& s : kShapes) {
+    check_linear(s, DType::kF8E4M3, DType::kF8E4M3, DType::kBF16, true, 0.f, o,
+                 name(s, o.backend, DType::kF8E4M3) + " forward");
+    check_linear(s, DType::kF8E4M3, DType::kF8E5M2, DType::kBF16, false, 0.f, o,
+                 name(s, o.backend, DType::kF8E4M3) + " input gradient");
+    check_weight_gradient(s, DType::kF8E5M2, DType::kF8E4M3, Layout::kColMajor, DType::kF32, 1.f, o,
+                          name(s, o.backend, DType::kF8E5M2) + " weight gradient");
+  }
+}
+
+// Every native kernel by name, on the shapes it fits: the dispatcher runs only one per shape.
+TEST_F(CudaGemm, EveryNativeKernelMatchesTheCpu) {
+  const std::vector<std::string> names = native_kernel_names();
+  if (names.empty()) GTEST_SKIP() << "no native kernels in this build";
+  int ran = 0;
+  for (const std::string& kernel : names)
+    for (const Shape3& s : {kShapes[1], kShapes[4]}) {
+      GemmOptions o;
+      o.backend = GemmBackend::kNative;
+      o.native_kernel = kernel;
+      const bool fp8 = kernel.rfind("e", 0) == 0;
+      const DType dt = kernel.rfind("bf16", 0) == 0 ? DType::kBF16 : DType::kF16;
+      const std::string what = kernel + detail::concat(" ", s.m, " x ", s.n, " x ", s.k);
+      if (kernel.find("_dr_") != std::string::npos)
+        check_weight_gradient(s, fp8 ? DType::kF8E5M2 : dt, fp8 ? DType::kF8E4M3 : dt,
+                              fp8 ? Layout::kColMajor : Layout::kRowMajor, DType::kF32, 1.f, o,
+                              what);
+      else if (fp8)
+        check_linear(s, DType::kF8E4M3,
+                     kernel.find("e4m3_e5m2") == 0 ? DType::kF8E5M2 : DType::kF8E4M3,
+                     DType::kBF16, true, 0.5f, o, what);
+      else
+        check_linear(s, dt, dt, dt, true, 0.5f, o, what);
+      ++ran;
+    }
+  EXPECT_EQ(ran, int(2 * names.size()));
+}
+
+// The allocating calls (mm, addmm, linear) run on CUDA operands too.
+TEST_F(CudaGemm, AllocatingCallsRunOnTheGpu) {
+  const Sparse24Matrix w = sparse_operand(144, 352, DType::kBF16, 1);
+  const Tensor x = dense_operand(64, 352, DType::kBF16, 2);
+  const Tensor y_cpu = linear(x, w);
+  const Tensor y_gpu = linear(x.to(Device::kCUDA), w.to(Device::kCUDA));
+  EXPECT_EQ(y_gpu.device(), Device::kCUDA);
+  EXPECT_EQ(y_gpu.dtype(), DType::kBF16);
+  expect_close(y_gpu, y_cpu, 352, 16.0, "linear");
+}
+
+TEST_F(CudaGemm, DenseProductsMatchTheCpu) {
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
+    for (const Shape3& s : kShapes)
+      for (Layout la : {Layout::kRowMajor, Layout::kColMajor})
+        for (Layout lb : {Layout::kRowMajor, Layout::kColMajor}) {
+          const Tensor a = dense_operand(s.m, s.k, dt, 1, la);
+          const Tensor b = dense_operand(s.k, s.n, dt, 2, lb);
+          const Tensor bias = dense_operand(1, s.n, dt, 3);
+          const TensorView bv = TensorView::matrix(bias.view().data, dt, 1, s.n);
+          const Tensor out0 = output_start(s.m, s.n, dt, Layout::kRowMajor, 0.5f, 4);
+          GemmOptions o;
+          o.alpha = 0.75f;
+          o.beta = 0.5f;
+          const Tensor out_cpu = Tensor::copy_of(out0, Device::kCPU);
+          dense_mm_into(out_cpu, a, b, &bv, o);
+          const Tensor ad = a.to(Device::kCUDA), bd = b.to(Device::kCUDA);
+          const Tensor biasd = bias.to(Device::kCUDA), out_gpu = out0.to(Device::kCUDA);
+          const TensorView bdv = TensorView::matrix(biasd.view().data, dt, 1, s.n,
+                                                    Layout::kRowMajor, Device::kCUDA);
+          dense_mm_into(out_gpu, ad, bd, &bdv, o);
+          expect_close(out_gpu, out_cpu, s.k, 16.0,
+                       detail::concat("cublaslt ", dtype_name(dt), " ", s.m, " x ", s.n, " x ",
+                                      s.k, la == Layout::kRowMajor ? " A row" : " A col",
+                                      lb == Layout::kRowMajor ? " B row" : " B col"));
+        }
+}
+
+TEST_F(CudaGemm, UnsupportedCallsSayWhy) {
+  if (!gemm_backend_built(GemmBackend::kNative)) GTEST_SKIP() << "no native kernels in this build";
+  GemmOptions native;
+  native.backend = GemmBackend::kNative;
+  const Tensor x = dense_operand(64, 352, DType::kF16, 2).to(Device::kCUDA);
+  const Tensor y = Tensor::matrix(64, 144, DType::kF16, Layout::kRowMajor, Device::kCUDA);
+  // Canonical metadata only: the native kernels read the sm90 layout.
+  CompressOptions fp16;
+  fp16.dtype = DType::kF16;
+  const Sparse24Matrix canonical = prune_magnitude(test::randn(144, 352, 1), fp16).to(Device::kCUDA);
+  test::expect_error([&] { mm_into(y, x, t(canonical), nullptr, native); }, ErrorKind::kValue,
+                     "sm90-k64");
+  // K = 344 is not a multiple of 16.
+  const Sparse24Matrix odd_k = sparse_operand(144, 344, DType::kF16, 1).to(Device::kCUDA);
+  const Tensor x344 = dense_operand(64, 344, DType::kF16, 2).to(Device::kCUDA);
+  test::expect_error([&] { mm_into(y, x344, t(odd_k), nullptr, native); }, ErrorKind::kShape,
+                     "multiple of 16");
+  // No native kernel writes fp32 from fp16 in this orientation.
+  const Sparse24Matrix w = sparse_operand(144, 352, DType::kF16, 1).to(Device::kCUDA);
+  const Tensor y32 = Tensor::matrix(64, 144, DType::kF32, Layout::kRowMajor, Device::kCUDA);
+  test::expect_error([&] { mm_into(y32, x, t(w), nullptr, native); }, ErrorKind::kDType,
+                     "no kernel");
+  // A kernel by name that does not fit.
+  native.native_kernel = "f16_bn_dr_f32_128x256x64_c1x2";
+  test::expect_error([&] { mm_into(y, x, t(w), nullptr, native); }, ErrorKind::kValue,
+                     "does not fit");
+  // cuBLASLt is dense only.
+  GemmOptions cublas;
+  cublas.backend = GemmBackend::kCublasLt;
+  test::expect_error([&] { mm_into(y, x, t(w), nullptr, cublas); }, ErrorKind::kValue,
+                     "dense products only");
+  // The automatic choice falls back to cuSPARSELt where the native kernels cannot run.
+  if (gemm_backend_built(GemmBackend::kCusparselt)) {
+    const Tensor y_auto = Tensor::matrix(64, 144, DType::kF16, Layout::kRowMajor, Device::kCUDA);
+    mm_into(y_auto, x, t(canonical));
+    const Tensor y_cpu = Tensor::matrix(64, 144, DType::kF16);
+    mm_into(y_cpu, x.to(Device::kCPU), t(canonical.to(Device::kCPU)));
+    expect_close(y_auto, y_cpu, 352, 16.0, "auto on canonical metadata");
+  }
+}
+
+}  // namespace
+}  // namespace sparse24
