@@ -147,18 +147,27 @@ int gemm(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "%.0f (%.0f%%)", tflops(c, us), 100.0 * tflops(c, us) / 1979);
     native_tf = buf;
     native_name = chosen.name;
-    if (all_kernels)
-      for (const gemm::Sm90Kernel* k : gemm::native_kernels()) {
-        gemm::SparseProblem p = o.sparse();
-        p.native_kernel = k->name;
-        try {
-          const double kus = time_us(1, [&](int) { gemm::native_mm(p); });
-          kernel_rows.push_back(detail::concat("| ", c.m, " x ", c.n, " x ", c.k, " | ", k->name,
-                                               " | ", int(kus + 0.5), " | ",
-                                               ratio(dense_us, kus), " |"));
-        } catch (const Error&) {  // the kernel does not fit this case (dtype or layout)
+    if (all_kernels) {
+      // The same operand with the other metadata layout, for the kernels with K tiles of 128.
+      CompressOptions co;
+      co.dtype = dt;
+      co.layout = MetaLayout::kSm90K128;
+      const Sparse24Matrix s128 = prune_magnitude(decompress(o.s), co);
+      for (const gemm::Sm90Kernel* k : gemm::native_kernels())
+        for (int swizzle : {1, 4}) {
+          gemm::SparseProblem p = o.sparse();
+          if (k->tile_k >= 128) p.s = &s128;
+          p.native_kernel = k->name;
+          p.native_swizzle = swizzle;
+          try {
+            const double kus = time_us(1, [&](int) { gemm::native_mm(p); });
+            kernel_rows.push_back(detail::concat("| ", c.m, " x ", c.n, " x ", c.k, " | ",
+                                                 k->name, " | ", swizzle, " | ", int(kus + 0.5),
+                                                 " | ", ratio(dense_us, kus), " |"));
+          } catch (const Error&) {  // the kernel does not fit this case (dtype or layout)
+          }
         }
-      }
+    }
 #endif
     std::printf("| %s | %lld x %lld x %lld | %d | %.0f | %s | %s | %s | %s | %s |\n", c.what,
                 (long long)c.m, (long long)c.n, (long long)c.k, int(dense_us + 0.5),
@@ -171,8 +180,8 @@ int gemm(int argc, char** argv) {
     for (const std::string& r : lt_plans) std::printf("- %s\n", r.c_str());
   }
   if (!kernel_rows.empty()) {
-    std::printf("\nEvery native kernel that fits:\n\n| m x n x k | kernel | us | speed-up |\n"
-                "|---|---|---|---|\n");
+    std::printf("\nEvery native kernel that fits, with tile swizzle 1 and 4:\n\n"
+                "| m x n x k | kernel | swizzle | us | speed-up |\n|---|---|---|---|---|\n");
     for (const std::string& r : kernel_rows) std::printf("%s\n", r.c_str());
   }
   return 0;

@@ -5,7 +5,9 @@
 # headers in .deps/cutlass; GoogleTest's sources: mkdir -p .deps && cp -r /usr/src/googletest
 # .deps/; leave .deps/cusparselt behind, too big to carry: the machine's PyTorch has cuSPARSELt).
 # Usage, from the repository root:
-#   bench/run_device.sh [--bench transforms|gemm|all|none] [--filter GTEST_FILTER] [bench args...]
+#   bench/run_device.sh [--bench transforms|gemm|all|none] [--filter GTEST_FILTER] [--explore]
+#                       [bench args...]
+# --explore also builds the candidate GEMM kernels of bench/sm90_explore.def.
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +18,12 @@ nproc_=$(nproc)
 step() { echo; echo "== $*"; }
 bench=all
 filter='*'
+explore=OFF
 while [ $# -gt 0 ]; do
   case "$1" in
     --bench) bench=$2; shift 2 ;;
     --filter) filter=$2; shift 2 ;;
+    --explore) explore=ON; shift ;;
     *) break ;;
   esac
 done
@@ -29,7 +33,7 @@ step "GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 step "configure + build"
 cmake -S . -B build-dev -G Ninja -DSPARSE24_CUDA=ON -DSPARSE24_GTEST_SOURCE="${GTEST_SOURCE:-$PWD/.deps/googletest}" \
-  ${cusparselt:+-DSPARSE24_CUSPARSELT_DIR=$cusparselt} \
+  ${cusparselt:+-DSPARSE24_CUSPARSELT_DIR=$cusparselt} -DSPARSE24_SM90_EXPLORE=$explore \
   >"$OUT_DIR/configure.log" 2>&1 || { tail -30 "$OUT_DIR/configure.log"; exit 1; }
 cmake --build build-dev -j"$nproc_" >"$OUT_DIR/build.log" 2>&1 || { grep -E "error" -A5 "$OUT_DIR/build.log" | head -60; exit 1; }
 build-dev/sparse24 info

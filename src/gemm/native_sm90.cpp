@@ -23,14 +23,22 @@
 
 namespace sparse24::gemm {
 
+// The kernels of kernels.def, and with -DSPARSE24_SM90_EXPLORE=ON those of bench/sm90_explore.def
+// (candidates measured by `bench gemm --all-kernels`, not part of a normal build).
 #define S24_SM90_KERNEL(name, ...) const Sm90Kernel& sm90_kernel_##name();
 #include "gemm/sm90/kernels.def"
+#ifdef SPARSE24_SM90_EXPLORE
+#include "bench/sm90_explore.def"
+#endif
 #undef S24_SM90_KERNEL
 
 const std::vector<const Sm90Kernel*>& native_kernels() {
   static const std::vector<const Sm90Kernel*> kernels = {
 #define S24_SM90_KERNEL(name, ...) &sm90_kernel_##name(),
 #include "gemm/sm90/kernels.def"
+#ifdef SPARSE24_SM90_EXPLORE
+#include "bench/sm90_explore.def"
+#endif
 #undef S24_SM90_KERNEL
   };
   return kernels;
@@ -66,7 +74,8 @@ Majors majors_of(const TensorView& v) {
 std::string describe_kernels() {
   std::string s;
   for (const Sm90Kernel* k : native_kernels())
-    s += detail::concat("\n  ", k->name, ": S ", dtype_name(k->a), ", B ", dtype_name(k->b),
+    s += detail::concat("\n  ", k->name, ": S ", dtype_name(k->a),
+                        k->tile_k >= 128 ? " (sm90-k128)" : " (sm90-k64)", ", B ", dtype_name(k->b),
                         k->b_k_major ? " K-major" : " N-major", ", D ", dtype_name(k->d),
                         k->d_col_major ? " column-major" : " row-major");
   return s;
@@ -116,10 +125,10 @@ void check_alignment(const SparseProblem& p, const Sm90Kernel& k, const Reading&
 std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& p) {
   const Sparse24Matrix& s = *p.s;
   const MetaLayout want = native_layout(s.dtype);
-  S24_CHECK(s.layout == want && s.hw_meta.defined(), kValue, "native sparse GEMM: the 2:4 "
-            "operand (", s.rows, " x ", s.cols, ", ", dtype_name(s.dtype), ") carries the ",
-            meta_layout_name(s.layout), " metadata layout; the native kernels read ",
-            meta_layout_name(want), ": compress it with CompressOptions::layout = ",
+  S24_CHECK(s.layout != MetaLayout::kCanonical && s.hw_meta.defined(), kValue, "native sparse "
+            "GEMM: the 2:4 operand (", s.rows, " x ", s.cols, ", ", dtype_name(s.dtype),
+            ") carries the ", meta_layout_name(s.layout), " metadata layout; the native kernels "
+            "read ", meta_layout_name(want), ": compress it with CompressOptions::layout = ",
             meta_layout_name(want), " (native_layout(dtype))");
   const Majors b = majors_of(p.b), d = majors_of(p.d);
   S24_CHECK(b.col || b.row, kShape, "native sparse GEMM: B ", p.b.describe(),
@@ -132,10 +141,12 @@ std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& 
     if (k->a != s.dtype || k->b != p.b.dtype || k->d != p.d.dtype || k->bias != bias_dtype)
       continue;
     if (!(k->b_k_major ? b.col : b.row) || !(k->d_col_major ? d.col : d.row)) continue;
+    if (s.layout != (k->tile_k >= 128 ? MetaLayout::kSm90K128 : MetaLayout::kSm90K64)) continue;
     out.push_back({k, Reading{k->b_k_major, k->b_k_major ? b.col_ld : b.row_ld, k->d_col_major,
                               k->d_col_major ? d.col_ld : d.row_ld}});
   }
   S24_CHECK(!out.empty(), kDType, "native sparse GEMM: no kernel for S ", dtype_name(s.dtype),
+            " (", meta_layout_name(s.layout), " metadata)",
             ", B ", p.b.describe(), ", output ", p.d.describe(),
             p.bias ? detail::concat(", bias ", dtype_name(p.bias->dtype)) : std::string(),
             " (a bias must have the output's dtype). The kernels:", describe_kernels(),
@@ -180,6 +191,8 @@ void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
   a.bias = p.bias ? p.bias->data : nullptr;
   a.alpha = p.alpha * s.scale;
   a.beta = p.beta;
+  a.swizzle = p.native_swizzle ? p.native_swizzle : 1;
+  a.raster = p.native_raster;
   a.sm_count = sm_count();
   a.workspace = &workspace;
   const std::string why = k.run(a);

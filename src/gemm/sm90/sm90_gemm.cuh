@@ -126,6 +126,11 @@ struct Sm90SparseGemm {
     args.epilogue.thread.alpha = a.alpha;
     args.epilogue.thread.beta = a.beta;
     args.epilogue.thread.bias_ptr = static_cast<const ElementD*>(a.bias);
+    using Raster = decltype(args.scheduler.raster_order);
+    args.scheduler.max_swizzle_size = a.swizzle;
+    args.scheduler.raster_order = a.raster == 1   ? Raster::AlongM
+                                  : a.raster == 2 ? Raster::AlongN
+                                                  : Raster::Heuristic;
     Gemm gemm;
     cutlass::Status status = gemm.can_implement(args);
     if (status != cutlass::Status::kSuccess)
