@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "sparse24/gemm.h"
 #include "test_util.h"
@@ -42,12 +43,13 @@ std::vector<GemmBackend> sparse_backends() {
 }
 
 // A random m x k matrix pruned by magnitude, stored in `dtype` (fp8 with a scale) with the
-// native metadata layout, on the CPU (move it with .to()).
-Sparse24Matrix sparse_operand(int64_t m, int64_t k, DType dtype, uint64_t seed) {
+// native metadata layout (or `layout`), on the CPU (move it with .to()).
+Sparse24Matrix sparse_operand(int64_t m, int64_t k, DType dtype, uint64_t seed,
+                              std::optional<MetaLayout> layout = std::nullopt) {
   CompressOptions o;
   o.dtype = dtype;
   if (is_fp8(dtype)) o.scale = 0.05f, o.overflow = Overflow::kSaturate;
-  o.layout = native_layout(dtype);
+  o.layout = layout ? *layout : native_layout(dtype);
   return prune_magnitude(test::randn(m, k, seed), o);
 }
 
@@ -112,8 +114,9 @@ Tensor output_start(int64_t rows, int64_t cols, DType dtype, Layout layout, floa
 // (the forward product; the input gradient dX = dY (W^T)_s is the same call with W^T's
 // compressed matrix).
 void check_linear(const Shape3& s, DType sparse_dt, DType x_dt, DType out_dt, bool bias,
-                  float beta, const GemmOptions& base, const std::string& what) {
-  const Sparse24Matrix w = sparse_operand(s.m, s.k, sparse_dt, uint64_t(s.m * 31 + s.k));
+                  float beta, const GemmOptions& base, const std::string& what,
+                  std::optional<MetaLayout> layout = std::nullopt) {
+  const Sparse24Matrix w = sparse_operand(s.m, s.k, sparse_dt, uint64_t(s.m * 31 + s.k), layout);
   const Tensor x = dense_operand(s.n, s.k, x_dt, uint64_t(s.n * 17 + s.k));
   const Tensor b = dense_operand(1, s.m, out_dt, 5);
   const TensorView bv = TensorView::matrix(b.view().data, out_dt, 1, s.m);
@@ -143,8 +146,9 @@ void check_linear(const Shape3& s, DType sparse_dt, DType x_dt, DType out_dt, bo
 // on the native kernels; cuSPARSELt writes 16-bit results of 16-bit operands only).
 void check_weight_gradient(const Shape3& s, DType sparse_dt, DType b_dt, Layout b_layout,
                            DType out_dt, float beta, const GemmOptions& base,
-                           const std::string& what) {
-  const Sparse24Matrix g = sparse_operand(s.m, s.k, sparse_dt, uint64_t(s.m * 13 + s.k));
+                           const std::string& what,
+                           std::optional<MetaLayout> layout = std::nullopt) {
+  const Sparse24Matrix g = sparse_operand(s.m, s.k, sparse_dt, uint64_t(s.m * 13 + s.k), layout);
   const Tensor x = dense_operand(s.k, s.n, b_dt, uint64_t(s.n * 3 + s.k), b_layout);
   const Tensor d0 = output_start(s.m, s.n, out_dt, Layout::kRowMajor, beta, 11);
   GemmOptions o = base;
@@ -222,19 +226,24 @@ TEST_F(CudaGemm, EveryNativeKernelMatchesTheCpu) {
       GemmOptions o;
       o.backend = GemmBackend::kNative;
       o.native_kernel = kernel;
-      const bool fp8 = kernel.rfind("e", 0) == 0;
-      const DType dt = kernel.rfind("bf16", 0) == 0 ? DType::kBF16 : DType::kF16;
+      // Names (kernels.def): [x_]<dtypes>_<B major>_<D major>[_f32]_<M>x<N>x<K>_c<cluster>...
+      const std::string type = kernel.rfind("x_", 0) == 0 ? kernel.substr(2) : kernel;
+      const bool fp8 = type.rfind("e", 0) == 0;
+      const DType dt = type.rfind("bf16", 0) == 0 ? DType::kBF16 : DType::kF16;
+      const size_t tile = type.find('x', type.find("_d") + 3);  // the "x" of MxNxK
+      const int tile_k = std::stoi(type.substr(type.find('x', tile + 1) + 1));
+      const MetaLayout layout = tile_k >= 128 ? MetaLayout::kSm90K128 : MetaLayout::kSm90K64;
       const std::string what = kernel + detail::concat(" ", s.m, " x ", s.n, " x ", s.k);
-      if (kernel.find("_dr_") != std::string::npos)
+      if (type.find("_dr_") != std::string::npos)
         check_weight_gradient(s, fp8 ? DType::kF8E5M2 : dt, fp8 ? DType::kF8E4M3 : dt,
                               fp8 ? Layout::kColMajor : Layout::kRowMajor, DType::kF32, 1.f, o,
-                              what);
+                              what, layout);
       else if (fp8)
         check_linear(s, DType::kF8E4M3,
-                     kernel.find("e4m3_e5m2") == 0 ? DType::kF8E5M2 : DType::kF8E4M3,
-                     DType::kBF16, true, 0.5f, o, what);
+                     type.find("e4m3_e5m2") == 0 ? DType::kF8E5M2 : DType::kF8E4M3,
+                     DType::kBF16, true, 0.5f, o, what, layout);
       else
-        check_linear(s, dt, dt, dt, true, 0.5f, o, what);
+        check_linear(s, dt, dt, dt, true, 0.5f, o, what, layout);
       ++ran;
     }
   EXPECT_EQ(ran, int(2 * names.size()));

@@ -20,6 +20,7 @@
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/gemm/dispatch_policy.hpp"
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
+#include "gemm/sm90/pipelined_mainloop.cuh"
 #include "gemm/sm90/sm90_kernel.h"
 
 namespace sparse24::gemm {
@@ -40,6 +41,7 @@ struct Cooperative {
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
   using Scheduler = void;
   static constexpr const char* kName = "cooperative";
+  static constexpr bool kPipelined = false;
   static constexpr bool kStreamK = false;
 };
 struct Pingpong {
@@ -47,6 +49,7 @@ struct Pingpong {
   using Epilogue = cutlass::epilogue::TmaWarpSpecialized;
   using Scheduler = void;
   static constexpr const char* kName = "ping-pong";
+  static constexpr bool kPipelined = false;
   static constexpr bool kStreamK = false;
 };
 // Stream-K: the K loop of all tiles split evenly over the SMs (partial sums reduced through the
@@ -56,7 +59,25 @@ struct CooperativeStreamK {
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
   using Scheduler = cutlass::gemm::StreamKScheduler;
   static constexpr const char* kName = "cooperative stream-K";
+  static constexpr bool kPipelined = false;
   static constexpr bool kStreamK = true;
+};
+// Cooperative, with consecutive K tiles' wgmmas overlapped (pipelined_mainloop.cuh).
+struct CooperativePipelined {
+  using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
+  using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
+  using Scheduler = void;
+  static constexpr const char* kName = "cooperative, pipelined metadata";
+  static constexpr bool kStreamK = false;
+  static constexpr bool kPipelined = true;
+};
+struct CooperativePipelinedStreamK {
+  using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
+  using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
+  using Scheduler = cutlass::gemm::StreamKScheduler;
+  static constexpr const char* kName = "cooperative stream-K, pipelined metadata";
+  static constexpr bool kStreamK = true;
+  static constexpr bool kPipelined = true;
 };
 // fp8 only: accumulate in the tensor core's own precision, without periodic fp32 promotion.
 struct CooperativeFastAccum {
@@ -64,6 +85,7 @@ struct CooperativeFastAccum {
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
   using Scheduler = void;
   static constexpr const char* kName = "cooperative fp8 fast accumulation";
+  static constexpr bool kPipelined = false;
   static constexpr bool kStreamK = false;
 };
 }  // namespace sm90_schedule
@@ -81,13 +103,15 @@ struct Sm90SparseGemm {
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, TileShape, ClusterShape,
       cutlass::epilogue::collective::EpilogueTileAuto, float, float, ElementD, LayoutD, kAlignD,
       ElementD, LayoutD, kAlignD, typename Schedule::Epilogue, Fusion>::CollectiveOp;
-  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+  using BuiltMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, ElementA,
       cutlass::layout::RowMajor, kAlignA, ElementB, LayoutB, kAlignB, float, TileShape,
       ClusterShape,
       cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
           sizeof(typename Epilogue::SharedStorage))>,
       typename Schedule::Mainloop>::CollectiveOp;
+  using Mainloop = std::conditional_t<Schedule::kPipelined, PipelinedSparseMainloop<BuiltMainloop>,
+                                      BuiltMainloop>;
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, Mainloop,
                                                       Epilogue, typename Schedule::Scheduler>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
