@@ -317,7 +317,7 @@ TEST_F(CudaGemm, UnsupportedCallsSayWhy) {
   test::expect_error([&] { mm_into(y32, x, t(w), nullptr, native); }, ErrorKind::kDType,
                      "no kernel");
   // A kernel by name that does not fit.
-  native.native_kernel = "f16_bn_dr_f32_128x256x64_c1x2";
+  native.native_kernel = "f16_bn_dr_f32_256x128x64_c2x1";
   test::expect_error([&] { mm_into(y, x, t(w), nullptr, native); }, ErrorKind::kValue,
                      "does not fit");
   // cuBLASLt is dense only.

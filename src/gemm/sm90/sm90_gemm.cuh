@@ -79,15 +79,6 @@ struct CooperativePipelinedStreamK {
   static constexpr bool kStreamK = true;
   static constexpr bool kPipelined = true;
 };
-// fp8 only: accumulate in the tensor core's own precision, without periodic fp32 promotion.
-struct CooperativeFastAccum {
-  using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum;
-  using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
-  using Scheduler = void;
-  static constexpr const char* kName = "cooperative fp8 fast accumulation";
-  static constexpr bool kPipelined = false;
-  static constexpr bool kStreamK = false;
-};
 }  // namespace sm90_schedule
 
 template <class ElementA, class ElementB, class ElementD, class LayoutB, class LayoutD,
