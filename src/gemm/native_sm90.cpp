@@ -5,9 +5,9 @@
 //   - a kernel for its dtypes (S, B, D; bias in D's dtype) and for the majors of B and D;
 //   - TMA alignment: K % 16 (16-bit values) or % 32 (8-bit); 16-byte aligned pointers and
 //     leading dimensions; the contiguous extent of B and of D a multiple of 16 bytes.
-// Each unmet need is an error that names it. Among the kernels that fit, the one whose tiles
-// fill the GPU's SMs most evenly (last wave least empty) runs; ties go to the earlier line of
-// kernels.def. (bench gemm --all-kernels times every kernel, to check this choice.)
+// Each unmet need is an error that names it. The first kernel of kernels.def that fits runs (the
+// file lists them in order of preference, from `bench gemm --all-kernels`); a tile-count
+// heuristic (wave quantization) chose worse than that order at 2 of 14 benchmark shapes.
 #include "gemm/native_sm90.h"
 
 #include <cuda_runtime.h>
@@ -155,16 +155,6 @@ std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& 
   return out;
 }
 
-// How evenly k's tiles fill the SMs: tiles / (waves * SMs), 1 when the last wave is full.
-// Stream-K always fills them, but pays for the reduction of partial tiles: it scores 0.8, so it
-// runs where the tiles leave more than a fifth of the GPU idle.
-double wave_fill(const Sm90Kernel& k, int64_t m, int64_t n, int sms) {
-  if (k.stream_k) return 0.8;
-  const int64_t tiles = ((m + k.tile_m - 1) / k.tile_m) * ((n + k.tile_n - 1) / k.tile_n);
-  const int64_t waves = (tiles + sms - 1) / sms;
-  return double(tiles) / double(waves * sms);
-}
-
 void* workspace(size_t bytes) {
   static std::mutex mutex;
   static cuda::Scratch scratch;
@@ -212,26 +202,16 @@ std::vector<std::string> native_kernel_names() {
 
 namespace {
 
-// The kernel for p with the reading it uses: p.native_kernel if named, else the one whose tiles
-// fill the SMs most evenly.
+// The kernel for p with the reading it uses: p.native_kernel if named, else the first that fits.
 std::pair<const Sm90Kernel*, Reading> choose(const SparseProblem& p) {
   const auto fit = fitting(p);
-  if (!p.native_kernel.empty()) {
-    for (const auto& f : fit)
-      if (p.native_kernel == f.first->name) return f;
-    std::string names;
-    for (const auto& f : fit) names += detail::concat(" ", f.first->name);
-    S24_FAIL(kValue, "native sparse GEMM: kernel '", p.native_kernel, "' does not fit this call; "
-             "the kernels that do:", names);
-  }
-  const int sms = sm_count();
-  auto best = fit.front();
-  double best_fill = -1;
-  for (const auto& f : fit) {
-    const double fill = wave_fill(*f.first, p.s->rows, p.d.cols(), sms);
-    if (fill > best_fill + 1e-9) best = f, best_fill = fill;
-  }
-  return best;
+  if (p.native_kernel.empty()) return fit.front();
+  for (const auto& f : fit)
+    if (p.native_kernel == f.first->name) return f;
+  std::string names;
+  for (const auto& f : fit) names += detail::concat(" ", f.first->name);
+  S24_FAIL(kValue, "native sparse GEMM: kernel '", p.native_kernel, "' does not fit this call; "
+           "the kernels that do:", names);
 }
 
 }  // namespace

@@ -42,7 +42,6 @@ struct Cooperative {
   using Scheduler = void;
   static constexpr const char* kName = "cooperative";
   static constexpr bool kPipelined = false;
-  static constexpr bool kStreamK = false;
 };
 struct Pingpong {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
@@ -50,7 +49,6 @@ struct Pingpong {
   using Scheduler = void;
   static constexpr const char* kName = "ping-pong";
   static constexpr bool kPipelined = false;
-  static constexpr bool kStreamK = false;
 };
 // Stream-K: the K loop of all tiles split evenly over the SMs (partial sums reduced through the
 // workspace), for outputs with too few tiles to fill the GPU (weight gradients, K = tokens).
@@ -60,7 +58,6 @@ struct CooperativeStreamK {
   using Scheduler = cutlass::gemm::StreamKScheduler;
   static constexpr const char* kName = "cooperative stream-K";
   static constexpr bool kPipelined = false;
-  static constexpr bool kStreamK = true;
 };
 // Cooperative, with consecutive K tiles' wgmmas overlapped (pipelined_mainloop.cuh).
 struct CooperativePipelined {
@@ -68,7 +65,6 @@ struct CooperativePipelined {
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
   using Scheduler = void;
   static constexpr const char* kName = "cooperative, pipelined metadata";
-  static constexpr bool kStreamK = false;
   static constexpr bool kPipelined = true;
 };
 struct CooperativePipelinedStreamK {
@@ -76,7 +72,6 @@ struct CooperativePipelinedStreamK {
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
   using Scheduler = cutlass::gemm::StreamKScheduler;
   static constexpr const char* kName = "cooperative stream-K, pipelined metadata";
-  static constexpr bool kStreamK = true;
   static constexpr bool kPipelined = true;
 };
 }  // namespace sm90_schedule
@@ -177,7 +172,7 @@ struct Sm90SparseGemm {
         #name, dtype_of<EA>(), dtype_of<EB>(), dtype_of<ED>(), dtype_of<ED>(),                  \
         cutlass::gemm::detail::is_k_major_B<cutlass::layout::LB>(),                             \
         std::is_same_v<cutlass::layout::LD, cutlass::layout::ColumnMajor>, TM, TN, TK, CM, CN,  \
-        sm90_schedule::Sched::kName, sm90_schedule::Sched::kStreamK, &G::run};                                              \
+        sm90_schedule::Sched::kName, &G::run};                                              \
     return kernel;                                                                              \
   }                                                                                             \
   }

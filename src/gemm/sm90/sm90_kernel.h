@@ -37,7 +37,6 @@ struct Sm90Kernel {
   bool b_k_major, d_col_major;   // the majors of B and D
   int tile_m, tile_n, tile_k, cluster_m, cluster_n;
   const char* schedule;          // "cooperative", "ping-pong", "cooperative stream-K", ...
-  bool stream_k;                 // K split over the SMs (always fills the GPU, at a reduction)
   // Launches on the default stream; returns "" or why CUTLASS refused the arguments.
   std::string (*run)(const Sm90Args& args);
 };
