@@ -122,12 +122,13 @@ int gemm(int argc, char** argv) {
   std::printf("| product | m x n x k | cuBLAS dense | TFLOP/s | cuSPARSELt default | "
               "cuSPARSELt searched | native | native TFLOP/s (of 1979) | native kernel |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
-  std::vector<std::string> kernel_rows, lt_plans;
+  std::vector<std::string> kernel_rows, lt_plans, dense_algos;
   for (const Case& c : kCases) {
     if (quick && c.m != 3072) continue;
     const DType out_dt = c.weight_gradient ? DType::kF32 : dt;
     const Operands o = operands(c, dt, out_dt);
     const double dense_us = time_us(1, [&](int) { gemm::cublaslt_mm(o.dense_problem()); });
+    dense_algos.push_back(detail::concat(c.what, ": ", gemm::cublaslt_describe(o.dense_problem())));
     std::string lt_default = "-", lt_searched = "-";
 #ifdef SPARSE24_WITH_CUSPARSELT
     for (bool search : {false, true}) {  // cuSPARSELt writes 16-bit results of 16-bit inputs
@@ -153,20 +154,18 @@ int gemm(int argc, char** argv) {
       co.dtype = dt;
       co.layout = MetaLayout::kSm90K128;
       const Sparse24Matrix s128 = prune_magnitude(decompress(o.s), co);
-      for (const gemm::Sm90Kernel* k : gemm::native_kernels())
-        for (int swizzle : {1, 4}) {
-          gemm::SparseProblem p = o.sparse();
-          if (k->tile_k >= 128) p.s = &s128;
-          p.native_kernel = k->name;
-          p.native_swizzle = swizzle;
-          try {
-            const double kus = time_us(1, [&](int) { gemm::native_mm(p); });
-            kernel_rows.push_back(detail::concat("| ", c.m, " x ", c.n, " x ", c.k, " | ",
-                                                 k->name, " | ", swizzle, " | ", int(kus + 0.5),
-                                                 " | ", ratio(dense_us, kus), " |"));
-          } catch (const Error&) {  // the kernel does not fit this case (dtype or layout)
-          }
+      for (const gemm::Sm90Kernel* k : gemm::native_kernels()) {
+        gemm::SparseProblem p = o.sparse();
+        if (k->tile_k >= 128) p.s = &s128;
+        p.native_kernel = k->name;
+        try {
+          const double kus = time_us(1, [&](int) { gemm::native_mm(p); });
+          kernel_rows.push_back(detail::concat("| ", c.m, " x ", c.n, " x ", c.k, " | ", k->name,
+                                               " | ", int(kus + 0.5), " | ",
+                                               ratio(dense_us, kus), " |"));
+        } catch (const Error&) {  // the kernel does not fit this case (dtype or layout)
         }
+      }
     }
 #endif
     std::printf("| %s | %lld x %lld x %lld | %d | %.0f | %s | %s | %s | %s | %s |\n", c.what,
@@ -175,13 +174,15 @@ int gemm(int argc, char** argv) {
                 native_tf.c_str(), native_name.c_str());
     std::fflush(stdout);
   }
+  std::printf("\ncuBLASLt's algorithms (dense):\n\n");
+  for (const std::string& r : dense_algos) std::printf("- %s\n", r.c_str());
   if (!lt_plans.empty()) {
     std::printf("\ncuSPARSELt's searched plans:\n\n");
     for (const std::string& r : lt_plans) std::printf("- %s\n", r.c_str());
   }
   if (!kernel_rows.empty()) {
-    std::printf("\nEvery native kernel that fits, with tile swizzle 1 and 4:\n\n"
-                "| m x n x k | kernel | swizzle | us | speed-up |\n|---|---|---|---|---|\n");
+    std::printf("\nEvery native kernel that fits:\n\n| m x n x k | kernel | us | speed-up |\n"
+                "|---|---|---|---|\n");
     for (const std::string& r : kernel_rows) std::printf("%s\n", r.c_str());
   }
   return 0;

@@ -30,9 +30,7 @@ struct SparseProblem {
   TensorView d;                       // m x n, CUDA, row- or column-major
   const TensorView* bias = nullptr;   // null, or m contiguous elements (fp32, fp16 or bf16)
   float alpha = 1.f, beta = 0.f;      // alpha excludes S's scale: backends multiply it in
-  std::string native_kernel;          // native only: a kernel by name instead of the choice,
-  int native_swizzle = 0;             // and its tile scheduler's swizzle (1, 2, 4, 8) and
-  int native_raster = 0;              // raster order (1 along M, 2 along N); 0: the default
+  std::string native_kernel;          // native only: a kernel by name instead of the choice
 };
 
 struct DenseProblem {

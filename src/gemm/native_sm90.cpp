@@ -181,8 +181,6 @@ void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
   a.bias = p.bias ? p.bias->data : nullptr;
   a.alpha = p.alpha * s.scale;
   a.beta = p.beta;
-  a.swizzle = p.native_swizzle ? p.native_swizzle : 1;
-  a.raster = p.native_raster;
   a.sm_count = sm_count();
   a.workspace = &workspace;
   const std::string why = k.run(a);

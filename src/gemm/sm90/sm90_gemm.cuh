@@ -42,6 +42,7 @@ struct Cooperative {
   using Scheduler = void;
   static constexpr const char* kName = "cooperative";
   static constexpr bool kPipelined = false;
+  static constexpr int kStages = 0;  // as many as shared memory holds
 };
 struct Pingpong {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
@@ -49,6 +50,7 @@ struct Pingpong {
   using Scheduler = void;
   static constexpr const char* kName = "ping-pong";
   static constexpr bool kPipelined = false;
+  static constexpr int kStages = 0;  // as many as shared memory holds
 };
 // Stream-K: the K loop of all tiles split evenly over the SMs (partial sums reduced through the
 // workspace), for outputs with too few tiles to fill the GPU (weight gradients, K = tokens).
@@ -58,6 +60,7 @@ struct CooperativeStreamK {
   using Scheduler = cutlass::gemm::StreamKScheduler;
   static constexpr const char* kName = "cooperative stream-K";
   static constexpr bool kPipelined = false;
+  static constexpr int kStages = 0;  // as many as shared memory holds
 };
 // Cooperative, with consecutive K tiles' wgmmas overlapped (pipelined_mainloop.cuh).
 struct CooperativePipelined {
@@ -66,6 +69,7 @@ struct CooperativePipelined {
   using Scheduler = void;
   static constexpr const char* kName = "cooperative, pipelined metadata";
   static constexpr bool kPipelined = true;
+  static constexpr int kStages = 0;
 };
 struct CooperativePipelinedStreamK {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
@@ -73,7 +77,21 @@ struct CooperativePipelinedStreamK {
   using Scheduler = cutlass::gemm::StreamKScheduler;
   static constexpr const char* kName = "cooperative stream-K, pipelined metadata";
   static constexpr bool kPipelined = true;
+  static constexpr int kStages = 0;
 };
+// One math warpgroup per CTA (non-persistent), with an explicit stage count so that small tiles
+// can leave room for a second CTA on the SM.
+template <int Stages>
+struct WarpSpecializedPipelined {
+  using Mainloop = cutlass::gemm::KernelTmaWarpSpecialized;
+  using Epilogue = cutlass::epilogue::TmaWarpSpecialized;
+  using Scheduler = void;
+  static constexpr const char* kName = "warp-specialized, pipelined metadata";
+  static constexpr bool kPipelined = true;
+  static constexpr int kStages = Stages;
+};
+using WarpSpecializedPipelined2 = WarpSpecializedPipelined<2>;
+using WarpSpecializedPipelined4 = WarpSpecializedPipelined<4>;
 }  // namespace sm90_schedule
 
 template <class ElementA, class ElementB, class ElementD, class LayoutB, class LayoutD,
@@ -93,8 +111,10 @@ struct Sm90SparseGemm {
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, ElementA,
       cutlass::layout::RowMajor, kAlignA, ElementB, LayoutB, kAlignB, float, TileShape,
       ClusterShape,
-      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
-          sizeof(typename Epilogue::SharedStorage))>,
+      std::conditional_t<(Schedule::kStages > 0),
+                         cutlass::gemm::collective::StageCount<Schedule::kStages>,
+                         cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+                             sizeof(typename Epilogue::SharedStorage))>>,
       typename Schedule::Mainloop>::CollectiveOp;
   using Mainloop = std::conditional_t<Schedule::kPipelined, PipelinedSparseMainloop<BuiltMainloop>,
                                       BuiltMainloop>;
@@ -136,11 +156,6 @@ struct Sm90SparseGemm {
     args.epilogue.thread.alpha = a.alpha;
     args.epilogue.thread.beta = a.beta;
     args.epilogue.thread.bias_ptr = static_cast<const ElementD*>(a.bias);
-    using Raster = decltype(args.scheduler.raster_order);
-    args.scheduler.max_swizzle_size = a.swizzle;
-    args.scheduler.raster_order = a.raster == 1   ? Raster::AlongM
-                                  : a.raster == 2 ? Raster::AlongN
-                                                  : Raster::Heuristic;
     Gemm gemm;
     cutlass::Status status = gemm.can_implement(args);
     if (status != cutlass::Status::kSuccess)

@@ -24,8 +24,6 @@ struct Sm90Args {
   int64_t ldd = 0;
   const void* bias = nullptr;    // m elements of the kernel's bias dtype, or null
   float alpha = 1.f, beta = 0.f;
-  int swizzle = 1;               // tile scheduler: swizzle size (1, 2, 4, 8) and raster order
-  int raster = 0;                // (0: CUTLASS's heuristic, 1: along M, 2: along N)
   int sm_count = 0;              // of the current device
   // Device scratch of at least `bytes` (the dispatcher's growing buffer).
   void* (*workspace)(size_t bytes) = nullptr;
