@@ -17,8 +17,8 @@ void check(cudaError_t e, const char* what);
 // (after 2 * rotate warm-up calls; 15 samples of max(rotate, 10) calls each).
 double time_us(int rotate, const std::function<void(int)>& fn);
 
-// A CPU rows x cols matrix of dtype dt (any float dtype) and layout, uniform in [-1, 1), the same
-// on every run.
+// A CPU rows x cols matrix of dtype dt and layout, the same on every run: uniform in [-1, 1)
+// for the float dtypes, random bytes for the integer ones.
 Tensor random_matrix(int64_t rows, int64_t cols, DType dt, Layout layout = Layout::kRowMajor);
 
 }  // namespace sparse24::bench

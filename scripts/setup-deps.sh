@@ -36,7 +36,7 @@ fi
 fetch_wheel() {  # fetch_wheel <package==version> <dest> <member prefix>=<folder> ...
   local spec=$1 dest=$2
   shift 2
-  [ -e "$dest/.complete" ] && return 0
+  [ "$(cat "$dest/.complete" 2>/dev/null)" = "$spec" ] && return 0  # this version is there
   if ! python3 -m pip --version >/dev/null 2>&1; then
     echo "setup: no pip (python3 -m pip) to fetch $spec; its GEMM backend stays off" >&2
     return 0
@@ -44,31 +44,41 @@ fetch_wheel() {  # fetch_wheel <package==version> <dest> <member prefix>=<folder
   local tmp
   tmp=$(mktemp -d)
   echo "setup: fetching $spec into $dest"
-  if ! python3 -m pip download -q --no-deps "$spec" -d "$tmp" >/dev/null; then
-    echo "setup: could not download $spec; its GEMM backend stays off" >&2
-    rm -rf "$tmp"
-    return 0
-  fi
-  rm -rf "$dest"
-  python3 - "$tmp"/*.whl "$dest" "$@" <<'PY'
-import os, sys, zipfile
-wheel, dest, maps = sys.argv[1], sys.argv[2], [m.split("=", 1) for m in sys.argv[3:]]
-with zipfile.ZipFile(wheel) as z:
+  if ! python3 -m pip download -q --no-deps --retries 1 --timeout 30 "$spec" -d "$tmp" >/dev/null ||
+     ! python3 - "$tmp" "$dest.partial" "$@" <<'PY'
+import glob, os, shutil, sys, zipfile
+tmp, dest, maps = sys.argv[1], sys.argv[2], [m.split("=", 1) for m in sys.argv[3:]]
+wheels = glob.glob(os.path.join(tmp, "*.whl"))
+if len(wheels) != 1:
+    sys.exit("expected one wheel, found %d" % len(wheels))
+shutil.rmtree(dest, ignore_errors=True)
+with zipfile.ZipFile(wheels[0]) as z:
     for name in z.namelist():
         for prefix, folder in maps:
             if name.startswith(prefix) and not name.endswith("/"):
                 out = os.path.join(dest, folder, name[len(prefix):])
                 os.makedirs(os.path.dirname(out), exist_ok=True)
                 with z.open(name) as src, open(out, "wb") as dst:
-                    dst.write(src.read())
+                    shutil.copyfileobj(src, dst)
 PY
-  touch "$dest/.complete"
-  rm -rf "$tmp"
+  then
+    echo "setup: could not fetch $spec; its GEMM backend stays off" >&2
+    rm -rf "$tmp" "$dest.partial"
+    return 0
+  fi
+  rm -rf "$dest" "$tmp"
+  mv "$dest.partial" "$dest"
+  echo "$spec" >"$dest/.complete"
 }
 if command -v nvcc >/dev/null && [ "${SPARSE24_NO_FETCH:-}" != 1 ]; then
   root=$(cd "$(dirname "$0")/.." && pwd)
   fetch_wheel nvidia-cutlass==4.2.0.0 "$root/.deps/cutlass" \
     cutlass_library/source/include/=include
-  fetch_wheel nvidia-cusparselt-cu13==0.8.0 "$root/.deps/cusparselt" \
-    nvidia/cusparselt/include/=include nvidia/cusparselt/lib/=lib
+  cuda_major=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+  if [ "$cuda_major" = 13 ]; then  # the wheel is built for CUDA 13
+    fetch_wheel nvidia-cusparselt-cu13==0.8.0 "$root/.deps/cusparselt" \
+      nvidia/cusparselt/include/=include nvidia/cusparselt/lib/=lib
+  else
+    echo "setup: nvcc is CUDA ${cuda_major:-?}, the pinned cuSPARSELt wheel is for CUDA 13: cuSPARSELt backend off" >&2
+  fi
 fi

@@ -780,5 +780,87 @@ TEST(DenseMm, EmptyDimensions) {
   EXPECT_EQ(none.numel() + none2.numel(), 0);
 }
 
+// ---- mm_into and dense_mm_into through the public calls (CPU): alpha, beta, bias, options ------
+
+// out0 filled with i - j / 2 (row i, column j): a known start for beta.
+Tensor start_matrix(int64_t rows, int64_t cols, Layout layout) {
+  Tensor t = Tensor::matrix(rows, cols, DType::kF32, layout);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) *t.view().at<float>(i, j) = float(i) - 0.5f * float(j);
+  return t;
+}
+
+TEST(GemmInto, AlphaBetaAndBiasOnBothProductForms) {
+  const Sparse24Matrix s = random_sparse(12, 20, DType::kF16, 7);  // m = 12, k = 20
+  const std::vector<double> sd = decompress_ref(s);
+  const Dense a = random_dense(5, 20, DType::kF32, Form::kRowMajor, 8);  // A: n x k
+  const Dense b = random_dense(20, 5, DType::kF32, Form::kColMajor, 9);  // B: k x n
+  const Tensor bias = random_vector(12, DType::kF32, 10);
+  GemmOptions o;
+  o.alpha = 0.5f;
+  o.beta = -2.f;
+  // out (n x m) = alpha A S^T + beta out + bias (one per column of out).
+  Tensor out = start_matrix(5, 12, Layout::kRowMajor);
+  mm_into(out, a.view, t(s), &bias.view(), o);
+  for (int64_t j = 0; j < 5; ++j)
+    for (int64_t i = 0; i < 12; ++i) {
+      double dot = 0;
+      for (int64_t c = 0; c < 20; ++c) dot += test::get(a.view, j, c) * sd[size_t(i * 20 + c)];
+      const double want = 0.5 * dot - 2.0 * (double(j) - 0.5 * double(i)) + bias.data<float>()[i];
+      EXPECT_NEAR(test::get(out, j, i), want, 1e-4) << j << ", " << i;
+    }
+  // out (m x n, column-major) = alpha S B + beta out.
+  Tensor out2 = start_matrix(12, 5, Layout::kColMajor);
+  mm_into(out2, s, b.view, o);
+  for (int64_t i = 0; i < 12; ++i)
+    for (int64_t j = 0; j < 5; ++j) {
+      double dot = 0;
+      for (int64_t c = 0; c < 20; ++c) dot += sd[size_t(i * 20 + c)] * test::get(b.view, c, j);
+      EXPECT_NEAR(test::get(out2, i, j), 0.5 * dot - 2.0 * (double(i) - 0.5 * double(j)), 1e-4);
+    }
+  // beta = 0 never reads the output: NaN there stays out of the result.
+  Tensor nan_out = Tensor::matrix(12, 5, DType::kF32);
+  std::fill(nan_out.data<float>(), nan_out.data<float>() + 60, std::nanf(""));
+  o.beta = 0.f;
+  mm_into(nan_out, s, b.view, o);
+  for (int64_t i = 0; i < 60; ++i) ASSERT_TRUE(std::isfinite(nan_out.data<float>()[i])) << i;
+}
+
+TEST(GemmInto, OptionsAreCheckedOnEveryDevice) {
+  ErrorFixture f;
+  Tensor out = Tensor::matrix(12, 5, DType::kF32);
+  GemmOptions cublas;
+  cublas.backend = GemmBackend::kCublasLt;
+  EXPECT_S24_ERROR(mm_into(out, f.s, f.b.view, cublas), kValue, "dense products only");
+  GemmOptions named;
+  named.native_kernel = "f16_bk_dc_128x256x64_c2x1_p";
+  EXPECT_S24_ERROR(mm_into(out, f.s, f.b.view, named), kValue, "is named but the backend is auto");
+  GemmOptions native;
+  native.backend = GemmBackend::kNative;
+  Tensor dense_out = Tensor::matrix(5, 5, DType::kF32);
+  EXPECT_S24_ERROR(dense_mm_into(dense_out, f.a.view, f.b.view, nullptr, native), kValue,
+                   "runs 2:4 products only");
+  GemmOptions bad;
+  bad.alpha = std::numeric_limits<float>::infinity();
+  EXPECT_S24_ERROR(mm_into(out, f.s, f.b.view, bad), kValue, "must be finite");
+  const Tensor bias4 = random_vector(4, DType::kF32, 1);
+  EXPECT_S24_ERROR(dense_mm_into(dense_out, f.a.view, f.b.view, &bias4.view()), kShape,
+                   "the number of columns of B");
+  Tensor wrong = Tensor::matrix(5, 12, DType::kF32);
+  EXPECT_S24_ERROR(mm_into(wrong, f.s, f.b.view), kShape, "must be 12 x 5");
+}
+
+// An fp8 dense operand is read exactly (its own scale folded into alpha by the caller); the
+// result defaults to bf16.
+TEST(GemmInto, Fp8DenseOperand) {
+  const Sparse24Matrix s = random_sparse(12, 20, DType::kF16, 11);
+  const Tensor b8 = test::convert(test::randn(20, 7, 12), DType::kF8E4M3);
+  const Tensor b32 = test::convert(b8, DType::kF32);
+  const Tensor via_fp8 = mm(s, b8);
+  EXPECT_EQ(via_fp8.dtype(), DType::kBF16);
+  const Tensor via_f32 = mm(s, b32, DType::kBF16);
+  ASSERT_EQ(std::memcmp(via_fp8.view().data, via_f32.view().data, 12 * 7 * 2), 0);
+}
+
 }  // namespace
 }  // namespace sparse24

@@ -7,7 +7,8 @@
 //   clip_grad_norm(grads, 1.0)
 //   opt.step(lr)                      -> masked decay, decoupled weight decay, Adam update
 //   scaler.update(); opt.zero_grad()
-// CPU backend; a CUDA parameter throws kDevice.
+// AdamW runs where its parameters are (CPU or CUDA; the two give bit-identical results);
+// clip_grad_norm and LossScaler are CPU-only so far (CUDA gradients throw kDevice).
 #pragma once
 
 #include <cstddef>
@@ -42,8 +43,9 @@ class AdamW {
  public:
   explicit AdamW(const AdamWConfig& config = {});  // throws kValue for out-of-range values
 
-  // Registers a parameter: param and grad are CPU fp32 contiguous tensors of one shape (rank 1
-  // to 4); the optimizer keeps the views, so the memory must outlive it. With a mask (rank-2
+  // Registers a parameter: param and grad are fp32 contiguous tensors of one shape (rank 1 to
+  // 4) on one device, the mask (if any) on that device too; the optimizer keeps the views, so the
+  // memory must outlive it. Its moments live on the parameter's device. With a mask (rank-2
   // parameters only) the step adds alpha * w to the gradient where the mask prunes. The mask is
   // read through the pointer at every step: the caller (SparseLinear) may replace its contents
   // (a new mask every mask_freq steps), and an undefined mask (Mask24{}) turns the decay off (FST

@@ -1,5 +1,6 @@
 // The CUDA entry points of a build without CUDA: every device request is a clear error (and no
 // GPU is ever listed), so a CUDA tensor can never reach a kernel that is not there.
+#include "cuda/optim_cuda.h"
 #include "cuda/runtime.h"
 #include "cuda/transforms_cuda.h"
 #include "sparse24/error.h"
@@ -28,6 +29,10 @@ int64_t prune_transposable(const TensorView&, const Mask24*, const CompressOptio
 }
 double sste_scale(const TensorView&, int64_t*) { no_cuda(); }
 void decompress(const Sparse24Matrix&, const TensorView&) { no_cuda(); }
+void adamw_update(float*, const float*, float*, float*, int64_t, const uint8_t*, int64_t, int64_t,
+                  const rules::AdamWStep&) {
+  no_cuda();
+}
 void masked_decay(const TensorView&, const TensorView&, const Mask24&, float) { no_cuda(); }
 double flip_rate(const Mask24&, const Mask24&) { no_cuda(); }
 

@@ -163,16 +163,8 @@ void sparse_mm(const Sparse24Matrix& s, const TensorView& b, const TensorView* b
   std::vector<float> c(size_t(m * n));
   spmm_f32(s, bf, n, c.data());
 
-  std::vector<float> bias_f32;  // empty: no bias (adding +0 would turn a -0 result into +0)
-  if (bias) {
-    const int64_t stride = bias->strides[bias->rank - 1];
-    bias_f32.resize(size_t(m));
-    dispatch_input_dtype(bias->dtype, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const T* p = static_cast<const T*>(bias->data);
-      for (int64_t i = 0; i < m; ++i) bias_f32[size_t(i)] = to_f32(p[i * stride]);
-    });
-  }
+  // Empty: no bias (adding +0 would turn a -0 result into +0).
+  const std::vector<float> bias_f32 = bias ? vector_f32(*bias, m) : std::vector<float>();
   // D = beta * D + (alpha * C + bias), in that order (as the GPU epilogues do), rounded once.
   dispatch_input_dtype(d.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -50,6 +50,7 @@ void fill(void* dst, int byte, size_t bytes) { check(cudaMemset(dst, byte, bytes
 
 void* Scratch::get(size_t bytes) {
   if (bytes > bytes_) {
+    bytes_ = 0;  // until the new buffer exists: a failed allocation leaves an empty Scratch
     buffer_.reset();
     buffer_ = alloc(bytes);
     bytes_ = bytes;

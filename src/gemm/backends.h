@@ -41,9 +41,12 @@ struct DenseProblem {
   float alpha = 1.f, beta = 0.f;
 };
 
-// The native CUTLASS sm90 kernels (src/gemm/native_sm90.cu). Throws kDevice when the build has
+// The native CUTLASS sm90 kernels (src/gemm/native_sm90.cpp). Throws kDevice when the build has
 // no CUTLASS or the GPU is not sm_90.
 void native_mm(const SparseProblem& p);
+// Whether native_mm would run p (a Hopper GPU, a kernel for its dtypes, majors, layout and
+// alignment); if not, why.
+bool native_fits(const SparseProblem& p, std::string* why);
 bool native_built();
 std::vector<std::string> native_kernel_names();
 

@@ -56,18 +56,19 @@ struct Reading {
   int64_t ldd = 0;
 };
 
-// The readings of a matrix view: "first-major" (strides[0] == 1: column-major, leading dim
-// strides[1]) and/or "second-major" (strides[1] == 1: row-major). A vector may be both.
+// The readings of a matrix view: column-major (strides[0] == 1, leading dimension strides[1]
+// >= rows) and/or row-major (strides[1] == 1, leading dimension strides[0] >= cols). A vector
+// may be both; a view whose rows or columns overlap is neither.
 struct Majors {
   bool col = false, row = false;
   int64_t col_ld = 0, row_ld = 0;
 };
 Majors majors_of(const TensorView& v) {
   Majors m;
-  m.col = v.strides[0] == 1 || v.rows() == 1;
-  m.row = v.strides[1] == 1 || v.cols() == 1;
-  m.col_ld = std::max<int64_t>(v.cols() == 1 ? v.rows() : v.strides[1], 1);
-  m.row_ld = std::max<int64_t>(v.rows() == 1 ? v.cols() : v.strides[0], 1);
+  m.col_ld = v.cols() == 1 ? v.rows() : v.strides[1];
+  m.row_ld = v.rows() == 1 ? v.cols() : v.strides[0];
+  m.col = (v.strides[0] == 1 || v.rows() == 1) && m.col_ld >= std::max<int64_t>(v.rows(), 1);
+  m.row = (v.strides[1] == 1 || v.cols() == 1) && m.row_ld >= std::max<int64_t>(v.cols(), 1);
   return m;
 }
 
@@ -81,6 +82,7 @@ std::string describe_kernels() {
   return s;
 }
 
+// The current GPU's SM count; throws kDevice unless it is a Hopper (sm_90).
 int sm_count() {
   static int count = [] {
     int dev = 0, n = 0, major = 0, minor = 0;
@@ -124,6 +126,7 @@ void check_alignment(const SparseProblem& p, const Sm90Kernel& k, const Reading&
 // The kernels for p's dtypes and majors, with the reading each uses.
 std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& p) {
   const Sparse24Matrix& s = *p.s;
+  sm_count();
   const MetaLayout want = native_layout(s.dtype);
   S24_CHECK(s.layout != MetaLayout::kCanonical && s.hw_meta.defined(), kValue, "native sparse "
             "GEMM: the 2:4 operand (", s.rows, " x ", s.cols, ", ", dtype_name(s.dtype),
@@ -138,7 +141,7 @@ std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& 
   const DType bias_dtype = p.bias ? p.bias->dtype : p.d.dtype;
   std::vector<std::pair<const Sm90Kernel*, Reading>> out;
   for (const Sm90Kernel* k : native_kernels()) {
-    if (k->a != s.dtype || k->b != p.b.dtype || k->d != p.d.dtype || k->bias != bias_dtype)
+    if (k->a != s.dtype || k->b != p.b.dtype || k->d != p.d.dtype || k->d != bias_dtype)
       continue;
     if (!(k->b_k_major ? b.col : b.row) || !(k->d_col_major ? d.col : d.row)) continue;
     if (s.layout != (k->tile_k >= 128 ? MetaLayout::kSm90K128 : MetaLayout::kSm90K64)) continue;
@@ -155,10 +158,11 @@ std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& 
   return out;
 }
 
+// The workspace of the launch in progress; launches are serialised (launch_mutex) so that no
+// thread grows (frees) the buffer between another's get and its kernel's launch.
+std::mutex launch_mutex;
 void* workspace(size_t bytes) {
-  static std::mutex mutex;
   static cuda::Scratch scratch;
-  std::lock_guard<std::mutex> lock(mutex);
   return scratch.get(bytes);
 }
 
@@ -169,6 +173,7 @@ void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
   S24_CHECK(s.rows <= INT32_MAX && s.cols <= INT32_MAX && p.d.cols() <= INT32_MAX, kShape,
             "native sparse GEMM: dimensions beyond 2^31 - 1");
   Sm90Args a;
+  a.name = k.name;
   a.m = int(s.rows);
   a.n = int(p.d.cols());
   a.k = int(s.cols);
@@ -183,11 +188,8 @@ void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
   a.beta = p.beta;
   a.sm_count = sm_count();
   a.workspace = &workspace;
-  const std::string why = k.run(a);
-  S24_CHECK(why.empty(), kShape, "native sparse GEMM ", k.name, " refused ", s.rows, " x ",
-            p.d.cols(), " x ", s.cols, " (B ", p.b.describe(), ", output ", p.d.describe(),
-            "): ", why);
-  S24_CUDA_CHECK_LAUNCH(k.name);
+  std::lock_guard<std::mutex> lock(launch_mutex);
+  k.run(a);
 }
 
 }  // namespace
@@ -215,6 +217,16 @@ std::pair<const Sm90Kernel*, Reading> choose(const SparseProblem& p) {
 }  // namespace
 
 const Sm90Kernel& native_choice(const SparseProblem& p) { return *choose(p).first; }
+
+bool native_fits(const SparseProblem& p, std::string* why) {
+  try {
+    choose(p);  // validation only: throws before anything is launched
+    return true;
+  } catch (const Error& e) {
+    if (why) *why = e.what();
+    return false;
+  }
+}
 
 void native_mm(const SparseProblem& p) {
   const auto [kernel, reading] = choose(p);

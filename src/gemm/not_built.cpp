@@ -5,13 +5,16 @@
 namespace sparse24::gemm {
 
 #ifndef SPARSE24_WITH_CUTLASS
+constexpr const char* kNoNative =
+    "the native sparse GEMM is not in this build: it needs CUDA and the CUTLASS headers "
+    "(scripts/setup-deps.sh fetches them; CMake option SPARSE24_CUTLASS_DIR)";
 bool native_built() { return false; }
 std::vector<std::string> native_kernel_names() { return {}; }
-void native_mm(const SparseProblem&) {
-  S24_FAIL(kDevice, "the native sparse GEMM is not in this build: it needs CUDA and the CUTLASS "
-                    "headers (scripts/setup-deps.sh fetches them; CMake option "
-                    "SPARSE24_CUTLASS_DIR)");
+bool native_fits(const SparseProblem&, std::string* why) {
+  if (why) *why = kNoNative;
+  return false;
 }
+void native_mm(const SparseProblem&) { S24_FAIL(kDevice, kNoNative); }
 #endif
 
 #ifndef SPARSE24_WITH_CUSPARSELT

@@ -6,6 +6,9 @@
 #include <ostream>
 #include <type_traits>
 
+#include "core/adamw_rule.h"
+#include "cuda/optim_cuda.h"
+#include "cuda/runtime.h"
 #include "layers/binary_io.h"
 #include "sparse24/error.h"
 #include "sparse24/optim.h"
@@ -73,8 +76,19 @@ void check_mask_shape(const char* op, size_t index, const TensorView& param, con
   S24_CHECK(m.rows() == param.rows() && m.cols() == param.cols(), kShape, op,
             ": the masked-decay mask of parameter ", index, " is ", m.rows(), " x ", m.cols(),
             ", the parameter is ", param.describe());
-  S24_CHECK(m.device() == Device::kCPU, kDevice, op, ": the masked-decay mask of parameter ", index,
-            " is not on the CPU");
+  S24_CHECK(m.device() == param.device, kDevice, op, ": the masked-decay mask of parameter ",
+            index, " is on ", device_name(m.device()), ", the parameter on ",
+            device_name(param.device));
+}
+
+// A zero-filled fp32 vector of n elements on `device` (the moments).
+Tensor zeros(int64_t n, Device device) {
+  Tensor t = Tensor::empty({n}, DType::kF32, device);
+  if (device == Device::kCUDA)
+    cuda::fill(t.view().data, 0, size_t(n) * sizeof(float));
+  else
+    std::fill(t.data<float>(), t.data<float>() + n, 0.f);
+  return t;
 }
 
 // Parameters smaller than this are updated on one thread (a parallel region costs more).
@@ -95,9 +109,8 @@ size_t AdamW::add(const TensorView& param, const TensorView& grad, bool decay,
                   const Mask24* masked_decay_mask, float masked_decay_alpha) {
   const char* op = "AdamW::add";
   const size_t index = params_.size();
-  S24_CHECK(param.device == Device::kCPU && grad.device == Device::kCPU, kDevice, op, ": parameter ",
-            index, " ", param.describe(), " and its gradient ", grad.describe(),
-            " must be on the CPU (the CUDA path is not built yet)");
+  S24_CHECK(param.device == grad.device, kDevice, op, ": parameter ", index, " ",
+            param.describe(), " and its gradient ", grad.describe(), " are on different devices");
   S24_CHECK(param.dtype == DType::kF32 && grad.dtype == DType::kF32, kDType, op, ": parameter ",
             index, " ", param.describe(), " and its gradient ", grad.describe(),
             " must be fp32 (master weights and their gradients are fp32)");
@@ -126,10 +139,8 @@ size_t AdamW::add(const TensorView& param, const TensorView& grad, bool decay,
   p.decay = decay;
   p.mask = masked_decay_mask;
   p.alpha = masked_decay_mask ? masked_decay_alpha : 0.f;
-  p.m = Tensor::empty({param.numel()}, DType::kF32);
-  p.v = Tensor::empty({param.numel()}, DType::kF32);
-  std::fill(p.m.data<float>(), p.m.data<float>() + param.numel(), 0.f);
-  std::fill(p.v.data<float>(), p.v.data<float>() + param.numel(), 0.f);
+  p.m = zeros(param.numel(), param.device);
+  p.v = zeros(param.numel(), param.device);
   params_.push_back(std::move(p));
   return index;
 }
@@ -152,52 +163,46 @@ void AdamW::step(float lr) {
   ++t_;
   const double bc1 = 1.0 - std::pow(double(config_.beta1), double(t_));
   const double bc2 = 1.0 - std::pow(double(config_.beta2), double(t_));
-  const float step_size = float(double(lr) / bc1);
-  const float bc2_sqrt = float(std::sqrt(bc2));
-  const float b1 = config_.beta1, b2 = config_.beta2, eps = config_.eps;
-  const float c1 = 1.f - b1, c2 = 1.f - b2;
+  rules::AdamWStep st;
+  st.step_size = float(double(lr) / bc1);
+  st.bc2_sqrt = float(std::sqrt(bc2));
+  st.b1 = config_.beta1, st.b2 = config_.beta2, st.eps = config_.eps;
+  st.c1 = 1.f - st.b1, st.c2 = 1.f - st.b2;
 
   for (Param& p : params_) {
     float* w = static_cast<float*>(p.param.data);
     const float* g = static_cast<const float*>(p.grad.data);
     float* m = p.m.data<float>();
     float* v = p.v.data<float>();
-    const float keep = p.decay ? 1.f - lr * config_.weight_decay : 1.f;  // PyTorch: w *= 1 - lr wd
-    const bool decay = p.decay;
-    // One element: g is the gradient, masked decay included.
-    auto update = [&](int64_t i, float gi) {
-      float wi = w[i];
-      if (decay) wi = wi * keep;
-      const float mi = b1 * m[i] + c1 * gi;
-      const float vi = b2 * v[i] + (c2 * gi) * gi;
-      m[i] = mi;
-      v[i] = vi;
-      const float denom = std::sqrt(vi) / bc2_sqrt + eps;
-      w[i] = wi - step_size * (mi / denom);
-    };
+    st.keep = p.decay ? 1.f - lr * config_.weight_decay : 1.f;  // PyTorch: w *= 1 - lr wd
+    st.alpha = p.alpha;
     const int64_t n = p.param.numel();
-    if (p.mask && p.mask->defined()) {
+    const Mask24* mask = p.mask && p.mask->defined() ? p.mask : nullptr;
+    if (p.param.device == Device::kCUDA) {
+      cuda::adamw_update(w, g, m, v, n, mask ? mask->codes().data<uint8_t>() : nullptr,
+                         mask ? mask->cols() : 1, mask ? mask->row_bytes() : 0, st);
+      continue;
+    }
+    if (mask) {
       // Masked decay fused: g + alpha * w where the mask prunes, from the weight before the
       // decoupled decay, exactly as masked_decay() computes it.
-      const Mask24& mask = *p.mask;
-      const int64_t rows = mask.rows(), cols = mask.cols(), groups = mask.groups_per_row();
-      const float alpha = p.alpha;
+      const uint8_t* codes = mask->codes().data<uint8_t>();
+      const int64_t rows = mask->rows(), cols = mask->cols(), row_bytes = mask->row_bytes();
 #ifdef SPARSE24_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (n >= kParallelElements)
 #endif
       for (int64_t r = 0; r < rows; ++r)
-        for (int64_t gr = 0; gr < groups; ++gr) {
-          const uint8_t bits = group_code_bits(mask.code(r, gr));
-          for (int k = 0; k < 4; ++k) {
-            const int64_t i = r * cols + 4 * gr + k;
-            update(i, (bits >> k) & 1 ? g[i] : g[i] + alpha * w[i]);
-          }
+        for (int64_t c = 0; c < cols; ++c) {
+          const int64_t i = r * cols + c;
+          const float gi = rules::masked_decay_grad(g[i], w[i], st.alpha,
+                                                    rules::mask_keeps(codes, row_bytes, r, c));
+          rules::adamw_element(w[i], m[i], v[i], gi, st);
         }
     } else {
 #ifdef SPARSE24_WITH_OPENMP
 #pragma omp parallel for schedule(static) if (n >= kParallelElements)
 #endif
-      for (int64_t i = 0; i < n; ++i) update(i, g[i]);
+      for (int64_t i = 0; i < n; ++i) rules::adamw_element(w[i], m[i], v[i], g[i], st);
     }
   }
 }
@@ -205,7 +210,10 @@ void AdamW::step(float lr) {
 void AdamW::zero_grad() {
   for (Param& p : params_) {
     float* g = static_cast<float*>(p.grad.data);
-    std::fill(g, g + p.grad.numel(), 0.f);
+    if (p.grad.device == Device::kCUDA)
+      cuda::fill(g, 0, size_t(p.grad.numel()) * sizeof(float));
+    else
+      std::fill(g, g + p.grad.numel(), 0.f);
   }
 }
 
@@ -241,8 +249,9 @@ void AdamW::save(std::ostream& os) const {
   for (const Param& p : params_) {
     wr.put<int64_t>(p.param.numel());
     wr.put<float>(p.alpha);
-    wr.bytes(p.m.data<float>(), size_t(p.param.numel()) * sizeof(float));
-    wr.bytes(p.v.data<float>(), size_t(p.param.numel()) * sizeof(float));
+    const Tensor m = p.m.to(Device::kCPU), v = p.v.to(Device::kCPU);  // copies of CUDA moments
+    wr.bytes(m.data<float>(), size_t(p.param.numel()) * sizeof(float));
+    wr.bytes(v.data<float>(), size_t(p.param.numel()) * sizeof(float));
   }
   wr.trailer(kAdamMagic);
 }
@@ -277,8 +286,8 @@ void AdamW::load(std::istream& is) {
     Tensor m = Tensor::empty({n}, DType::kF32), v = Tensor::empty({n}, DType::kF32);
     rd.bytes(m.data<float>(), size_t(n) * sizeof(float), "the first moments");
     rd.bytes(v.data<float>(), size_t(n) * sizeof(float), "the second moments");
-    ms.push_back(std::move(m));
-    vs.push_back(std::move(v));
+    ms.push_back(m.to(params_[i].param.device));
+    vs.push_back(v.to(params_[i].param.device));
   }
   rd.trailer(kAdamMagic);
   config_ = c;

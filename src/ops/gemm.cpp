@@ -80,12 +80,12 @@ void check_scalars(const char* op, const GemmOptions& o) {
             " and beta ", o.beta, " must be finite");
 }
 
-// The bias of addmm/linear: m elements, rank 1 or 1 x m, fp32, fp16 or bf16.
-void check_bias(const char* op, const TensorView& bias, int64_t m) {
+// A bias: m elements, rank 1 or 1 x m, fp32, fp16 or bf16; `what_m` says what m counts.
+void check_bias(const char* op, const TensorView& bias, int64_t m, const char* what_m) {
   const bool shape_ok = (bias.rank == 1 && bias.shape[0] == m) ||
                         (bias.rank == 2 && bias.shape[0] == 1 && bias.shape[1] == m);
   S24_CHECK(shape_ok, kShape, op, ": bias ", bias.describe(), " must have length ", m,
-            " (rank 1, or 1 x ", m, "), the number of rows of the 2:4 matrix");
+            " (rank 1, or 1 x ", m, "), ", what_m);
   S24_CHECK(is_input_dtype(bias.dtype), kDType, op, ": bias ", bias.describe(), " has dtype ",
             dtype_name(bias.dtype), "; a bias is fp32, fp16 or bf16");
 }
@@ -100,29 +100,33 @@ void check_device(const char* op, const SparseOperand& s, const TensorView& dens
               v->describe());
 }
 
-// Runs D = alpha * S B + beta * D + bias on the operands' device.
+// Runs D = alpha * S B + beta * D + bias on the operands' device. The options are checked the
+// same way on every device; on CUDA the bias must be contiguous and K > 0.
 void run_sparse(const char* op, const gemm::SparseProblem& p, GemmBackend backend) {
-  if (p.s->device() == Device::kCPU) {
-    cpu::sparse_mm(*p.s, p.b, p.bias, p.alpha, p.beta, p.d);
-    return;
-  }
+  S24_CHECK(backend != GemmBackend::kCublasLt, kValue, op, ": cuBLASLt runs dense products "
+            "only; choose kAuto, kNative or kCusparselt for a 2:4 operand");
   S24_CHECK(p.native_kernel.empty() || backend == GemmBackend::kNative, kValue, op,
             ": a native kernel (", p.native_kernel, ") is named but the backend is ",
             gemm_backend_name(backend));
+  if (p.s->device() == Device::kCPU) return cpu::sparse_mm(*p.s, p.b, p.bias, p.alpha, p.beta, p.d);
+  if (p.d.rows() == 0 || p.d.cols() == 0) return;
+  S24_CHECK(p.s->cols > 0, kShape, op, ": K = 0 (a 2:4 operand without columns) on CUDA");
+  S24_CHECK(!p.bias || p.bias->strides[p.bias->rank - 1] == 1, kShape, op, ": bias ",
+            p.bias->describe(), " must be contiguous on CUDA");
   switch (backend) {
     case GemmBackend::kNative: return gemm::native_mm(p);
     case GemmBackend::kCusparselt: return gemm::cusparselt_mm(p);
-    case GemmBackend::kCublasLt:
-      S24_FAIL(kValue, op, ": cuBLASLt runs dense products only; choose kAuto, kNative or "
-                           "kCusparselt for a 2:4 operand");
-    case GemmBackend::kAuto:
-      if (!gemm::native_built()) return gemm::cusparselt_mm(p);
+    case GemmBackend::kCublasLt: break;  // refused above
+    case GemmBackend::kAuto: {
+      std::string native_why;
+      if (gemm::native_fits(p, &native_why)) return gemm::native_mm(p);
       try {
-        return gemm::native_mm(p);
-      } catch (const Error& e) {  // a call the native kernels do not take: cuSPARSELt may
-        if (!gemm::cusparselt_built() || e.kind() == ErrorKind::kDevice) throw;
+        return gemm::cusparselt_mm(p);
+      } catch (const Error& e) {  // say why neither backend runs the call
+        S24_FAIL(kShape, op, ": no GEMM backend runs this call. Native: ", native_why,
+                 ". cuSPARSELt: ", e.what());
       }
-      return gemm::cusparselt_mm(p);
+    }
   }
 }
 
@@ -144,7 +148,7 @@ void as_t_into(const char* op, const TensorView& out, const TensorView& a, const
   const Sparse24Matrix& m = *s.matrix;
   S24_CHECK(a.cols() == m.cols, kShape, op, ": inner dimensions differ: A ", a.describe(),
             " has ", a.cols(), " columns, ", describe(s), " has ", m.cols, " rows");
-  if (bias) check_bias(op, *bias, m.rows);
+  if (bias) check_bias(op, *bias, m.rows, "the number of rows of the 2:4 matrix");
   check_out(op, out, a.rows(), m.rows);
   check_device(op, s, a, "A", bias, out);
   run_sparse(op, {&m, a.t(), out.t(), bias, o.alpha, o.beta, o.native_kernel}, o.backend);
@@ -203,8 +207,9 @@ bool gemm_backend_built(GemmBackend b) {
 std::vector<std::string> native_kernel_names() { return gemm::native_kernel_names(); }
 
 MetaLayout native_layout(DType dtype) {
-  S24_CHECK(dtype_size(dtype) <= 2 && dtype != DType::kU8, kDType, "the native sparse GEMM has "
-            "no kernels for ", dtype_name(dtype), " values (fp16, bf16, e4m3, e5m2)");
+  S24_CHECK(dtype == DType::kF16 || dtype == DType::kBF16 || is_fp8(dtype), kDType, "the native "
+            "sparse GEMM has no kernels for ", dtype_name(dtype), " values (fp16, bf16, e4m3, "
+            "e5m2)");
   return dtype_size(dtype) == 2 ? MetaLayout::kSm90K64 : MetaLayout::kSm90K128;
 }
 
@@ -231,15 +236,17 @@ void dense_mm_into(const TensorView& out, const TensorView& a, const TensorView&
   check_scalars(op, o);
   S24_CHECK(a.cols() == b.rows(), kShape, op, ": inner dimensions differ: A ", a.describe(),
             ", B ", b.describe());
-  if (bias) check_bias(op, *bias, b.cols());
+  if (bias) check_bias(op, *bias, b.cols(), "the number of columns of B");
   check_out(op, out, a.rows(), b.cols());
   for (const TensorView* v : {&b, bias, &out})
     S24_CHECK(!v || v->device == a.device, kDevice, op, ": operands on different devices: A ",
               a.describe(), " and ", v->describe());
-  if (a.device == Device::kCPU) return cpu::dense_mm(a, b, bias, o.alpha, o.beta, out);
   S24_CHECK(o.backend == GemmBackend::kAuto || o.backend == GemmBackend::kCublasLt, kValue, op,
             ": backend ", gemm_backend_name(o.backend), " runs 2:4 products only; dense "
             "products run on cuBLASLt");
+  S24_CHECK(o.native_kernel.empty(), kValue, op, ": a native kernel (", o.native_kernel,
+            ") is named for a dense product");
+  if (a.device == Device::kCPU) return cpu::dense_mm(a, b, bias, o.alpha, o.beta, out);
   gemm::cublaslt_mm({b.t(), a.t(), out.t(), bias, o.alpha, o.beta});
 }
 

@@ -10,8 +10,6 @@
 // S24_SM90_DEFINE) so the slow CUTLASS instantiations compile in parallel and cache separately.
 #pragma once
 
-#include <string>
-
 #include "cute/tensor.hpp"
 #include "cutlass/cutlass.h"
 #include "cutlass/epilogue/collective/collective_builder.hpp"
@@ -22,6 +20,7 @@
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "gemm/sm90/pipelined_mainloop.cuh"
 #include "gemm/sm90/sm90_kernel.h"
+#include "sparse24/error.h"
 
 namespace sparse24::gemm {
 
@@ -40,7 +39,6 @@ struct Cooperative {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
   using Scheduler = void;
-  static constexpr const char* kName = "cooperative";
   static constexpr bool kPipelined = false;
   static constexpr int kStages = 0;  // as many as shared memory holds
 };
@@ -48,7 +46,6 @@ struct Pingpong {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
   using Epilogue = cutlass::epilogue::TmaWarpSpecialized;
   using Scheduler = void;
-  static constexpr const char* kName = "ping-pong";
   static constexpr bool kPipelined = false;
   static constexpr int kStages = 0;  // as many as shared memory holds
 };
@@ -58,7 +55,6 @@ struct CooperativeStreamK {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
   using Scheduler = cutlass::gemm::StreamKScheduler;
-  static constexpr const char* kName = "cooperative stream-K";
   static constexpr bool kPipelined = false;
   static constexpr int kStages = 0;  // as many as shared memory holds
 };
@@ -67,7 +63,6 @@ struct CooperativePipelined {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
   using Scheduler = void;
-  static constexpr const char* kName = "cooperative, pipelined metadata";
   static constexpr bool kPipelined = true;
   static constexpr int kStages = 0;
 };
@@ -75,7 +70,6 @@ struct CooperativePipelinedStreamK {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
   using Scheduler = cutlass::gemm::StreamKScheduler;
-  static constexpr const char* kName = "cooperative stream-K, pipelined metadata";
   static constexpr bool kPipelined = true;
   static constexpr int kStages = 0;
 };
@@ -86,7 +80,6 @@ struct WarpSpecializedPipelined {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecialized;
   using Epilogue = cutlass::epilogue::TmaWarpSpecialized;
   using Scheduler = void;
-  static constexpr const char* kName = "warp-specialized, pipelined metadata";
   static constexpr bool kPipelined = true;
   static constexpr int kStages = Stages;
 };
@@ -136,7 +129,7 @@ struct Sm90SparseGemm {
     return s;
   }
 
-  static std::string run(const Sm90Args& a) {
+  static void run(const Sm90Args& a) {
     const auto problem = cute::make_shape(a.m, a.n, a.k, 1);
     const bool b_k_major = cutlass::gemm::detail::is_k_major_B<LayoutB>();
     const bool d_row_major = std::is_same_v<LayoutD, cutlass::layout::RowMajor>;
@@ -158,17 +151,17 @@ struct Sm90SparseGemm {
     args.epilogue.thread.bias_ptr = static_cast<const ElementD*>(a.bias);
     Gemm gemm;
     cutlass::Status status = gemm.can_implement(args);
-    if (status != cutlass::Status::kSuccess)
-      return std::string("can_implement: ") + cutlassGetStatusString(status);
+    S24_CHECK(status == cutlass::Status::kSuccess, kShape, "native sparse GEMM ", a.name,
+              ": CUTLASS refused ", a.m, " x ", a.n, " x ", a.k, ": ",
+              cutlassGetStatusString(status));
     const size_t bytes = Gemm::get_workspace_size(args);
     void* workspace = bytes ? a.workspace(bytes) : nullptr;
     status = gemm.initialize(args, workspace, nullptr);
-    if (status != cutlass::Status::kSuccess)
-      return std::string("initialize: ") + cutlassGetStatusString(status);
+    S24_CHECK(status == cutlass::Status::kSuccess, kDevice, "native sparse GEMM ", a.name,
+              ": initialize: ", cutlassGetStatusString(status), " (", cudaGetErrorString(cudaGetLastError()), ")");
     status = gemm.run(nullptr);
-    if (status != cutlass::Status::kSuccess)
-      return std::string("run: ") + cutlassGetStatusString(status);
-    return "";
+    S24_CHECK(status == cutlass::Status::kSuccess, kDevice, "native sparse GEMM ", a.name,
+              ": launch: ", cutlassGetStatusString(status), " (", cudaGetErrorString(cudaGetLastError()), ")");
   }
 };
 
@@ -183,11 +176,11 @@ struct Sm90SparseGemm {
                              cute::Shape<cute::Int<TM>, cute::Int<TN>, cute::Int<TK>>,          \
                              cute::Shape<cute::Int<CM>, cute::Int<CN>, cute::_1>,               \
                              sm90_schedule::Sched>;                                             \
-    static const Sm90Kernel kernel{                                                             \
-        #name, dtype_of<EA>(), dtype_of<EB>(), dtype_of<ED>(), dtype_of<ED>(),                  \
-        cutlass::gemm::detail::is_k_major_B<cutlass::layout::LB>(),                             \
-        std::is_same_v<cutlass::layout::LD, cutlass::layout::ColumnMajor>, TM, TN, TK, CM, CN,  \
-        sm90_schedule::Sched::kName, &G::run};                                              \
+    static const Sm90Kernel kernel{#name, dtype_of<EA>(), dtype_of<EB>(), dtype_of<ED>(),       \
+                                   cutlass::gemm::detail::is_k_major_B<cutlass::layout::LB>(), \
+                                   std::is_same_v<cutlass::layout::LD,                         \
+                                                  cutlass::layout::ColumnMajor>,               \
+                                   TK, &G::run};                                               \
     return kernel;                                                                              \
   }                                                                                             \
   }

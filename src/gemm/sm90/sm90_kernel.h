@@ -8,13 +8,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
 #include "sparse24/dtype.h"
 
 namespace sparse24::gemm {
 
 struct Sm90Args {
+  const char* name = "";         // the kernel's, for error messages
   int m = 0, n = 0, k = 0;
   const void* a = nullptr;       // compressed values, m x k/2 row-major
   const uint8_t* e = nullptr;    // metadata, sm90 layout
@@ -22,7 +22,7 @@ struct Sm90Args {
   int64_t ldb = 0;               // elements between consecutive columns (K-major) or rows
   void* d = nullptr;             // m x n, column- or row-major; also the source when beta != 0
   int64_t ldd = 0;
-  const void* bias = nullptr;    // m elements of the kernel's bias dtype, or null
+  const void* bias = nullptr;    // m elements of D's dtype, or null
   float alpha = 1.f, beta = 0.f;
   int sm_count = 0;              // of the current device
   // Device scratch of at least `bytes` (the dispatcher's growing buffer).
@@ -30,13 +30,13 @@ struct Sm90Args {
 };
 
 struct Sm90Kernel {
-  const char* name;
-  DType a, b, d, bias;           // S values, B, D and bias dtypes
+  const char* name;              // kernels.def's: dtypes, majors, tile, cluster, schedule
+  DType a, b, d;                 // S values, B, D (and bias) dtypes
   bool b_k_major, d_col_major;   // the majors of B and D
-  int tile_m, tile_n, tile_k, cluster_m, cluster_n;
-  const char* schedule;          // "cooperative", "ping-pong", "cooperative stream-K", ...
-  // Launches on the default stream; returns "" or why CUTLASS refused the arguments.
-  std::string (*run)(const Sm90Args& args);
+  int tile_k;                    // K tile: 64 reads MetaLayout kSm90K64, 128 kSm90K128
+  // Launches on the default stream; throws kShape when CUTLASS refuses the arguments, kDevice
+  // when the launch fails.
+  void (*run)(const Sm90Args& args);
 };
 
 }  // namespace sparse24::gemm
