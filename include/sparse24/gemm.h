@@ -39,7 +39,8 @@ Tensor linear(const TensorView& x, const Sparse24Matrix& w, const TensorView* bi
 // ---- Products into existing memory, on the CPU or CUDA ------------------------------------
 // The operands' device picks the backend. CPU operands run the reference above (the definition
 // of every product); CUDA operands run the backend GemmOptions names (docs/GEMM.md lists what
-// each supports; an unsupported dtype, layout or shape throws an error naming it).
+// each supports; an unsupported dtype, layout or shape throws an error naming it). On CUDA a bias
+// must be contiguous and K > 0; an empty output is a no-op everywhere.
 
 enum class GemmBackend : uint8_t {
   kAuto,        // 2:4: native when it supports the call, else cuSPARSELt; dense: cuBLASLt
@@ -49,7 +50,9 @@ enum class GemmBackend : uint8_t {
   kCublasLt,    // dense products only
 };
 const char* gemm_backend_name(GemmBackend b);  // "auto", "native", "cusparselt", "cublaslt"
-// Which backends this build has ("native" needs CUTLASS headers, "cusparselt" the library).
+// Which backends this build has ("native" needs CUTLASS headers, "cusparselt" the library;
+// "auto" and "cublaslt": any CUDA build, though a 2:4 product on "auto" needs one of the first
+// two).
 bool gemm_backend_built(GemmBackend b);
 // The metadata layout the native kernels read for 2:4 values of `dtype`: kSm90K64 for fp16 and
 // bf16, kSm90K128 for fp8.

@@ -1,11 +1,12 @@
-// The CPU backend of the products: a gather + axpy kernel for 2:4 (spmm_f32), a blocked axpy
-// kernel for dense (gemm_f32); fp32 accumulation.
+// The CPU backend of the products: a gather + axpy kernel for 2:4 (spmm_f32); dense products
+// through the GPT-2 layers' blocked kernel (nn_cpu.h); fp32 accumulation, one shared epilogue.
 #include "cpu/gemm_cpu.h"
 
 #include <algorithm>
 #include <limits>
 #include <vector>
 
+#include "cpu/nn_cpu.h"
 #include "sparse24/error.h"
 
 namespace sparse24::cpu {
@@ -31,18 +32,6 @@ void gather(const Sparse24Matrix& s, float* val, int32_t* col) {
         col[t] = int32_t(4 * g + (code & 3));
         col[t + 1] = int32_t(4 * g + (code >> 2));
       }
-  });
-}
-
-// Writes the fp32 row-major matrix src (out.rows() x out.cols()) into the matrix out of any
-// strides, as out's dtype: round to nearest even, overflow to +-Inf.
-void store(const float* src, const TensorView& out) {
-  const int64_t rows = out.rows(), cols = out.cols();
-  dispatch_input_dtype(out.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j)
-        *out.at<T>(i, j) = from_f32<T>(src[i * cols + j], 1.f, Overflow::kPyTorch);
   });
 }
 
@@ -76,45 +65,28 @@ const float* column_panels(const float* d, int64_t k, int64_t n, std::vector<flo
   return holder.data();
 }
 
-// C[m x n] = A[m x k] B[k x n], all fp32 row-major, C written (not accumulated). Every element
-// is the fp32 sum of its k products in increasing k order, starting from +0: ((0 + a0 b0) +
-// a1 b1) + ..., whatever the blocking or the number of threads.
-void gemm_f32(const float* a, const float* b, int64_t m, int64_t k, int64_t n, float* c) {
-  constexpr int64_t kRowBlock = 16, kDepth = 256;
-  std::vector<float> holder;
-  const float* bp = column_panels(b, k, n, holder);
-  // A block of kRowBlock rows of C, one panel wide (8 KiB: L1), takes kDepth rows of the panel
-  // at a time (128 KiB: L2): two axpys at a time, in increasing k.
+// The epilogue of both products: out (rows x cols, any strides and float dtype) = beta * out +
+// (alpha * C + bias), in that order (as the GPU epilogues do), rounded once. C: fp32 row-major;
+// bias: empty (adding +0 would turn a -0 result into +0), or one value per row (bias_per_row) or
+// per column. beta == 0 never reads out.
+void epilogue(const std::vector<float>& c, float alpha, const std::vector<float>& bias,
+              bool bias_per_row, float beta, const TensorView& out) {
+  const int64_t rows = out.rows(), cols = out.cols();
+  dispatch_input_dtype(out.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
 #ifdef SPARSE24_WITH_OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-  for (int64_t r0 = 0; r0 < m; r0 += kRowBlock) {
-    const int64_t r1 = std::min(r0 + kRowBlock, m);
-    std::fill(c + r0 * n, c + r1 * n, 0.f);
-    for (int64_t j0 = 0; j0 < n; j0 += kPanel) {
-      const int64_t w = std::min(kPanel, n - j0);
-      const float* panel = bp + k * j0;  // rows of length w
-      for (int64_t t0 = 0; t0 < k; t0 += kDepth) {
-        const int64_t t1 = std::min(t0 + kDepth, k);
-        for (int64_t r = r0; r < r1; ++r) {
-          float* __restrict crow = c + r * n + j0;
-          const float* arow = a + r * k;
-          int64_t t = t0;
-          for (; t + 1 < t1; t += 2) {
-            const float v0 = arow[t], v1 = arow[t + 1];
-            const float* __restrict b0 = panel + t * w;
-            const float* __restrict b1 = b0 + w;
-            for (int64_t j = 0; j < w; ++j) crow[j] = (crow[j] + v0 * b0[j]) + v1 * b1[j];
-          }
-          if (t < t1) {
-            const float v0 = arow[t];
-            const float* __restrict b0 = panel + t * w;
-            for (int64_t j = 0; j < w; ++j) crow[j] = crow[j] + v0 * b0[j];
-          }
-        }
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) {
+        float v = c[size_t(i * cols + j)];
+        if (alpha != 1.f) v = alpha * v;
+        if (!bias.empty()) v = v + bias[size_t(bias_per_row ? i : j)];
+        T* o = out.at<T>(i, j);
+        if (beta != 0.f) v = beta * to_f32(*o) + v;
+        *o = from_f32<T>(v, 1.f, Overflow::kPyTorch);
       }
-    }
-  }
+  });
 }
 
 }  // namespace
@@ -162,52 +134,20 @@ void sparse_mm(const Sparse24Matrix& s, const TensorView& b, const TensorView* b
   const int64_t m = s.rows, n = b.cols();
   std::vector<float> c(size_t(m * n));
   spmm_f32(s, bf, n, c.data());
-
-  // Empty: no bias (adding +0 would turn a -0 result into +0).
-  const std::vector<float> bias_f32 = bias ? vector_f32(*bias, m) : std::vector<float>();
-  // D = beta * D + (alpha * C + bias), in that order (as the GPU epilogues do), rounded once.
-  dispatch_input_dtype(d.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-#ifdef SPARSE24_WITH_OPENMP
-#pragma omp parallel for schedule(static)
-#endif
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) {
-        float v = c[size_t(i * n + j)];
-        if (alpha != 1.f) v = alpha * v;
-        if (!bias_f32.empty()) v = v + bias_f32[size_t(i)];
-        T* o = d.at<T>(i, j);
-        if (beta != 0.f) v = beta * to_f32(*o) + v;
-        *o = from_f32<T>(v, 1.f, Overflow::kPyTorch);
-      }
-  });
+  epilogue(c, alpha, bias ? vector_f32(*bias, m) : std::vector<float>(), true, beta, d);
 }
 
 void dense_mm(const TensorView& a, const TensorView& b, const TensorView* bias, float alpha,
               float beta, const TensorView& out) {
-  Tensor a_holder, b_holder;
-  const float* af = f32_row_major(a, a_holder);  // m x k
-  const float* bf = f32_row_major(b, b_holder);  // k x n
+  // C = A B with the GPT-2 layers' kernel: C = A (B^T)^T, every element summed from +0 in
+  // increasing k.
+  Tensor a_holder, bt_holder;
+  const float* af = f32_row_major(a, a_holder);         // m x k
+  const float* btf = f32_row_major(b.t(), bt_holder);  // n x k
   const int64_t m = a.rows(), k = a.cols(), n = b.cols();
   std::vector<float> c(size_t(m * n));
-  gemm_f32(af, bf, m, k, n, c.data());
-  // empty: no bias (adding +0 would turn a -0 result into +0)
-  const std::vector<float> bias_f32 = bias ? vector_f32(*bias, n) : std::vector<float>();
-  // out = beta * out + (alpha * C + bias), in that order (sparse_mm's), rounded once by store.
-  dispatch_input_dtype(out.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-#ifdef SPARSE24_WITH_OPENMP
-#pragma omp parallel for schedule(static)
-#endif
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) {
-        float& v = c[size_t(i * n + j)];
-        if (alpha != 1.f) v = alpha * v;
-        if (!bias_f32.empty()) v = v + bias_f32[size_t(j)];
-        if (beta != 0.f) v = beta * to_f32(*out.at<const T>(i, j)) + v;
-      }
-  });
-  store(c.data(), out);
+  nn::matmul_forward(c.data(), af, btf, nullptr, m, k, n);
+  epilogue(c, alpha, bias ? vector_f32(*bias, n) : std::vector<float>(), false, beta, out);
 }
 
 }  // namespace sparse24::cpu

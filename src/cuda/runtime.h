@@ -1,6 +1,7 @@
 // src/cuda/runtime.h: the CUDA runtime as the rest of the library sees it. Implemented by
 // runtime.cu in a CUDA build and by core/no_cuda.cpp otherwise (every call then throws kDevice,
-// except gpu_count, which reports none).
+// except gpus, which reports none). Scratch is for CUDA-only code (the GEMM backends) and has no
+// CPU-only implementation.
 #pragma once
 
 #include <cstddef>

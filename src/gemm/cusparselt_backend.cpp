@@ -439,19 +439,27 @@ void expand(Backend& be, const Sparse24Matrix& s, void* dense) {
   cuda::copy(be.host_values.data(), false, s.values.view().data, true, be.host_values.size());
   cuda::copy(be.host_codes.data(), false, s.mask.codes().view().data, true,
              be.host_codes.size());
+  int64_t first_bad = std::numeric_limits<int64_t>::max();  // the first row with an invalid code
 #ifdef SPARSE24_WITH_OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) reduction(min : first_bad)
 #endif
   for (int64_t ri = 0; ri < s.rows; ++ri) {
     const size_t r = size_t(ri);
     for (size_t g = 0; g < groups; ++g) {
       const uint8_t code = uint8_t((be.host_codes[r * row_bytes + g / 2] >> (4 * (g % 2))) & 0xF);
+      if (!is_valid_group_code(code)) {
+        first_bad = std::min(first_bad, ri);
+        break;
+      }
       const uint8_t* kept = &be.host_values[(r * groups + g) * 2];
       uint8_t* group = &be.host_dense[r * cols + 4 * g];
       group[code & 3] = kept[0];
       group[code >> 2] = kept[1];
     }
   }
+  S24_CHECK(first_bad == std::numeric_limits<int64_t>::max(), kInvalidMask, kOp, ": the 2:4 "
+            "operand (", s.rows, " x ", s.cols, ") has an invalid metadata code in row ",
+            first_bad);
   cuda::copy(dense, true, be.host_dense.data(), false, be.host_dense.size());
 }
 
