@@ -366,9 +366,9 @@ TEST(OptimClip, Errors) {
   TensorView scalar = g.view();
   scalar.rank = 0;
   expect_error([&] { clip_grad_norm({scalar}, 1.0); }, ErrorKind::kShape, "rank 1 to");
-  TensorView gpu = g.view();
+  TensorView gpu = g.view().t();  // a transposed (non-contiguous) view said to be on CUDA
   gpu.device = Device::kCUDA;
-  expect_error([&] { clip_grad_norm({gpu}, 1.0); }, ErrorKind::kDevice, "not on the CPU");
+  expect_error([&] { clip_grad_norm({gpu}, 1.0); }, ErrorKind::kShape, "on CUDA must be contiguous");
 }
 
 // ---- Loss scaling --------------------------------------------------------------------------

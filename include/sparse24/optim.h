@@ -7,8 +7,9 @@
 //   clip_grad_norm(grads, 1.0)
 //   opt.step(lr)                      -> masked decay, decoupled weight decay, Adam update
 //   scaler.update(); opt.zero_grad()
-// AdamW runs where its parameters are (CPU or CUDA; the two give bit-identical results);
-// clip_grad_norm and LossScaler are CPU-only so far (CUDA gradients throw kDevice).
+// Everything runs where the tensors are (CPU or CUDA): AdamW and the scaling of gradients give
+// bit-identical results on both; the global norm of CUDA gradients is summed in double in
+// another order (equal to ~1e-15 relative).
 #pragma once
 
 #include <cstddef>
@@ -93,9 +94,9 @@ class AdamW {
 // Scales the gradients in place so that their global L2 norm (over all tensors together) is at
 // most max_norm, as torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), applied
 // only when it is below 1. Returns the norm before clipping (accumulated in double). Gradients:
-// CPU, fp32/fp16/bf16, any strides, rank 1 to 4. A non-finite norm (an overflow) leaves the
-// gradients unchanged and is returned as is: the caller skips the step. max_norm must be finite
-// and > 0 (kValue).
+// fp32/fp16/bf16, rank 1 to 4, any strides on the CPU, contiguous on CUDA (a list may mix both).
+// A non-finite norm (an overflow) leaves the gradients unchanged and is returned as is: the
+// caller skips the step. max_norm must be finite and > 0 (kValue).
 double clip_grad_norm(const std::vector<TensorView>& grads, double max_norm);
 
 // Dynamic loss scaling for fp16 compute (PyTorch's GradScaler rules). The loss is multiplied by
@@ -115,7 +116,7 @@ class LossScaler {
   // Multiplies every gradient by 1/scale (exact for the power-of-two scales this class keeps when
   // started from one). Returns false if any gradient holds NaN or Inf: then the step must be
   // skipped, and the scale has already backed off (times backoff_factor) and the growth counter
-  // restarted. Gradients: CPU, fp32/fp16/bf16, any strides, rank 1 to 4.
+  // restarted. Gradients as clip_grad_norm's.
   bool unscale_and_check(const std::vector<TensorView>& grads);
   // Called once per iteration after unscale_and_check: after a good check it counts a good step
   // and grows the scale (times growth_factor) every growth_interval consecutive good steps; after

@@ -33,6 +33,8 @@ void adamw_update(float*, const float*, float*, float*, int64_t, const uint8_t*,
                   const rules::AdamWStep&) {
   no_cuda();
 }
+double sum_squares(const void*, DType, int64_t) { no_cuda(); }
+bool scale_in_place(void*, DType, int64_t, float) { no_cuda(); }
 void masked_decay(const TensorView&, const TensorView&, const Mask24&, float) { no_cuda(); }
 double flip_rate(const Mask24&, const Mask24&) { no_cuda(); }
 

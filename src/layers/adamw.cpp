@@ -38,14 +38,15 @@ void for_each_element(const TensorView& v, Fn&& fn) {
   });
 }
 
-// The gradients of clip_grad_norm and LossScaler: CPU, fp32/fp16/bf16, rank 1 to 4.
+// The gradients of clip_grad_norm and LossScaler: fp32/fp16/bf16, rank 1 to 4, any strides on
+// the CPU, contiguous on CUDA.
 void check_grad_list(const char* op, const std::vector<TensorView>& grads) {
   for (size_t i = 0; i < grads.size(); ++i) {
     const TensorView& g = grads[i];
     S24_CHECK(g.rank >= 1 && g.rank <= kMaxRank, kShape, op, ": gradient ", i, " ", g.describe(),
               " must have rank 1 to ", kMaxRank);
-    S24_CHECK(g.device == Device::kCPU, kDevice, op, ": gradient ", i, " ", g.describe(),
-              " is not on the CPU (the CUDA path is not built yet)");
+    S24_CHECK(g.device == Device::kCPU || g.is_contiguous(), kShape, op, ": gradient ", i, " ",
+              g.describe(), " on CUDA must be contiguous");
     S24_CHECK(is_input_dtype(g.dtype), kDType, op, ": gradient ", i, " ", g.describe(),
               " must be fp32, fp16 or bf16");
     S24_CHECK(g.data != nullptr || g.numel() == 0, kValue, op, ": gradient ", i, " has a null data pointer");
@@ -307,21 +308,31 @@ double clip_grad_norm(const std::vector<TensorView>& grads, double max_norm) {
             ": max_norm must be finite and > 0, got ", max_norm);
   check_grad_list(op, grads);
   double sum = 0.0;
-  for (const TensorView& g : grads)
+  for (const TensorView& g : grads) {
+    if (g.device == Device::kCUDA) {
+      sum += cuda::sum_squares(g.data, g.dtype, g.numel());
+      continue;
+    }
     for_each_element(g, [&](auto* e) {
       const double x = to_f32(*e);
       sum += x * x;
     });
+  }
   const double norm = std::sqrt(sum);
   if (!std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
   if (coef < 1.0) {
     const float c = float(coef);
-    for (const TensorView& g : grads)
+    for (const TensorView& g : grads) {
+      if (g.device == Device::kCUDA) {
+        cuda::scale_in_place(g.data, g.dtype, g.numel(), c);
+        continue;
+      }
       for_each_element(g, [&](auto* e) {
         using T = std::remove_pointer_t<decltype(e)>;
         *e = from_f32<T>(to_f32(*e) * c, 1.f, Overflow::kPyTorch);
       });
+    }
   }
   return norm;
 }
@@ -337,13 +348,18 @@ bool LossScaler::unscale_and_check(const std::vector<TensorView>& grads) {
   check_grad_list(op, grads);
   const float inv = float(1.0 / double(scale_));
   bool finite = true;
-  for (const TensorView& g : grads)
+  for (const TensorView& g : grads) {
+    if (g.device == Device::kCUDA) {
+      finite = cuda::scale_in_place(g.data, g.dtype, g.numel(), inv) && finite;
+      continue;
+    }
     for_each_element(g, [&](auto* e) {
       using T = std::remove_pointer_t<decltype(e)>;
       const float x = to_f32(*e) * inv;
       if (!std::isfinite(x)) finite = false;
       *e = from_f32<T>(x, 1.f, Overflow::kPyTorch);
     });
+  }
   checked_ = true;
   last_ok_ = finite;
   if (!finite) {

@@ -1,10 +1,12 @@
-// AdamW on CUDA parameters against the same optimizer on CPU copies: weights and both moments
-// bit-identical after several steps, with and without weight decay and FST's masked decay (a
-// transposable mask, replaced between steps as FST does), zero_grad, and a save on one device
-// loaded on the other. Without a GPU every test reports itself skipped.
+// The optimizer on CUDA tensors against the same calls on CPU copies: AdamW's weights and both
+// moments bit-identical after several steps, with and without weight decay and FST's masked
+// decay (a transposable mask, replaced between steps as FST does), zero_grad, a save on one
+// device loaded on the other; clip_grad_norm and the loss scaler. Without a GPU every test
+// reports itself skipped.
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "test_util.h"
@@ -105,6 +107,34 @@ TEST_F(CudaOptim, AdamWRejectsMixedDevices) {
   const Mask24 mask = prune_magnitude(test::randn(8, 16, 3)).mask;  // on the CPU
   test::expect_error([&] { g.add(w, gw_dev, true, &mask, 1e-3f); }, ErrorKind::kDevice,
                      "masked-decay mask");
+}
+
+// clip_grad_norm and the loss scaler on CUDA gradients (fp32 and bf16): the same norm (to double
+// rounding), the same clipped and unscaled values bit for bit, the same overflow verdict.
+TEST_F(CudaOptim, ClipAndLossScalerMatchTheCpu) {
+  const Tensor a = test::randn(64, 48, 1);
+  const Tensor b = test::convert(test::randn(1, 300, 2), DType::kBF16);
+  const Tensor a_dev = a.to(Device::kCUDA), b_dev = b.to(Device::kCUDA);
+  const double norm_cpu = clip_grad_norm({a, b}, 0.5);
+  const double norm_gpu = clip_grad_norm({a_dev, b_dev}, 0.5);
+  EXPECT_NEAR(norm_gpu, norm_cpu, 1e-12 * norm_cpu);
+  ASSERT_GT(norm_cpu, 0.5);  // clipping happened
+  expect_same_bytes(a, a_dev, "clipped fp32 gradient");
+  const Tensor b_back = b_dev.to(Device::kCPU);
+  ASSERT_EQ(std::memcmp(b.view().data, b_back.view().data, 300 * 2), 0) << "clipped bf16";
+
+  LossScaler cpu_scaler, gpu_scaler;
+  EXPECT_TRUE(cpu_scaler.unscale_and_check({a}));
+  EXPECT_TRUE(gpu_scaler.unscale_and_check({a_dev}));
+  expect_same_bytes(a, a_dev, "unscaled gradient");
+  // An Inf in one CUDA gradient: the step is skipped and the scale backs off on both.
+  a.data<float>()[17] = std::numeric_limits<float>::infinity();
+  const Tensor a_inf = a.to(Device::kCUDA);
+  cpu_scaler.update();
+  gpu_scaler.update();
+  EXPECT_FALSE(cpu_scaler.unscale_and_check({a}));
+  EXPECT_FALSE(gpu_scaler.unscale_and_check({a_inf}));
+  EXPECT_EQ(cpu_scaler.scale(), gpu_scaler.scale());
 }
 
 }  // namespace
