@@ -155,21 +155,16 @@ int gemm(int argc, char** argv) {
       co.layout = MetaLayout::kSm90K128;
       const Sparse24Matrix s128 = prune_magnitude(decompress(o.s), co);
       for (const gemm::Sm90Kernel* k : gemm::native_kernels()) {
-        const bool stream_k = std::string(k->name).find("_sk") != std::string::npos;
-        for (int splits : stream_k ? std::vector<int>{0, 2, 4} : std::vector<int>{0}) {
-          gemm::SparseProblem p = o.sparse();
-          if (k->tile_k >= 128) p.s = &s128;
-          p.native_kernel = k->name;
-          p.native_splits = splits;
-          try {
-            const double kus = time_us(1, [&](int) { gemm::native_mm(p); });
-            kernel_rows.push_back(detail::concat(
-                "| ", c.m, " x ", c.n, " x ", c.k, " | ", k->name,
-                splits ? detail::concat(" split-K ", splits) : std::string(), " | ",
-                int(kus + 0.5), " | ", ratio(dense_us, kus), " |"));
-          } catch (const Error& e) {  // the kernel does not fit this case (dtype or layout)
-            if (e.kind() != ErrorKind::kValue && e.kind() != ErrorKind::kDType) throw;
-          }
+        gemm::SparseProblem p = o.sparse();
+        if (k->tile_k >= 128) p.s = &s128;
+        p.native_kernel = k->name;
+        try {
+          const double kus = time_us(1, [&](int) { gemm::native_mm(p); });
+          kernel_rows.push_back(detail::concat("| ", c.m, " x ", c.n, " x ", c.k, " | ", k->name,
+                                               " | ", int(kus + 0.5), " | ",
+                                               ratio(dense_us, kus), " |"));
+        } catch (const Error& e) {  // the kernel does not fit this case (dtype or layout)
+          if (e.kind() != ErrorKind::kValue && e.kind() != ErrorKind::kDType) throw;
         }
       }
     }

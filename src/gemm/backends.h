@@ -30,8 +30,7 @@ struct SparseProblem {
   TensorView d;                       // m x n, CUDA, row- or column-major
   const TensorView* bias = nullptr;   // null, or m contiguous elements (fp32, fp16 or bf16)
   float alpha = 1.f, beta = 0.f;      // alpha excludes S's scale: backends multiply it in
-  std::string native_kernel;          // native only: a kernel by name instead of the choice,
-  int native_splits = 0;              // and for a stream-K kernel, split-K into this many parts
+  std::string native_kernel;          // native only: a kernel by name instead of the choice
 };
 
 struct DenseProblem {

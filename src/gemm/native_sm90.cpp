@@ -186,7 +186,6 @@ void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
   a.bias = p.bias ? p.bias->data : nullptr;
   a.alpha = p.alpha * s.scale;
   a.beta = p.beta;
-  a.splits = p.native_splits;
   a.sm_count = sm_count();
   a.workspace = &workspace;
   std::lock_guard<std::mutex> lock(launch_mutex);

@@ -149,12 +149,6 @@ struct Sm90SparseGemm {
     args.epilogue.thread.alpha = a.alpha;
     args.epilogue.thread.beta = a.beta;
     args.epilogue.thread.bias_ptr = static_cast<const ElementD*>(a.bias);
-    if constexpr (std::is_same_v<typename Schedule::Scheduler, cutlass::gemm::StreamKScheduler>) {
-      if (a.splits > 1) {  // plain split-K instead of stream-K's own decomposition
-        args.scheduler.splits = a.splits;
-        args.scheduler.decomposition_mode = decltype(args.scheduler.decomposition_mode)::SplitK;
-      }
-    }
     Gemm gemm;
     cutlass::Status status = gemm.can_implement(args);
     S24_CHECK(status == cutlass::Status::kSuccess, kShape, "native sparse GEMM ", a.name,

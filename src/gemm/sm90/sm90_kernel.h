@@ -24,7 +24,6 @@ struct Sm90Args {
   int64_t ldd = 0;
   const void* bias = nullptr;    // m elements of D's dtype, or null
   float alpha = 1.f, beta = 0.f;
-  int splits = 0;                // stream-K kernels: > 1 splits K into this many parts instead
   int sm_count = 0;              // of the current device
   // Device scratch of at least `bytes` (the dispatcher's growing buffer).
   void* (*workspace)(size_t bytes) = nullptr;
