@@ -122,9 +122,9 @@ void run_sparse(const char* op, const gemm::SparseProblem& p, GemmBackend backen
       if (gemm::native_fits(p, &native_why)) return gemm::native_mm(p);
       try {
         return gemm::cusparselt_mm(p);
-      } catch (const Error& e) {  // say why neither backend runs the call
-        S24_FAIL(kShape, op, ": no GEMM backend runs this call. Native: ", native_why,
-                 ". cuSPARSELt: ", e.what());
+      } catch (const Error& e) {  // say why neither backend runs the call (cuSPARSELt's kind)
+        throw Error(e.kind(), detail::concat(op, ": no GEMM backend runs this call. Native: ",
+                                             native_why, ". cuSPARSELt: ", e.what()));
       }
     }
   }
