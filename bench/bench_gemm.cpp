@@ -1,7 +1,7 @@
 // `sparse24 bench gemm`: the sparse GEMM backends against cuBLAS dense at training shapes.
 //
-// For each shape (baselines.md: GPT-2 S/M/L/XL and LLaMA-7B layers at 16384 tokens, and the
-// weight-gradient shapes with K = tokens) one run times, with CUDA events, the median of many
+// For each shape (GPT-2 S/M/L/XL and LLaMA-7B layers at 16384 tokens as in baselines.md, GPT-2 L
+// added; and the weight-gradient shapes with K = tokens) one run times, with CUDA events, the median of many
 // calls of:
 //   cuBLAS dense      cuBLASLt on the dense matrix (sparse24's dense path, the same layouts);
 //   cuSPARSELt        the default algorithm, and after cusparseLtMatmulSearch;
@@ -45,6 +45,8 @@ const Case kCases[] = {
     {"GPT-2 S attn out", 768, 16384, 768, false},
     {"GPT-2 M fc", 4096, 16384, 1024, false},
     {"GPT-2 M proj", 1024, 16384, 4096, false},
+    {"GPT-2 L fc", 5120, 16384, 1280, false},
+    {"GPT-2 L proj", 1280, 16384, 5120, false},
     {"GPT-2 XL fc", 6400, 16384, 1600, false},
     {"GPT-2 XL proj", 1600, 16384, 6400, false},
     {"LLaMA-7B up", 11008, 8192, 4096, false},
