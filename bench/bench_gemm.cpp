@@ -1,8 +1,8 @@
 // `sparse24 bench gemm`: the sparse GEMM backends against cuBLAS dense at training shapes.
 //
 // For each shape (GPT-2 S/M/L/XL and LLaMA-7B layers at 16384 tokens as in baselines.md, GPT-2 L
-// added; and the weight-gradient shapes with K = tokens) one run times, with CUDA events, the median of many
-// calls of:
+// added; and the weight-gradient shapes with K = tokens) one run times, with CUDA events, the
+// median of many calls of:
 //   cuBLAS dense      cuBLASLt on the dense matrix (sparse24's dense path, the same layouts);
 //   cuSPARSELt        the default algorithm, and after cusparseLtMatmulSearch;
 //   native            the kernel the dispatcher picks (and, with --all-kernels, every kernel).
