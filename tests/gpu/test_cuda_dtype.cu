@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "gpu/gpu_test.h"
 #include "sparse24/sparse24.h"
 
 namespace sparse24 {
@@ -43,10 +44,9 @@ __global__ void encode_all(const float* in, int n, uint32_t* out) {
   }
 }
 
-bool have_gpu() { return !list_gpus().empty(); }
+class CudaDType : public test::GpuTest {};
 
-TEST(CudaDType, DecodeEveryCodeLikeTheHost) {
-  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+TEST_F(CudaDType, DecodeEveryCodeLikeTheHost) {
   float* d = nullptr;
   ASSERT_EQ(cudaMalloc(&d, 4 * 65536 * sizeof(float)), cudaSuccess);
   decode_all<<<256, 256>>>(d, d + 65536, d + 2 * 65536, d + 3 * 65536);
@@ -63,8 +63,7 @@ TEST(CudaDType, DecodeEveryCodeLikeTheHost) {
   }
 }
 
-TEST(CudaDType, EncodeLikeTheHost) {
-  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+TEST_F(CudaDType, EncodeLikeTheHost) {
   std::vector<float> in = {0.f, -0.f, 1.f, -1.f, 0.5f, 1.5f, 2.5f, -2.5f, 447.99f, 448.f, 463.99f, 464.f, 464.01f,
                            479.99f, 480.f, 57344.f, 61439.99f, 61440.f, 65504.f, 65519.99f, 65520.f, 1e30f, 3.4e38f,
                            1e-8f, 1e-40f, 6e-8f, 3e-8f, 2e-3f, 1.953125e-3f, 9.765625e-4f};

@@ -10,20 +10,13 @@
 #include <optional>
 
 #include "sparse24/gemm.h"
+#include "gpu/gpu_test.h"
 #include "test_util.h"
 
 namespace sparse24 {
 namespace {
 
-class CudaGemm : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string why;
-    if (list_gpus(&why).empty()) GTEST_SKIP() << "no GPU: " << why;
-    set_alloc_poison(true);
-  }
-  void TearDown() override { set_alloc_poison(false); }
-};
+class CudaGemm : public test::GpuTest {};
 
 struct Shape3 {
   int64_t m, n, k;  // the sparse operand is m x k, the product m x n

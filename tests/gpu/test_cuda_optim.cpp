@@ -9,18 +9,13 @@
 #include <limits>
 #include <sstream>
 
+#include "gpu/gpu_test.h"
 #include "test_util.h"
 
 namespace sparse24 {
 namespace {
 
-class CudaOptim : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string why;
-    if (list_gpus(&why).empty()) GTEST_SKIP() << "no GPU: " << why;
-  }
-};
+class CudaOptim : public test::GpuTest {};
 
 // Byte equality of a CPU tensor and a CUDA one.
 void expect_same_bytes(const Tensor& cpu, const Tensor& gpu_dev, const std::string& what) {

@@ -7,20 +7,13 @@
 #include <cmath>
 #include <cstring>
 
+#include "gpu/gpu_test.h"
 #include "test_util.h"
 
 namespace sparse24 {
 namespace {
 
-class Cuda : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string why;
-    if (list_gpus(&why).empty()) GTEST_SKIP() << "no GPU: " << why;
-    set_alloc_poison(true);
-  }
-  void TearDown() override { set_alloc_poison(false); }
-};
+class Cuda : public test::GpuTest {};
 
 // Byte-for-byte equality of two compressed matrices (the GPU one is copied back first).
 void expect_same(const Sparse24Matrix& cpu, const Sparse24Matrix& gpu_dev, const std::string& what) {
