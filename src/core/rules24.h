@@ -84,7 +84,23 @@ S24_HD Pick soft_threshold(const float x[4], float beta, float* v0, float* v1) {
   return p;
 }
 
-// MVUE24 (unbiased 2:4 pruning) of one group with its two uniforms u0, u1 in [0, 1).
+// 1/v correctly rounded (to nearest even) for 2^-126 <= v < 2^126. Device code: the
+// instructions the compiler emits for 1.f / v on exactly that range (MUFU.RCP and one Newton step
+// in FMA), without its range check and slow-path call; the range is the caller's promise. Host:
+// 1.f / v. Both are the IEEE reciprocal, so the backends agree bit for bit.
+S24_HD float rcp_normal(float v) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+  const float e = __fmaf_rn(v, r, -1.f);
+  return __fmaf_rn(r, -e, r);
+#else
+  return 1.f / v;
+#endif
+}
+
+// MVUE24 (unbiased 2:4 pruning) of one group of finite values with its two uniforms u0, u1 in
+// [0, 1).
 //   a_i = |x_i| + eps. First position: i with probability a_i / S (S = sum a, summed in index
 //   order), the smallest i whose running sum exceeds u0 * S. Second: among the other three, in
 //   index order, probability a_j / T (T = their sum), the same way with u1.
@@ -92,49 +108,46 @@ S24_HD Pick soft_threshold(const float x[4], float beta, float* v0, float* v1) {
 //     p_i = a_i / S + sum_{j != i} (a_j / S) * (a_i / T_j),   T_j = sum_{k != j} a_k,
 //   so E[out] = x exactly (in float: divisions by S and T_j are multiplications by their
 //   reciprocals, 1/S and 1/T_j). An all-zero group stays zero.
+// Every sum is formed once, in index order: a_i > 0, so a running sum that starts at 0 equals
+// the sum without the 0, and the running sums of both draws are partial sums of S and T_j.
 S24_HD Pick mvue(const float x[4], float u0, float u1, float eps, float* v0, float* v1) {
-  float a[4], total[4];  // total[j] = sum of a over k != j, in index order
+  float a[4];
   S24_UNROLL
   for (int i = 0; i < 4; ++i) a[i] = abs_f(x[i]) + eps;
-  const float s = ((a[0] + a[1]) + a[2]) + a[3];
-  S24_UNROLL
-  for (int j = 0; j < 4; ++j) {
-    float t = 0.f;
-    S24_UNROLL
-    for (int k = 0; k < 4; ++k)
-      if (k != j) t += a[k];
-    total[j] = t;
-  }
-  // First draw: the smallest i whose running sum exceeds u0 * S.
+  const float a01 = a[0] + a[1], a02 = a[0] + a[2], a12 = a[1] + a[2];
+  const float total[4] = {a12 + a[3], a02 + a[3], a01 + a[3], a01 + a[2]};  // T_j, in index order
+  const float s = total[3] + a[3];                                           // ((a0 + a1) + a2) + a3
+  // First draw: the smallest i whose running sum (a0, a0 + a1, a0 + a1 + a2) exceeds u0 * S.
   const float r0 = u0 * s;
-  int first = 3;
-  float run = 0.f;
-  S24_UNROLL
-  for (int i = 0; i < 3; ++i) {
-    run += a[i];
-    if (first == 3 && r0 < run) first = i;
-  }
-  // Second draw among the others, in index order.
+  const int first = r0 < a[0] ? 0 : (r0 < a01 ? 1 : (r0 < total[3] ? 2 : 3));
+  // Second draw among the others j0 < j1 < j2, in index order: running sums a_j0, a_j0 + a_j1
+  // (T_first is the third; the last position is taken when no sum exceeds u1 * T_first).
   const float r1 = u1 * pick4(total, first);
-  int second = -1, last = -1;
-  run = 0.f;
-  S24_UNROLL
-  for (int j = 0; j < 4; ++j) {
-    if (j == first) continue;
-    last = j;
-    run += a[j];
-    if (second < 0 && r1 < run) second = j;
-  }
-  if (second < 0) second = last;
+  const float run0 = first == 0 ? a[1] : a[0];
+  const float run1 = first == 0 ? a12 : (first == 1 ? a02 : a01);
+  const int j0 = first == 0 ? 1 : 0, j1 = first <= 1 ? 2 : 1, j2 = first == 3 ? 2 : 3;
+  const int second = r1 < run0 ? j0 : (r1 < run1 ? j1 : j2);
   const Pick p = first < second ? Pick{first, second} : Pick{second, first};
-  // Inclusion probabilities of the two kept positions, with reciprocals computed once.
-  const float a0 = pick4(a, p.i0), a1 = pick4(a, p.i1), inv_s = 1.f / s;
+  // Inclusion probabilities of the two kept positions, with reciprocals computed once. With
+  // S < 2^125 and eps >= 2^-126 every reciprocal's argument lies in rcp_normal's range
+  // (eps <= a_k <= T_j <= S (1 + 2^-23)^5).
+  float inv_s, inv_t[4];
+  if (s < 0x1p125f && eps >= 0x1p-126f) {
+    inv_s = rcp_normal(s);
+    S24_UNROLL
+    for (int j = 0; j < 4; ++j) inv_t[j] = rcp_normal(total[j]);
+  } else {
+    inv_s = 1.f / s;
+    S24_UNROLL
+    for (int j = 0; j < 4; ++j) inv_t[j] = 1.f / total[j];
+  }
+  const float a0 = pick4(a, p.i0), a1 = pick4(a, p.i1);
   float q0 = a0 * inv_s, q1 = a1 * inv_s;
   S24_UNROLL
   for (int j = 0; j < 4; ++j) {
-    const float pj = a[j] * inv_s, inv_t = 1.f / total[j];
-    if (j != p.i0) q0 += pj * (a0 * inv_t);
-    if (j != p.i1) q1 += pj * (a1 * inv_t);
+    const float pj = a[j] * inv_s;
+    if (j != p.i0) q0 += pj * (a0 * inv_t[j]);
+    if (j != p.i1) q1 += pj * (a1 * inv_t[j]);
   }
   *v0 = pick4(x, p.i0) / q0;
   *v1 = pick4(x, p.i1) / q1;
@@ -167,7 +180,11 @@ S24_HD Pick apply_group(const float x[4], GroupRule rule, uint8_t mask_code, flo
   } else {
     p = soft_threshold(x, beta, v0, v1);
   }
-  if (!finite) *v0 = *v1 = f32_from_bits(0x7FC00000u);
+  // A NaN, from the input or from arithmetic on huge finite values (MVUE's sums overflowing to
+  // Inf, then Inf / Inf), is stored as the canonical quiet NaN: x86 and the GPU would otherwise
+  // produce NaNs of different signs and payloads.
+  if (!finite || *v0 != *v0) *v0 = f32_from_bits(0x7FC00000u);
+  if (!finite || *v1 != *v1) *v1 = f32_from_bits(0x7FC00000u);
   return p;
 }
 

@@ -46,6 +46,100 @@ __device__ __forceinline__ Out store_value(In v, float scale, Overflow ov) {
   return from_f32<Out>(to_f32(v), scale, ov);
 }
 
+// An input as float, exact for every non-NaN value (a NaN may come out with another payload: the
+// MVUE fast path below sends any group holding one to the general path, which converts again).
+template <typename In>
+__device__ __forceinline__ float to_f32_non_nan(In v) {
+  if constexpr (std::is_same_v<In, f16_t>) return __half2float(__ushort_as_half(v.bits));
+  else return to_f32(v);
+}
+
+// A non-NaN value as the storage type, exactly as from_f32 (which also handles NaN) stores it.
+// (With a scale the quotient v / scale may still be NaN: that case stays with from_f32.)
+template <typename Out>
+__device__ __forceinline__ Out from_f32_non_nan(float v, float scale, Overflow ov) {
+  if constexpr (std::is_same_v<Out, f16_t>) {
+    if (scale != 1.f) return from_f32<Out>(v, scale, ov);
+    return {__half_as_ushort(__float2half_rn(ov == Overflow::kSaturate ? fminf(fmaxf(v, -65504.f), 65504.f) : v))};
+  } else if constexpr (std::is_same_v<Out, bf16_t>) {
+    if (scale != 1.f) return from_f32<Out>(v, scale, ov);
+    constexpr float kMax = 3.38953139e38f;
+    return {__bfloat16_as_ushort(__float2bfloat16_rn(ov == Overflow::kSaturate ? fminf(fmaxf(v, -kMax), kMax) : v))};
+  } else {
+    return from_f32<Out>(v, scale, ov);
+  }
+}
+
+// MVUE: the two groups of one metadata byte (4 values and the byte), bit for bit what
+// process_byte's general path (rules::apply_group) gives. Fast path per group: the raw inputs
+// converted without NaN handling and S = sum(|x| + eps) < 2^125, which holds exactly when every
+// input is finite and the sums stay far from overflow (always for fp16 inputs); then rules::mvue
+// runs with the range-checked reciprocals of rcp_normal, and its outputs (|v| <= S) are neither
+// NaN nor infinite. Anything else (NaN/Inf, huge fp32/bf16 values) takes the general path.
+template <typename In, typename Out>
+__device__ __forceinline__ uint8_t mvue_byte(const In raw[8], int64_t row, int64_t byte, bool both,
+                                             const GroupParams& p, Vec<Out, 4>& out) {
+  const Philox4 words = mvue_words(p.seed, uint64_t(row * p.row_bytes + byte));
+  uint8_t meta = 0;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const In* g = raw + 4 * h;
+    const float u0 = philox_uniform(words.v[2 * h]), u1 = philox_uniform(words.v[2 * h + 1]);
+    const float x[4] = {to_f32_non_nan(g[0]), to_f32_non_nan(g[1]), to_f32_non_nan(g[2]), to_f32_non_nan(g[3])};
+    // rules::mvue's own S, formed the same way (the compiler shares it).
+    float a[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = rules::abs_f(x[i]) + kMvueEps;
+    const float s = ((a[0] + a[1]) + a[2]) + a[3];
+    rules::Pick k;
+    if (s < 0x1p125f) {
+      float v0, v1;
+      k = rules::mvue(x, u0, u1, kMvueEps, &v0, &v1);
+      out.v[2 * h] = from_f32_non_nan<Out>(v0, p.scale, p.overflow);
+      out.v[2 * h + 1] = from_f32_non_nan<Out>(v1, p.scale, p.overflow);
+    } else {
+      uint32_t key[4];
+      bool finite = true;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        key[i] = rules::magnitude_key(g[i]);
+        finite = finite && key[i] < rules::non_finite_key(In{});
+      }
+      if (!finite && p.bad && (h == 0 || both)) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          if (key[i] >= rules::non_finite_key(In{})) report_first(p.bad, row * 4 * p.groups + 8 * byte + 4 * h + i);
+      }
+      const float xs[4] = {to_f32(g[0]), to_f32(g[1]), to_f32(g[2]), to_f32(g[3])};
+      float v0 = 0.f, v1 = 0.f;
+      k = rules::apply_group(xs, rules::GroupRule::kMvue, 0, u0, u1, p.beta, &v0, &v1);
+      out.v[2 * h] = from_f32<Out>(v0, p.scale, p.overflow);
+      out.v[2 * h + 1] = from_f32<Out>(v1, p.scale, p.overflow);
+    }
+    if (h == 0 || both) meta = uint8_t(meta | (group_code(k.i0, k.i1) << (4 * h)));
+  }
+  return meta;
+}
+
+// Stores one byte's 4 values (2 when the row's last byte holds one group) and its metadata.
+template <typename Out>
+__device__ __forceinline__ void store_byte(const Vec<Out, 4>& out, uint8_t meta, int64_t row, int64_t byte, bool both,
+                                           const GroupParams& p) {
+  Out* dst = static_cast<Out*>(p.values) + row * 2 * p.groups + 4 * byte;
+  if (both && p.groups % 2 == 0) {
+    *reinterpret_cast<Vec<Out, 4>*>(dst) = out;  // 4 values, aligned: every row starts at a multiple of 4
+  } else {
+    dst[0] = out.v[0];
+    dst[1] = out.v[1];
+    if (both) {
+      dst[2] = out.v[2];
+      dst[3] = out.v[3];
+    }
+  }
+  p.meta[row * p.row_bytes + byte] = meta;
+  if (p.hw_meta) p.hw_meta[p.hw.offset(row, byte)] = meta;
+}
+
 // The two groups of metadata byte `byte` of row `row`, from their 8 raw inputs. Magnitude and
 // explicit-mask groups with finite values are chosen on integer keys (rules::magnitude_key) and
 // copy or convert only the two kept values; everything else goes through rules::apply_group on
@@ -54,6 +148,12 @@ template <rules::GroupRule R, typename In, typename Out>
 __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64_t byte, const GroupParams& p) {
   const int64_t g0 = 2 * byte;
   const bool both = g0 + 1 < p.groups;
+  if constexpr (R == rules::GroupRule::kMvue) {
+    Vec<Out, 4> out;
+    const uint8_t meta = mvue_byte<In, Out>(raw, row, byte, both, p, out);
+    store_byte<Out>(out, meta, row, byte, both, p);
+    return;
+  }
   constexpr bool mask_rule = R == rules::GroupRule::kMask;
   const uint8_t mask_byte = mask_rule ? p.mask_meta[row * p.row_bytes + byte] : 0;
   Philox4 words{{0u, 0u, 0u, 0u}};  // MVUE: one Philox call for both groups

@@ -163,6 +163,52 @@ TEST_F(Cuda, Sm90MetadataMatchesTheCpu) {
       }
 }
 
+TEST_F(Cuda, ColumnMajorMvueEdgesMatchTheCpu) {
+  // MVUE's column-major kernel (tiles of 256 (16-bit) or 128 (fp32) rows x 64 columns): row
+  // counts off the tile, token counts with an odd number of groups or off the 64-column tile,
+  // every input type, several storage types, NaN/Inf and huge values under kPropagate, and the
+  // sm90 metadata beside the canonical one.
+  for (auto [tokens, features] : std::vector<std::pair<int64_t, int64_t>>{
+           {4, 8}, {12, 264}, {48, 520}, {60, 200}, {68, 520}, {132, 8}, {1028, 136}, {256, 264}})
+    for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+      Tensor dy = test::convert(test::randn(tokens, features, uint64_t(tokens * 31 + features)), DType::kF32);
+      float* d = dy.data<float>();
+      d[(tokens / 2) * features + 3] = NAN;              // a NaN group
+      d[(tokens - 1) * features + features - 1] = INFINITY;  // the last group of the last row
+      if (in_dt != DType::kF16) d[features + 5] = 3e38f;  // sums beyond 2^125: the general path
+      const Tensor x = test::convert(dy, in_dt);
+      const Tensor xd = x.to(Device::kCUDA);
+      for (const Storage& st : kStorages) {
+        CompressOptions o;
+        o.dtype = st.dtype;
+        o.scale = st.scale;
+        o.overflow = st.overflow;
+        o.non_finite = NonFinite::kPropagate;
+        const std::string tag = "mvue dY^T " + x.view().t().describe() + " -> " + dtype_name(st.dtype);
+        expect_same(prune_mvue(x.view().t(), 4242, o), prune_mvue(xd.view().t(), 4242, o), tag);
+        if (HasFailure()) return;
+      }
+      // A non-finite value under kError: the first one in row-major order of dY^T is reported.
+      try {
+        prune_mvue(xd.view().t(), 1);
+        ADD_FAILURE() << "no error";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::kNonFinite);
+      }
+      if (tokens % 16 == 0) {
+        for (MetaLayout layout : {MetaLayout::kSm90K64, MetaLayout::kSm90K128}) {
+          CompressOptions o;
+          o.dtype = DType::kF16;
+          o.layout = layout;
+          o.non_finite = NonFinite::kPropagate;
+          expect_same_hw(prune_mvue(x.view().t(), 17, o), prune_mvue(xd.view().t(), 17, o),
+                         "mvue dY^T sm90 " + x.view().t().describe() + " " + meta_layout_name(layout));
+        }
+      }
+      if (HasFailure()) return;
+    }
+}
+
 TEST_F(Cuda, NonTransposableMaskIsRejected) {
   const Tensor w = test::randn(8, 8, 1);
   const Mask24 rows_only = prune_magnitude(w).mask;  // 2:4 along rows, almost surely not columns
