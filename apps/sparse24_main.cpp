@@ -52,6 +52,10 @@ commands:
   bench gemm [--quick] [--all-kernels] [--dtype fp16|bf16]
                                time the sparse GEMM backends (native, cuSPARSELt default and
                                searched) against cuBLAS dense at training shapes
+  bench ffn [--quick] [--dtype fp16|bf16]
+                               train an FFN block (Linear, GELU, Linear) dense, FST and S-STE on
+                               the GPU at GPT-2 widths, 16384 tokens: time per step, speed-up,
+                               memory per parameter
   train --data FILE --out DIR  pre-train a GPT-2 model on a token file (text bytes, nanoGPT .bin
                                or llm.c shard), with a progress line, DIR/metrics.jsonl and
                                DIR/checkpoint.bin
@@ -316,11 +320,12 @@ int cmd_plot(int argc, char** argv) {
 }
 
 int cmd_bench(int argc, char** argv) {
-  S24_CHECK(argc >= 1, kValue, "bench needs a suite: transforms or gemm");
+  S24_CHECK(argc >= 1, kValue, "bench needs a suite: transforms, gemm or ffn");
   const std::string suite = argv[0];
-  S24_CHECK(suite == "transforms" || suite == "gemm", kValue, "unknown bench suite '", suite,
-            "' (transforms, gemm)");
+  S24_CHECK(suite == "transforms" || suite == "gemm" || suite == "ffn", kValue, "unknown bench suite '",
+            suite, "' (transforms, gemm, ffn)");
 #ifdef SPARSE24_WITH_CUDA
+  if (suite == "ffn") return bench::ffn(argc - 1, argv + 1);
   return suite == "gemm" ? bench::gemm(argc - 1, argv + 1) : bench::transforms(argc - 1, argv + 1);
 #else
   S24_FAIL(kDevice, "bench ", suite, " times CUDA kernels: this build has no CUDA backend");

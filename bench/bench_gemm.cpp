@@ -110,6 +110,9 @@ int gemm(int argc, char** argv) {
                "--dtype fp16|bf16)");
     }
   }
+#ifndef SPARSE24_WITH_CUTLASS
+  S24_CHECK(!all_kernels, kValue, "bench gemm --all-kernels: this build has no native kernels (no CUTLASS)");
+#endif
   std::string why;
   const std::vector<GpuInfo> gpus = list_gpus(&why);
   S24_CHECK(!gpus.empty(), kDevice, "bench gemm needs a GPU (", why, ")");

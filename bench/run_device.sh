@@ -5,7 +5,7 @@
 # headers in .deps/cutlass; GoogleTest's sources: mkdir -p .deps && cp -r /usr/src/googletest
 # .deps/; leave .deps/cusparselt behind, too big to carry: the machine's PyTorch has cuSPARSELt).
 # Usage, from the repository root:
-#   bench/run_device.sh [--bench transforms|gemm|all|none] [--filter GTEST_FILTER] [--explore]
+#   bench/run_device.sh [--bench transforms|gemm|ffn|all|none] [--filter GTEST_FILTER] [--explore]
 #                       [bench args...]
 # --explore also builds the candidate GEMM kernels of bench/sm90_explore.def.
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
@@ -43,7 +43,7 @@ step "GPU tests"
 build-dev/tests/sparse24_gpu_tests --gtest_filter="$filter" 2>&1 | tee "$OUT_DIR/gpu_tests.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error" | head -40
 step "GPU tests under compute-sanitizer (memcheck)"
 compute-sanitizer --tool memcheck --error-exitcode 3 build-dev/tests/sparse24_gpu_tests \
-  --gtest_filter='Cuda.NonTransposableMaskIsRejected:Cuda.NonFiniteInputs:Cuda.LargeColumnMajorGradientMvue:Cuda.SmallTransformsMatchTheCpu:CudaGemm.AllocatingCallsRunOnTheGpu:CudaGemm.UnsupportedCallsSayWhy:CudaOptim.*' \
+  --gtest_filter='Cuda.NonTransposableMaskIsRejected:Cuda.NonFiniteInputs:Cuda.LargeColumnMajorGradientMvue:Cuda.SmallTransformsMatchTheCpu:CudaGemm.AllocatingCallsRunOnTheGpu:CudaGemm.UnsupportedCallsSayWhy:CudaOptim.*:CudaLayers.*:CudaNn.*' \
   >"$OUT_DIR/sanitizer.log" 2>&1; echo "compute-sanitizer exit code $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT_DIR/sanitizer.log" | head
 if [ "$bench" = transforms ] || [ "$bench" = all ]; then
   step "bench transforms"
@@ -54,4 +54,8 @@ fi
 if [ "$bench" = gemm ] || [ "$bench" = all ]; then
   step "bench gemm"
   build-dev/sparse24 bench gemm "$@" 2>&1 | tee "$OUT_DIR/bench_gemm.md"
+fi
+if [ "$bench" = ffn ] || [ "$bench" = all ]; then
+  step "bench ffn"
+  build-dev/sparse24 bench ffn "$@" 2>&1 | tee "$OUT_DIR/bench_ffn.md"
 fi

@@ -197,5 +197,26 @@ TEST(FormatSm90, TransformsWriteItBesideTheCanonicalMetadata) {
   test::expect_error([&] { prune_magnitude(test::randn(8, 24, 1), o); }, ErrorKind::kShape, "divisible by 16");
 }
 
+// copy_into between float dtypes rounds to nearest even (test::convert), in any layout.
+TEST(TensorCopy, ConvertsBetweenFloatDtypes) {
+  const Tensor src = test::randn(7, 9, 1);
+  for (DType dt : {DType::kF16, DType::kBF16}) {
+    const Tensor expected = test::convert(src, dt);
+    Tensor d = Tensor::matrix(7, 9, dt, Layout::kColMajor);
+    copy_into(d, src);
+    Tensor back = Tensor::matrix(7, 9, DType::kF32);
+    copy_into(back, d);  // widening is exact
+    for (int64_t i = 0; i < 7; ++i)
+      for (int64_t j = 0; j < 9; ++j) {
+        EXPECT_EQ(test::get(d, i, j), test::get(expected, i, j)) << dtype_name(dt) << " " << i << "," << j;
+        EXPECT_EQ(test::get(back, i, j), test::get(expected, i, j)) << dtype_name(dt) << " " << i << "," << j;
+      }
+  }
+  Tensor i8 = Tensor::matrix(7, 9, DType::kI8);
+  test::expect_error([&] { copy_into(i8, src); }, ErrorKind::kDType, "not both float");
+  Tensor small = Tensor::matrix(7, 8, DType::kF16);
+  test::expect_error([&] { copy_into(small, src); }, ErrorKind::kShape, "copy from");
+}
+
 }  // namespace
 }  // namespace sparse24

@@ -243,6 +243,12 @@ TEST(LayersConfig, InvalidConfigsThrow) {
   }
   c = config(SparseMode(7), 8, 8);
   expect_error([&] { SparseLinear l(c); }, ErrorKind::kValue, "unknown mode");
+  c = config(SparseMode::kFst, 16, 16);  // CUDA computes in 16 bits: fp32 and e4m3 are refused
+  c.device = Device::kCUDA;
+  for (DType bad : {DType::kF32, DType::kF8E4M3}) {
+    c.weight_dtype = bad;
+    expect_error([&] { SparseLinear l(c); }, ErrorKind::kDType, "must be fp16 or bf16");
+  }
 }
 
 TEST(LayersInit, Gpt2InitIsDeterministic) {
@@ -737,7 +743,7 @@ TEST(LayersIo, ErrorPaths) {
   expect_error([&] { l.forward(x_int, y); }, ErrorKind::kDType, "x int8");
   TensorView x_gpu = x.view();
   x_gpu.device = Device::kCUDA;
-  expect_error([&] { l.forward(x_gpu, y); }, ErrorKind::kDevice, "CPU");
+  expect_error([&] { l.forward(x_gpu, y); }, ErrorKind::kDevice, "the layer runs on cpu");
   const Tensor g = test::randn(4, 12, 2);
   Tensor dx_bad = Tensor::matrix(4, 12, DType::kF32);
   expect_error([&] { l.backward(x, g, &dx_bad.view(), 0); }, ErrorKind::kShape, "dx");

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -523,7 +524,8 @@ TEST(NnGelu, AccurateInTheNegativeTail) {
   }
 }
 
-TEST(NnGelu, BackwardMatchesFiniteDifferencesAndAccumulates) {
+TEST(NnGelu, BackwardMatchesFiniteDifferencesAndOverwrites) {
+  Poison poison;
   const int n = 30;
   Vec x = randn(size_t(n), 52, 2.0);
   const Vec dout = randn(size_t(n), 53);
@@ -533,12 +535,224 @@ TEST(NnGelu, BackwardMatchesFiniteDifferencesAndAccumulates) {
     return s;
   };
   const Vec gx = numeric_grad(x, loss);
-  Tensor dx = zeros({n}), tx = f32({n}, x), tdout = f32({n}, dout);
+  Tensor dx = f32({n}), tx = f32({n}, x), tdout = f32({n}, dout);  // dx poisoned: overwritten
   nn::gelu_backward(dx, tx, tdout);
   expect_close(dx, gx, kGradTol, "dinp");
   const Vec once = values(dx);
-  nn::gelu_backward(dx, tx, tdout);
-  for (int i = 0; i < n; ++i) EXPECT_EQ(dx.data<float>()[i], float(2 * once[size_t(i)])) << i;
+  nn::gelu_backward(dx, tx, tdout);  // a second call gives the same, not twice
+  for (int i = 0; i < n; ++i) EXPECT_EQ(dx.data<float>()[i], float(once[size_t(i)])) << i;
+}
+
+// The same bits in place: dinp = dout (an FFN's backward) and dinp = inp.
+TEST(NnGelu, BackwardRunsInPlace) {
+  const int n = 257;
+  const Vec x = randn(size_t(n), 54, 3.0), dout = randn(size_t(n), 55);
+  Tensor want = f32({n});
+  nn::gelu_backward(want, f32({n}, x), f32({n}, dout));
+  Tensor on_dout = f32({n}, dout);
+  nn::gelu_backward(on_dout, f32({n}, x), on_dout);
+  expect_close(on_dout, values(want), 0, "dinp = dout");
+  Tensor on_inp = f32({n}, x);
+  nn::gelu_backward(on_inp, on_inp, f32({n}, dout));
+  expect_close(on_inp, values(want), 0, "dinp = inp");
+  Tensor partly = f32({n + 1}, Vec(size_t(n + 1), 0.5));  // an output overlapping an input partly
+  TensorView head = partly.view(), tail = partly.view();
+  head.shape[0] = tail.shape[0] = n;
+  tail.data = partly.data<float>() + 1;
+  expect_error([&] { nn::gelu_backward(head, f32({n}, x), tail); }, ErrorKind::kValue,
+               {"gelu_backward", "dinp fp32[257, cpu] overlaps dout", "exactly, not partly"});
+}
+
+// fp16 and bf16: the fp32 computation on the decoded inputs (as the fp32 path computes it),
+// rounded once to the storage type (to nearest even), bit for bit; in place too.
+Tensor typed(std::initializer_list<int64_t> shape, DType dtype, const Vec& values) {
+  Tensor t = Tensor::empty(shape, dtype);
+  dispatch_input_dtype(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (size_t i = 0; i < values.size(); ++i) t.data<T>()[i] = from_f32<T>(float(values[i]), 1.f, Overflow::kPyTorch);
+  });
+  return t;
+}
+Vec decoded(const TensorView& t) {  // every element as float (exact), then double
+  Vec v(size_t(t.numel()));
+  dispatch_input_dtype(t.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (size_t i = 0; i < v.size(); ++i) v[i] = to_f32(static_cast<const T*>(t.data)[i]);
+  });
+  return v;
+}
+// Bitwise: got (any of the three dtypes) holds `want` (fp32 values) rounded once to its dtype.
+void expect_rounded(const TensorView& got, const TensorView& want, const std::string& what) {
+  ASSERT_EQ(got.numel(), want.numel()) << what;
+  const Tensor r = typed({want.numel()}, got.dtype, values(want));
+  const size_t es = size_t(dtype_size(got.dtype));
+  for (int64_t i = 0; i < got.numel(); ++i)
+    if (std::memcmp(static_cast<const char*>(got.data) + size_t(i) * es, static_cast<const char*>(r.view().data) + size_t(i) * es, es) != 0) {
+      ADD_FAILURE() << what << " " << dtype_name(got.dtype) << "[" << i << "]: got " << decoded(got)[size_t(i)]
+                    << ", want " << decoded(r)[size_t(i)] << " (fp32 " << values(want)[size_t(i)] << ")";
+      return;
+    }
+}
+
+TEST(NnGelu, HalfTypesRoundTheFp32ResultOnce) {
+  Poison poison;
+  Vec x = randn(600, 56, 3.0);
+  for (double v : {-12.0, -6.0, -3.0, -0.75, 0.0, 1e-4, 3.0, 6.0, 12.0, 300.0, -300.0}) x.push_back(v);
+  const Vec dout = randn(x.size(), 57, 2.0);
+  const int64_t n = int64_t(x.size());
+  for (DType dt : {DType::kF16, DType::kBF16}) {
+    const Tensor tx = typed({n}, dt, x), td = typed({n}, dt, dout);
+    Tensor fx = f32({n}, decoded(tx)), fd = f32({n}, decoded(td));  // the same values in fp32
+    Tensor want_fwd = f32({n}), want_bwd = f32({n});
+    nn::gelu_forward(want_fwd, fx);
+    nn::gelu_backward(want_bwd, fx, fd);
+
+    Tensor out = Tensor::empty({n}, dt), dx = Tensor::empty({n}, dt);
+    nn::gelu_forward(out, tx);
+    expect_rounded(out, want_fwd, "gelu_forward");
+    nn::gelu_backward(dx, tx, td);
+    expect_rounded(dx, want_bwd, "gelu_backward");
+
+    Tensor inplace = typed({n}, dt, x);
+    nn::gelu_forward(inplace, inplace);
+    expect_rounded(inplace, want_fwd, "gelu_forward in place");
+    Tensor on_dout = typed({n}, dt, dout);
+    nn::gelu_backward(on_dout, tx, on_dout);
+    expect_rounded(on_dout, want_bwd, "gelu_backward dinp = dout");
+    // Any rank: [3, 7, 2] views of the first 42 elements.
+    Tensor out3 = Tensor::empty({3, 7, 2}, dt), in3 = Tensor::empty({3, 7, 2}, dt);
+    std::memcpy(in3.view().data, tx.view().data, size_t(42 * dtype_size(dt)));
+    nn::gelu_forward(out3, in3);
+    EXPECT_EQ(std::memcmp(out3.view().data, out.view().data, size_t(42 * dtype_size(dt))), 0) << dtype_name(dt);
+  }
+}
+
+TEST(NnGelu, RejectsMixedAndNonFloatDtypes) {
+  const Tensor x32 = zeros({4}), x16 = Tensor::empty({4}, DType::kF16), xb = Tensor::empty({4}, DType::kBF16);
+  expect_error([&] { nn::gelu_forward(x16, x32); }, ErrorKind::kDType,
+               {"gelu_forward", "out fp16[4, cpu] must be fp32 (the dtype of inp)"});
+  expect_error([&] { nn::gelu_backward(Tensor::empty({4}, DType::kF16), x16, xb); }, ErrorKind::kDType,
+               {"gelu_backward", "dout bf16[4, cpu] must be fp16 (the dtype of inp)"});
+  expect_error([&] { nn::gelu_backward(x32, Tensor::empty({4}, DType::kI32), x32); }, ErrorKind::kDType,
+               {"gelu_backward", "inp int32[4, cpu] must be fp32, fp16 or bf16"});
+  expect_error([&] { nn::gelu_forward(Tensor::empty({4}, DType::kF8E4M3), Tensor::empty({4}, DType::kF8E4M3)); },
+               ErrorKind::kDType, {"inp e4m3[4, cpu] must be fp32, fp16 or bf16"});
+  const Tensor m = zeros({4, 6});
+  expect_error([&] { nn::gelu_forward(zeros({6, 4}), m.view().t()); }, ErrorKind::kShape,
+               {"gelu_forward", "inp fp32[6 x 4, col-major, cpu]", "contiguous"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bias gradient.
+
+// What bias_backward defines: dbias[o] + (the fp32 sum from 0 of column o, in row order).
+Vec ref_bias_backward(const TensorView& dbias, const TensorView& dout) {
+  Vec want = values(dbias);
+  for (int64_t o = 0; o < dout.cols(); ++o) {
+    float s = 0.f;
+    for (int64_t i = 0; i < dout.rows(); ++i)
+      s += float(dispatch_input_dtype(dout.dtype, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        return to_f32(*dout.at<const T>(i, o));
+      }));
+    want[size_t(o)] = double(float(want[size_t(o)]) + s);
+  }
+  return want;
+}
+
+// A matrix view [rows, cols] of `dtype` filled with N(0, 1) values in one of four layouts:
+// row-major, a transposed view (column-major), a row-major view with gaps between rows, every
+// other column of a wider matrix. `holder` owns the memory.
+enum class BiasLayout { kRowMajor, kTransposed, kRowGaps, kEveryOtherColumn };
+TensorView bias_dout(int64_t rows, int64_t cols, DType dtype, BiasLayout layout, uint64_t seed, Tensor& holder) {
+  const Vec v = randn(size_t(std::max<int64_t>(rows * cols, 0)) * 2 + size_t(rows) * 3 + 1, seed);
+  TensorView view;
+  switch (layout) {
+    case BiasLayout::kRowMajor:
+      holder = typed({rows, cols}, dtype, Vec(v.begin(), v.begin() + rows * cols));
+      return holder.view();
+    case BiasLayout::kTransposed:
+      holder = typed({cols, rows}, dtype, Vec(v.begin(), v.begin() + rows * cols));
+      return holder.view().t();
+    case BiasLayout::kRowGaps:
+      holder = typed({rows, cols + 3}, dtype, Vec(v.begin(), v.begin() + rows * (cols + 3)));
+      view = holder.view();
+      view.shape[1] = cols;
+      return view;
+    case BiasLayout::kEveryOtherColumn:
+    default:
+      holder = typed({rows, 2 * cols}, dtype, Vec(v.begin(), v.begin() + rows * 2 * cols));
+      view = holder.view();
+      view.shape[1] = cols;
+      view.strides[1] = 2;
+      return view;
+  }
+}
+
+TEST(NnBias, BackwardAddsColumnSumsInAnyLayout) {
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {1, 70}, {37, 1}, {5, 64}, {70, 130}, {300, 65}};
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
+    for (BiasLayout layout : {BiasLayout::kRowMajor, BiasLayout::kTransposed, BiasLayout::kRowGaps,
+                              BiasLayout::kEveryOtherColumn})
+      for (const auto& [N, OC] : shapes) {
+        const std::string what = std::string(dtype_name(dt)) + " layout " + std::to_string(int(layout)) + " " +
+                                 std::to_string(N) + " x " + std::to_string(OC);
+        Tensor holder;
+        const TensorView dout = bias_dout(N, OC, dt, layout, uint64_t(N * 1000 + OC), holder);
+        Tensor dbias = f32({OC}, randn(size_t(OC), 58));
+        const Vec want = ref_bias_backward(dbias, dout);
+        nn::bias_backward(dbias, dout);
+        expect_close(dbias, want, 0, what);
+      }
+}
+
+TEST(NnBias, EmptyDoutLeavesDbiasAndMatmulBackwardSharesTheSum) {
+  Tensor dbias = f32({3}, {1.0, -2.0, 0.5});
+  nn::bias_backward(dbias, zeros({0, 3}));
+  expect_close(dbias, {1.0, -2.0, 0.5}, 0, "N = 0");
+  nn::bias_backward(f32({0}), zeros({4, 0}));  // OC = 0: nothing to do
+
+  // matmul_backward's dbias is bias_backward's sum, bit for bit.
+  const int N = 90, C = 5, OC = 70;
+  const Vec init = randn(size_t(OC), 59), dout = randn(size_t(N * OC), 60);
+  Tensor db_mm = f32({OC}, init), db = f32({OC}, init), dw = zeros({OC, C}), tdout = f32({N, OC}, dout);
+  nn::matmul_backward(nullptr, dw, &db_mm.view(), tdout, zeros({N, C}), zeros({OC, C}));
+  nn::bias_backward(db, tdout);
+  expect_close(db_mm, values(db), 0, "matmul_backward's dbias");
+}
+
+TEST(NnBias, RejectsBadArguments) {
+  const Tensor dout = zeros({4, 5});
+  expect_error([&] { nn::bias_backward(zeros({6}), dout); }, ErrorKind::kShape,
+               {"bias_backward", "dbias is fp32[6, cpu], expected [OC] = [5]"});
+  expect_error([&] { nn::bias_backward(zeros({5}), zeros({20})); }, ErrorKind::kShape,
+               {"bias_backward", "dout must be a matrix [N, OC]", "fp32[20, cpu]"});
+  expect_error([&] { nn::bias_backward(Tensor::empty({5}, DType::kBF16), dout); }, ErrorKind::kDType,
+               {"dbias bf16[5, cpu] must be fp32"});
+  expect_error([&] { nn::bias_backward(zeros({5}), Tensor::empty({4, 5}, DType::kI32)); }, ErrorKind::kDType,
+               {"dout int32[4 x 5, row-major, cpu] must be fp32, fp16 or bf16"});
+  const Tensor wide = zeros({2, 10});  // dbias a strided view: must be contiguous
+  TensorView strided_bias = wide.view().t();
+  strided_bias.rank = 1;
+  strided_bias.shape[0] = 5;
+  strided_bias.strides[0] = 2;
+  expect_error([&] { nn::bias_backward(strided_bias, dout); }, ErrorKind::kShape, {"dbias", "contiguous"});
+  // dbias inside dout (its first row), and inside a transposed view's span.
+  TensorView row0 = dout.view();
+  row0.rank = 1;
+  row0.shape[0] = 5;
+  row0.strides[0] = 1;
+  expect_error([&] { nn::bias_backward(row0, dout); }, ErrorKind::kValue, {"dbias fp32[5, cpu] overlaps dout"});
+  const Tensor t = zeros({5, 4});
+  TensorView last = t.view();
+  last.rank = 1;
+  last.shape[0] = 5;
+  last.strides[0] = 1;
+  last.data = t.data<float>() + 15;  // the last 5 elements of t's memory
+  expect_error([&] { nn::bias_backward(last, t.view().t()); }, ErrorKind::kValue, {"overlaps dout"});
+  TensorView null_dout = dout.view();
+  null_dout.data = nullptr;
+  expect_error([&] { nn::bias_backward(zeros({5}), null_dout); }, ErrorKind::kValue, {"dout", "null data pointer"});
 }
 
 TEST(NnResidual, ForwardAddsElementwiseAndRunsInPlace) {
@@ -665,6 +879,19 @@ TEST(NnErrors, ShapeDTypeLayoutDeviceAndOverlap) {
                {"matmul_forward: no CUDA kernel yet (CPU only in this version)"});
   expect_error([&] { nn::matmul_forward(out, inp_gpu, w, nullptr); }, ErrorKind::kDevice,
                {"inp fp32[4 x 6, row-major, cuda] is on cuda but out on cpu", "one device"});
+  // The functions with CUDA kernels check devices too (mixed: before any kernel).
+  expect_error([&] { nn::gelu_forward(out, out_gpu); }, ErrorKind::kDevice, {"gelu_forward", "one device"});
+  expect_error([&] { nn::gelu_backward(out, out, out_gpu); }, ErrorKind::kDevice, {"gelu_backward", "one device"});
+  Tensor bias5 = zeros({OC});
+  expect_error([&] { nn::bias_backward(bias5, out_gpu); }, ErrorKind::kDevice, {"bias_backward", "one device"});
+#ifndef SPARSE24_WITH_CUDA
+  // Without the CUDA backend, CUDA tensors stop cleanly (never touched).
+  TensorView bias_gpu = bias5.view();
+  bias_gpu.device = Device::kCUDA;
+  expect_error([&] { nn::gelu_forward(out_gpu, out_gpu); }, ErrorKind::kDevice, {"no CUDA backend"});
+  expect_error([&] { nn::gelu_backward(out_gpu, out_gpu, out_gpu); }, ErrorKind::kDevice, {"no CUDA backend"});
+  expect_error([&] { nn::bias_backward(bias_gpu, out_gpu); }, ErrorKind::kDevice, {"no CUDA backend"});
+#endif
 
   // Overlap: an output that aliases an input.
   Tensor square = zeros({N, N}), wsq = zeros({N, N});

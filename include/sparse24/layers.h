@@ -23,8 +23,19 @@
 // (decompressed) weight; both give the same values up to fp32 summation, and dW dense is the
 // exact dY^T X instead of MVUE's unbiased estimate.
 //
-// Tokens: x is [N, in], y and dy [N, out], fp32/fp16/bf16, any layout; N must be divisible by 4
-// when the weight gradient runs sparse (MVUE prunes dY^T along the tokens). CPU backend.
+// Tokens: x is [N, in], y and dy [N, out]; N must be divisible by 4 when the weight gradient runs
+// sparse (MVUE prunes dY^T along the tokens).
+//
+// Devices (LinearConfig::device). CPU: the reference; activations fp32/fp16/bf16 in any layout,
+// GEMMs in fp32 on weights stored as weight_dtype. CUDA: masters and gradients in GPU memory,
+// weight_dtype (fp16 or bf16) is the compute dtype: x, y, dy, dx are CUDA tensors of that dtype
+// (row- or column-major), in and out multiples of 16 in the sparse modes and N too when the weight
+// gradient is 2:4; the 2:4 GEMMs run on the sparse tensor cores (gemm.h, kAuto), the dense
+// ones on cuBLASLt, and every weight a GEMM reads (compressed W and W^T, S-STE's beta S(W), the
+// 16-bit copy of W for dense GEMMs, the bias) is prepared by begin_step: call it every optimizer
+// step in every mode (the CPU needs it for FST only). On CUDA a non-finite weight propagates
+// (NaN outputs, which a loss scaler catches) instead of throwing in S-STE's per-forward soft
+// threshold, so the forward never waits for the GPU; FST's mask selection still throws.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +46,7 @@
 #include "sparse24/format.h"
 #include "sparse24/optim.h"
 #include "sparse24/tensor.h"
+#include "sparse24/transforms.h"
 
 namespace sparse24 {
 
@@ -71,6 +83,9 @@ struct LinearConfig {
   // the backward's dY and MVUE(dY^T) to e5m2 (amax / 57344); the weight-gradient GEMM reads the
   // e4m3 x. Ignored in kDense mode and after the dense switch (fp32 GEMMs on the masters).
   DType weight_dtype = DType::kF32;
+  // Where the masters, gradients and GEMMs live (see the top of this file): CUDA needs
+  // weight_dtype fp16 or bf16 (FP8 GEMMs in the layer are CPU-simulated only in this version).
+  Device device = Device::kCPU;
   uint64_t seed = 0;              // init(): the weights' random stream
   int64_t dense_from_step = -1;   // begin_step(s) with s >= this switches to dense; -1: never
   DenseSwitch dense_switch = DenseSwitch::kKeepWeights;  // what that automatic switch does
@@ -112,22 +127,24 @@ class SparseLinear {
   // Resets the mask state (FST selects a new mask at the next begin_step), returns to the sparse
   // mode, and computes S-STE's beta from the new weights (the one moment beta is set).
   void init(uint64_t seed);
-  // Copies given weights ([out, in] and [out], any float dtype and layout; bias may be null when
-  // the layer has none) into the masters: a re-initialisation, with init()'s resets.
+  // Copies given weights ([out, in] and [out], any float dtype and layout, on the CPU or the
+  // layer's device; bias may be null when the layer has none) into the masters: a
+  // re-initialisation, with init()'s resets.
   void set_weights(const TensorView& w, const TensorView* b = nullptr);
 
   // Once per optimizer step, before its first micro-step. Switches to dense when step reaches
   // dense_from_step; FST: selects a new transposable mask when there is none or step %
   // mask_freq == 0 (recording the flip rate), then compresses W and W^T for this step's GEMMs.
   void begin_step(int64_t step);
-  // FST: recompresses W and W^T with the current mask (no mask selection): after an optimizer
-  // step, so that a forward outside training (an evaluation) sees the updated weights. Other
-  // modes, and a layer without a mask yet, need nothing.
+  // Brings the GEMMs' weights up to date with the masters without a mask selection (FST:
+  // recompresses W and W^T with the current mask; CUDA: also the 16-bit copies): after an
+  // optimizer step, so that a forward outside training (an evaluation) sees the updated weights.
+  // A CPU layer in another mode, or without a mask yet, needs nothing.
   void recompress();
 
-  // y = x W_eff^T + b. x: [N, in]; y: [N, out] (written, any float dtype and layout).
+  // y = x W_eff^T + b. x: [N, in]; y: [N, out] (written; CPU: any float dtype and layout).
   void forward(const TensorView& x, const TensorView& y);
-  Tensor forward(const TensorView& x);  // a fresh fp32 [N, out]
+  Tensor forward(const TensorView& x);  // a fresh [N, out]: fp32 on the CPU, the compute dtype on CUDA
   // Accumulates dW += and db += (fp32) and writes dx = dY W_eff when dx is not null. mvue_seed
   // seeds MVUE24's draws (use a different one per micro-step and layer).
   void backward(const TensorView& x, const TensorView& dy, const TensorView* dx, uint64_t mvue_seed);
@@ -143,7 +160,7 @@ class SparseLinear {
   void add_parameters(AdamW& opt);
 
   const LinearConfig& config() const { return config_; }
-  TensorView weight() const { return w_.view(); }        // fp32 [out, in], the masters
+  TensorView weight() const { return w_.view(); }        // fp32 [out, in], the masters (on config().device)
   TensorView bias() const { return b_.view(); }          // fp32 [out] (empty when no bias)
   TensorView weight_grad() const { return dw_.view(); }
   TensorView bias_grad() const { return db_.view(); }
@@ -158,17 +175,19 @@ class SparseLinear {
   float decay_alpha() const { return config_.decay_alpha; }
   double beta() const { return beta_; }
   LayerStats stats() const;
-  // Bytes held beyond dense training's (masters, gradients): compressed W and W^T with their
-  // metadata, the mask bits, S-STE's cached forward weight and previous mask.
+  // Bytes held beyond the fp32 masters and gradients: compressed W and W^T with their metadata,
+  // the mask bits, S-STE's cached forward weight and previous mask; on CUDA also the 16-bit
+  // copies the GEMMs read (a dense layer's W and every layer's bias).
   size_t extra_bytes() const;
 
-  // Binary, versioned, native little-endian: config, masters, mask, beta, dense flag, step
+  // Binary, versioned, native little-endian, device-independent (load takes the device to
+  // restore onto; load_state restores onto this layer's): config, masters, mask, beta, dense flag, step
   // counters and statistics; not gradients (save at a step boundary) nor compressed weights:
   // loading an FST layer compresses W and W^T from the loaded masters and mask, so it can run a
   // forward at once (evaluation, sampling); training goes on with begin_step as usual.
   // Truncated, corrupt or mismatched streams throw kIO.
   void save(std::ostream& os) const;
-  static SparseLinear load(std::istream& is);
+  static SparseLinear load(std::istream& is, Device device = Device::kCPU);
   // Restores in place (keeping the weight memory, so an optimizer's views stay valid) from a
   // stream saved by a layer of the same shape, bias and mode; gradients are zeroed.
   void load_state(std::istream& is);
@@ -179,6 +198,20 @@ class SparseLinear {
   void apply_saved(Saved&& s);
   void check_io(const char* op, const TensorView& x, const TensorView& other, int64_t other_cols,
                 const char* other_name) const;
+  bool on_cuda() const { return config_.device == Device::kCUDA; }
+  // How the weights are compressed: on the CPU in fp32 (converted to weight_dtype after), on
+  // CUDA straight to the compute dtype, with the metadata the native GEMM reads.
+  CompressOptions weight_storage() const;
+  // FST: W and W^T of the current mask for this step's GEMMs (t: a fresh selection's result).
+  void compress_fst(Transposable24 t);
+  // S-STE: sw_ = beta S(W) of the current masters; a forward also records the mask statistics.
+  void update_sste_weight(bool forward);
+  // CUDA: the 16-bit weights that begin_step and recompress prepare.
+  void prepare_cuda_weights();
+  // CUDA: the compute-dtype dense copy of the sparse forward weight, made once per weight.
+  const Tensor& dense_forward_weight();
+  void forward_cuda(const TensorView& x, const TensorView& y);
+  void backward_cuda(const TensorView& x, const TensorView& dy, const TensorView* dx, uint64_t mvue_seed);
 
   LinearConfig config_;
   Tensor w_, b_, dw_, db_;  // fp32 masters and gradients
@@ -191,6 +224,11 @@ class SparseLinear {
   bool compressed_ = false;
   int64_t mask_updates_ = 0, last_mask_step_ = -1;
   double flip_rate_;
+  // CUDA: the compute-dtype weights of dense GEMMs
+  Tensor wc_, bc_;           // W (dense mode, after the switch) and the bias
+  Tensor wsd_;               // the sparse forward weight decompressed (GemmChoice dense, S-STE's dX)
+  bool prepared_ = false;    // begin_step or recompress ran since the last (re)initialisation
+  bool wsd_fresh_ = false;   // wsd_ matches the current ws_ / sw_
   // S-STE
   Sparse24Matrix sw_;        // beta * S(W) of the latest forward
   bool sw_valid_ = false;

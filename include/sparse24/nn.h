@@ -4,8 +4,10 @@
 // Conventions, for every function here:
 //   * Float tensors are fp32, token ids and targets int32 (DType::kI32); every tensor is a
 //     contiguous row-major view with exactly the rank and shape documented (rank 1 or 2; the
-//     attention matrices rank 4), all on one device. Anything else throws sparse24::Error:
-//     kShape (rank, shape, layout), kDType, kDevice (mixed devices), kValue (bad sizes, token ids
+//     attention matrices rank 4), all on one device. Exceptions, stated at the function: the GELU
+//     functions also take fp16 and bf16, and bias_backward's dout may be fp16/bf16 and strided.
+//     Anything else throws sparse24::Error: kShape (rank, shape, layout), kDType, kDevice (mixed
+//     devices, or CUDA tensors for a function without CUDA kernels), kValue (bad sizes, token ids
 //     out of range, overlapping buffers). Outputs must not overlap the inputs or one another,
 //     except that the elementwise functions (gelu, residual) may write onto an input exactly.
 //   * Sizes: B batch, T sequence length, C channels, NH heads, V vocabulary, N = rows (B*T).
@@ -13,7 +15,10 @@
 //   * "+=" marks an output the function accumulates into (gradients accumulate over
 //     micro-batches: zero them before the first one). Every other output is overwritten in full.
 //   * Backend: the device of the tensors. CPU: plain loops with OpenMP, results independent of
-//     the number of threads. CUDA: not yet (throws kDevice).
+//     the number of threads; every function, every dtype documented. CUDA (kernels queued on the
+//     default stream): gelu_forward and gelu_backward (fp32, fp16, bf16) and bias_backward (dout
+//     fp32, fp16, bf16; deterministic: the same bits on every run, though not the CPU's summation
+//     order). Every other function throws kDevice for CUDA tensors (not yet).
 #pragma once
 
 #include "sparse24/tensor.h"
@@ -56,9 +61,10 @@ void matmul_forward(const TensorView& out, const TensorView& inp, const TensorVi
 // The gradients of matmul_forward:
 //   dinp += dout weight   [N, C]   (skipped when dinp is nullptr, e.g. for the first layer)
 //   dweight += dout^T inp [OC, C]
-//   dbias += the column sums of dout [OC] (skipped when nullptr)
-// dout [N, OC], inp [N, C], weight [OC, C]. Each accumulated element adds its terms in order
-// onto its old value. The gradients must not overlap the inputs.
+//   dbias += the column sums of dout [OC] (skipped when nullptr; as bias_backward)
+// dout [N, OC], inp [N, C], weight [OC, C]. Each element of dinp and dweight adds its terms in
+// order onto its old value; each element of dbias gets its column's sum (in fp32 from 0, in row
+// order) added once. The gradients must not overlap the inputs.
 void matmul_backward(const TensorView* dinp, const TensorView& dweight, const TensorView* dbias,
                      const TensorView& dout, const TensorView& inp, const TensorView& weight);
 
@@ -81,10 +87,25 @@ void attention_backward(const TensorView& dqkv, const TensorView& dpreatt, const
                         const TensorView& dout, const TensorView& qkv, const TensorView& att,
                         int B, int T, int C, int NH);
 
+// The bias gradient of a linear layer y = x W^T + bias: dbias[o] += sum_i dout[i, o].
+// dbias [OC] (+=): fp32, contiguous. dout [N, OC]: fp32, fp16 or bf16, any layout (row-major, a
+// transposed view, a view with gaps: its strides are followed). Each column is summed in fp32
+// and the sum added to dbias once. CPU: summed from 0 in row order. CUDA: a fixed reduction tree
+// (partial sums of row chunks, then of the partials; no atomics) chosen by the shape, the strides
+// and the data's 16-byte alignment, so every run of a call gives the same bits on any GPU; they
+// may differ from the CPU's in the last places. N = 0 leaves dbias unchanged.
+// dbias must not overlap dout.
+void bias_backward(const TensorView& dbias, const TensorView& dout);
+
 // GELU, tanh approximation (GPT-2): out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-// out and inp: one shape (any rank), elementwise; out may be inp (in place).
+// out and inp: one shape (any rank), contiguous, one dtype: fp32, fp16 or bf16. Computed in fp32
+// (as x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)), which is the same function), rounded once to
+// the dtype. out may be inp (in place). CPU and CUDA (the CUDA expf may differ from the host's
+// by an ulp or two of fp32, so results may differ by that before the final rounding).
 void gelu_forward(const TensorView& out, const TensorView& inp);
-// dinp += gelu'(inp) * dout. dinp, inp, dout: one shape.
+// dinp = gelu'(inp) * dout (overwritten, not accumulated), computed in fp32 and rounded once.
+// dinp, inp, dout: one shape, contiguous, one dtype (fp32, fp16 or bf16). dinp may be dout or inp
+// exactly (in place: an FFN's backward needs no zeroed buffer). CPU and CUDA, as gelu_forward.
 void gelu_backward(const TensorView& dinp, const TensorView& inp, const TensorView& dout);
 
 // out = a + b, elementwise; out, a, b: one shape (any rank); out may be a or b.

@@ -89,7 +89,9 @@ class Tensor {
 // float types, invalid 2:4 metadata codes), so an output element a kernel forgets to write shows.
 void set_alloc_poison(bool on);
 
-// Copies src into dst (same shape; any strides, any devices; dtypes must match).
+// Copies src into dst (same shape). Same dtype: any strides, any devices (strided layouts on
+// the CPU only). Float dtypes (fp32, fp16, bf16) convert into one another, rounding to nearest
+// even (overflow to Inf), on one device: any strides on the CPU, one layout on CUDA.
 void copy_into(const TensorView& dst, const TensorView& src);
 
 // A CPU fp32 row-major copy of a CPU matrix of any float dtype and layout (int8 is unscaled).

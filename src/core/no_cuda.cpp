@@ -1,5 +1,6 @@
 // The CUDA entry points of a build without CUDA: every device request is a clear error (and no
 // GPU is ever listed), so a CUDA tensor can never reach a kernel that is not there.
+#include "cuda/nn_cuda.h"
 #include "cuda/optim_cuda.h"
 #include "cuda/runtime.h"
 #include "cuda/transforms_cuda.h"
@@ -14,8 +15,10 @@ namespace {
 }  // namespace
 
 std::shared_ptr<void> alloc(size_t) { no_cuda(); }
+void release_cached_memory() {}
 void copy(void*, bool, const void*, bool, size_t) { no_cuda(); }
 void fill(void*, int, size_t) { no_cuda(); }
+void convert(void*, DType, const void*, DType, int64_t) { no_cuda(); }
 unsigned long long* reset_report_slot() { no_cuda(); }
 int64_t read_report_slot() { no_cuda(); }
 std::vector<GpuInfo> gpus(std::string* why) {
@@ -37,5 +40,9 @@ double sum_squares(const void*, DType, int64_t) { no_cuda(); }
 bool scale_in_place(void*, DType, int64_t, float) { no_cuda(); }
 void masked_decay(const TensorView&, const TensorView&, const Mask24&, float) { no_cuda(); }
 double flip_rate(const Mask24&, const Mask24&) { no_cuda(); }
+
+void nn::gelu_forward(void*, const void*, DType, int64_t) { no_cuda(); }
+void nn::gelu_backward(void*, const void*, const void*, DType, int64_t) { no_cuda(); }
+void nn::bias_backward(float*, const TensorView&) { no_cuda(); }
 
 }  // namespace sparse24::cuda

@@ -135,25 +135,32 @@ Tensor Tensor::copy_of(const TensorView& src, Device device) {
 }
 
 void copy_into(const TensorView& dst, const TensorView& src) {
-  S24_CHECK(dst.dtype == src.dtype, kDType, "copy from ", src.describe(), " to ", dst.describe());
+  const bool convert = dst.dtype != src.dtype;
+  S24_CHECK(!convert || (is_input_dtype(dst.dtype) && is_input_dtype(src.dtype)), kDType, "copy from ",
+            src.describe(), " to ", dst.describe(), ": the dtypes differ and are not both float "
+            "(fp32, fp16, bf16)");
   S24_CHECK(dst.rank == src.rank, kShape, "copy from ", src.describe(), " to ", dst.describe());
   for (int i = 0; i < src.rank; ++i)
     S24_CHECK(dst.shape[i] == src.shape[i], kShape, "copy from ", src.describe(), " to ", dst.describe());
   const size_t bytes = size_t(src.numel()) * size_t(dtype_size(src.dtype));
   const bool same_order = (src.is_contiguous() && dst.is_contiguous()) ||
                           (src.is_col_major() && dst.is_col_major());
-  if (same_order) {
-    if (src.device == Device::kCPU && dst.device == Device::kCPU) {
+  const bool on_cpu = src.device == Device::kCPU && dst.device == Device::kCPU;
+  if (same_order && !convert) {
+    if (on_cpu) {
       if (bytes) std::memcpy(dst.data, src.data, bytes);
     } else {
       cuda::copy(dst.data, dst.device == Device::kCUDA, src.data, src.device == Device::kCUDA, bytes);
     }
     return;
   }
-  S24_CHECK(src.device == Device::kCPU && dst.device == Device::kCPU, kDevice,
-            "strided copy between devices from ", src.describe(), " to ", dst.describe(),
-            " (copy to a contiguous layout first)");
-  // Element-wise strided copy on the CPU, over a rank-4 index space padded with size-1 dims.
+  if (same_order && src.device == Device::kCUDA && dst.device == Device::kCUDA) {
+    cuda::convert(dst.data, dst.dtype, src.data, src.dtype, src.numel());
+    return;
+  }
+  S24_CHECK(on_cpu, kDevice, convert ? "converting" : "strided", " copy from ", src.describe(), " to ",
+            dst.describe(), convert ? " (convert on one device, in one layout)" : " (copy to a contiguous layout first)");
+  // Element-wise copy on the CPU, over a rank-4 index space padded with size-1 dims.
   int64_t shape[kMaxRank] = {1, 1, 1, 1}, ss[kMaxRank] = {0, 0, 0, 0}, ds[kMaxRank] = {0, 0, 0, 0};
   for (int i = 0; i < src.rank; ++i) {
     const int k = kMaxRank - src.rank + i;
@@ -161,16 +168,29 @@ void copy_into(const TensorView& dst, const TensorView& src) {
     ss[k] = src.strides[i];
     ds[k] = dst.strides[i];
   }
-  const int64_t es = dtype_size(src.dtype);
+  const int64_t es = dtype_size(src.dtype), ed = dtype_size(dst.dtype);
   const char* s = static_cast<const char*>(src.data);
   char* d = static_cast<char*>(dst.data);
+  auto element = [&](const char* from, char* to) {
+    if (!convert) {
+      std::memcpy(to, from, size_t(es));
+      return;
+    }
+    dispatch_input_dtype(src.dtype, [&](auto stag) {
+      dispatch_input_dtype(dst.dtype, [&](auto dtag) {
+        using S = typename decltype(stag)::type;
+        using D = typename decltype(dtag)::type;
+        *reinterpret_cast<D*>(to) = from_f32<D>(to_f32(*reinterpret_cast<const S*>(from)), 1.f, Overflow::kPyTorch);
+      });
+    });
+  };
   for (int64_t a = 0; a < shape[0]; ++a)
     for (int64_t b = 0; b < shape[1]; ++b)
       for (int64_t c = 0; c < shape[2]; ++c)
         for (int64_t e = 0; e < shape[3]; ++e) {
           const int64_t so = a * ss[0] + b * ss[1] + c * ss[2] + e * ss[3];
           const int64_t dof = a * ds[0] + b * ds[1] + c * ds[2] + e * ds[3];
-          std::memcpy(d + dof * es, s + so * es, size_t(es));
+          element(s + so * es, d + dof * ed);
         }
 }
 

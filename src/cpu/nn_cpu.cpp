@@ -156,22 +156,6 @@ void gemm(float* c, const float* a, int64_t a_row, int64_t a_col, const float* b
 // weight gradients): a thread sums whole columns, in row order.
 constexpr int64_t kChannelBlock = 64;
 
-// The logistic function of z as the pair (s, 1 - s), each without cancellation or overflow.
-inline void sigmoid_pair(float z, float* s, float* one_minus_s) {
-  if (z >= 0.f) {
-    const float e = std::exp(-z);  // in (0, 1]
-    *s = 1.f / (1.f + e);
-    *one_minus_s = e * *s;
-  } else {
-    const float e = std::exp(z);
-    *one_minus_s = 1.f / (1.f + e);
-    *s = e * *one_minus_s;
-  }
-}
-
-constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
-constexpr float kGeluCubic = 0.044715f;
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -303,25 +287,37 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 // Matmul backward: three products, each accumulated onto the existing gradient.
 //   dinp[n, c]    += sum_o dout[n, o] * weight[o, c]   (A = dout, B = weight as stored)
 //   dweight[o, c] += sum_n dout[n, o] * inp[n, c]      (A = dout^T, B = inp as stored)
-//   dbias[o]      += sum_n dout[n, o]                   (threads split the columns)
+//   dbias[o]      += sum_n dout[n, o]                   (bias_backward)
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC) {
   if (dinp) gemm(dinp, dout, OC, 1, weight, /*b_nk=*/false, nullptr, /*accumulate=*/true, N, C, OC);
   gemm(dweight, dout, 1, OC, inp, /*b_nk=*/false, nullptr, /*accumulate=*/true, OC, C, N);
-  if (dbias) {
-    const int64_t blocks = (OC + kChannelBlock - 1) / kChannelBlock;
+  if (dbias) bias_backward(dbias, dout, N, OC, /*row_stride=*/OC, /*col_stride=*/1);
+}
+
+// Bias backward: threads split the columns into blocks of kChannelBlock; a block's sums stay in
+// a local array while its rows are walked in order (row-major dout: each row's slice is read
+// sequentially), then each is added to dbias once.
+template <typename T>
+void bias_backward(float* dbias, const T* dout, int64_t N, int64_t OC, int64_t row_stride,
+                   int64_t col_stride) {
+  const int64_t blocks = (OC + kChannelBlock - 1) / kChannelBlock;
 #ifdef SPARSE24_WITH_OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t o0 = blk * kChannelBlock, o1 = std::min(OC, o0 + kChannelBlock);
-      for (int64_t n = 0; n < N; ++n) {
-        const float* d = dout + n * OC;
-        for (int64_t o = o0; o < o1; ++o) dbias[o] += d[o];
-      }
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t o0 = blk * kChannelBlock, width = std::min(kChannelBlock, OC - o0);
+    float sum[kChannelBlock] = {};
+    for (int64_t n = 0; n < N; ++n) {
+      const T* d = dout + n * row_stride + o0 * col_stride;
+      for (int64_t j = 0; j < width; ++j) sum[j] += to_f32(d[j * col_stride]);
     }
+    for (int64_t j = 0; j < width; ++j) dbias[o0 + j] += sum[j];
   }
 }
+template void bias_backward(float*, const float*, int64_t, int64_t, int64_t, int64_t);
+template void bias_backward(float*, const f16_t*, int64_t, int64_t, int64_t, int64_t);
+template void bias_backward(float*, const bf16_t*, int64_t, int64_t, int64_t, int64_t);
 
 // ---------------------------------------------------------------------------------------------
 // Attention forward, one (batch, position, head) at a time: the scaled scores against keys
@@ -427,36 +423,32 @@ void attention_backward(float* dqkv, float* dpreatt, float* datt, const float* d
 }
 
 // ---------------------------------------------------------------------------------------------
-// GELU, tanh approximation. With u = sqrt(2/pi) (x + 0.044715 x^3) and s = sigmoid(2u), the
-// identity 0.5 (1 + tanh(u)) = s gives gelu(x) = x s, computed so that neither the value nor
-// the derivative s + 2 x s (1 - s) du/dx suffers the cancellation of 1 + tanh(u) at large -x.
-void gelu_forward(float* out, const float* inp, int64_t n) {
+// GELU (gelu_value and gelu_grad of nn_cpu.h), one element per iteration: read as fp32, one
+// rounding to T at the end (none for fp32). Reading an element before writing the same index
+// makes in-place calls safe.
+template <typename T>
+void gelu_forward(T* out, const T* inp, int64_t n) {
 #ifdef SPARSE24_WITH_OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = inp[i];
-    const float u = kGeluScale * (x + kGeluCubic * x * x * x);
-    float s, one_minus_s;
-    sigmoid_pair(2.f * u, &s, &one_minus_s);
-    out[i] = x * s;
-  }
+  for (int64_t i = 0; i < n; ++i) out[i] = from_f32<T>(gelu_value(to_f32(inp[i])), 1.f, Overflow::kPyTorch);
 }
 
-void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
+template <typename T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n) {
 #ifdef SPARSE24_WITH_OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = inp[i];
-    const float u = kGeluScale * (x + kGeluCubic * x * x * x);
-    const float du = kGeluScale * (1.f + 3.f * kGeluCubic * x * x);
-    float s, one_minus_s;
-    sigmoid_pair(2.f * u, &s, &one_minus_s);
-    const float local = s + 2.f * x * s * one_minus_s * du;
-    dinp[i] += local * dout[i];
-  }
+  for (int64_t i = 0; i < n; ++i)
+    dinp[i] = from_f32<T>(gelu_grad(to_f32(inp[i])) * to_f32(dout[i]), 1.f, Overflow::kPyTorch);
 }
+
+template void gelu_forward(float*, const float*, int64_t);
+template void gelu_forward(f16_t*, const f16_t*, int64_t);
+template void gelu_forward(bf16_t*, const bf16_t*, int64_t);
+template void gelu_backward(float*, const float*, const float*, int64_t);
+template void gelu_backward(f16_t*, const f16_t*, const f16_t*, int64_t);
+template void gelu_backward(bf16_t*, const bf16_t*, const bf16_t*, int64_t);
 
 void residual_forward(float* out, const float* a, const float* b, int64_t n) {
 #ifdef SPARSE24_WITH_OPENMP

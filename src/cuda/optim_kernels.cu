@@ -5,6 +5,7 @@
 #include "cuda/check.h"
 #include "cuda/optim_cuda.h"
 #include "cuda/runtime.h"
+#include "cuda/tile.cuh"
 
 namespace sparse24::cuda {
 
@@ -50,14 +51,14 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) atomicAdd(sum, partial[0]);
 }
 
-// x = round(x * factor); a non-finite product clears *finite.
+// x = round(x * factor); a non-finite product reports its index (runtime.h's report slot).
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    scale_kernel(T* x, int64_t n, float factor, int* finite) {
+    scale_kernel(T* x, int64_t n, float factor, unsigned long long* bad) {
   const int64_t i = blockIdx.x * int64_t(kThreads) + threadIdx.x;
   if (i >= n) return;
   const float v = to_f32(x[i]) * factor;
-  if (!isfinite(v)) *finite = 0;
+  if (!isfinite(v)) report_first(bad, i);
   x[i] = from_f32<T>(v, 1.f, Overflow::kPyTorch);
 }
 
@@ -81,18 +82,13 @@ double sum_squares(const void* data, DType dtype, int64_t n) {
 
 bool scale_in_place(void* data, DType dtype, int64_t n, float factor) {
   if (n == 0) return true;
-  const std::shared_ptr<void> flag = alloc(sizeof(int));
-  const int one = 1;
-  copy(flag.get(), true, &one, false, sizeof(int));
+  unsigned long long* bad = reset_report_slot();
   dispatch_input_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    scale_kernel<T><<<unsigned((n + kThreads - 1) / kThreads), kThreads>>>(
-        static_cast<T*>(data), n, factor, static_cast<int*>(flag.get()));
+    scale_kernel<T><<<unsigned((n + kThreads - 1) / kThreads), kThreads>>>(static_cast<T*>(data), n, factor, bad);
   });
   S24_CUDA_CHECK_LAUNCH("scale_kernel");
-  int finite = 0;
-  copy(&finite, false, flag.get(), true, sizeof(int));
-  return finite != 0;
+  return read_report_slot() < 0;
 }
 
 void adamw_update(float* w, const float* g, float* m, float* v, int64_t n,

@@ -1,6 +1,10 @@
 // CUDA runtime wrappers: allocation, copies, device listing. Errors become sparse24::Error.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
+
 #include "cuda/runtime.h"
 #include "sparse24/error.h"
 
@@ -11,10 +15,71 @@ void check(cudaError_t e, const char* what) {
 }
 }  // namespace
 
+// Device memory comes from a cache, as in PyTorch: a freed block goes back to its GPU's free
+// list under its size class, and the next request of that class reuses it. A training loop that
+// allocates the same shapes every step (compressed weights, MVUE's sparse gradient) then calls
+// cudaMalloc only in its first step, and never cudaFree, which synchronises the device. All work
+// runs on the default stream, so a block freed by the host is reused by later work in stream
+// order. When cudaMalloc fails, the cached blocks of that GPU are released and it is retried.
+namespace {
+constexpr int kMaxGpus = 64;
+
+struct BlockCache {
+  std::mutex mu;
+  std::unordered_multimap<size_t, void*> free[kMaxGpus];  // size class -> free blocks
+};
+BlockCache& block_cache() {
+  static BlockCache* c = new BlockCache;  // never destroyed: blocks may be freed at exit
+  return *c;
+}
+
+// Size classes: multiples of 512 bytes up to 1 MiB, of 2 MiB above.
+size_t size_class(size_t bytes) {
+  const size_t unit = bytes <= (size_t(1) << 20) ? 512 : (size_t(2) << 20);
+  return (std::max<size_t>(bytes, 1) + unit - 1) / unit * unit;
+}
+
+int current_device() {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  S24_CHECK(dev < kMaxGpus, kDevice, "GPU index ", dev, " beyond the ", kMaxGpus, " supported");
+  return dev;
+}
+}  // namespace
+
+void release_cached_memory() {
+  BlockCache& c = block_cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  const int dev = current_device();
+  for (auto& [size, p] : c.free[dev]) cudaFree(p);
+  c.free[dev].clear();
+}
+
 std::shared_ptr<void> alloc(size_t bytes) {
+  BlockCache& c = block_cache();
+  const int dev = current_device();
+  const size_t cls = size_class(bytes);
   void* p = nullptr;
-  check(cudaMalloc(&p, bytes ? bytes : 1), "cudaMalloc");
-  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.free[dev].find(cls);
+    if (it != c.free[dev].end()) {
+      p = it->second;
+      c.free[dev].erase(it);
+    }
+  }
+  if (!p && cudaMalloc(&p, cls) != cudaSuccess) {
+    (void)cudaGetLastError();  // an allocation failure is not sticky: clear it, free the cache, retry
+    release_cached_memory();
+    const cudaError_t e = cudaMalloc(&p, cls);
+    S24_CHECK(e == cudaSuccess, kDevice, "cudaMalloc of ", bytes, " bytes on GPU ", dev, ": ",
+              cudaGetErrorString(e));
+  }
+  return std::shared_ptr<void>(p, [dev, cls](void* q) {
+    BlockCache& cache = block_cache();
+    std::lock_guard<std::mutex> lock(cache.mu);
+    cache.free[dev].emplace(cls, q);
+  });
 }
 
 void copy(void* dst, bool dst_on_gpu, const void* src, bool src_on_gpu, size_t bytes) {
@@ -25,10 +90,8 @@ void copy(void* dst, bool dst_on_gpu, const void* src, bool src_on_gpu, size_t b
 
 namespace {
 unsigned long long* report_slot() {
-  static thread_local unsigned long long* slot[64] = {};
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  S24_CHECK(dev < 64, kDevice, "GPU index ", dev, " beyond the 64 supported");
+  static thread_local unsigned long long* slot[kMaxGpus] = {};
+  const int dev = current_device();
   if (!slot[dev]) check(cudaMalloc(&slot[dev], sizeof(unsigned long long)), "cudaMalloc");
   return slot[dev];
 }
@@ -47,6 +110,27 @@ int64_t read_report_slot() {
 }
 
 void fill(void* dst, int byte, size_t bytes) { check(cudaMemset(dst, byte, bytes), "cudaMemset"); }
+
+namespace {
+// dst[i] = from_f32(to_f32(src[i])), one element per thread.
+template <typename D, typename S>
+__global__ void convert_kernel(D* dst, const S* src, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(256) + threadIdx.x;
+  if (i < n) dst[i] = from_f32<D>(to_f32(src[i]), 1.f, Overflow::kPyTorch);
+}
+}  // namespace
+
+void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n) {
+  if (n == 0) return;
+  dispatch_input_dtype(dst_dtype, [&](auto dtag) {
+    dispatch_input_dtype(src_dtype, [&](auto stag) {
+      using D = typename decltype(dtag)::type;
+      using S = typename decltype(stag)::type;
+      convert_kernel<D, S><<<unsigned((n + 255) / 256), 256>>>(static_cast<D*>(dst), static_cast<const S*>(src), n);
+    });
+  });
+  check(cudaGetLastError(), "convert_kernel");
+}
 
 void* Scratch::get(size_t bytes) {
   if (bytes > bytes_) {

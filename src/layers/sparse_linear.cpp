@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda/runtime.h"
 #include "layers/binary_io.h"
 #include "sparse24/error.h"
 #include "sparse24/gemm.h"
@@ -134,6 +135,8 @@ CompressOptions f32_storage() {
   return o;
 }
 
+
+
 bool valid_weight_dtype(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kF8E4M3;
 }
@@ -155,7 +158,29 @@ void validate(const LinearConfig& c) {
             dtype_name(c.weight_dtype), " is not supported (fp32, fp16, bf16 or e4m3)");
   S24_CHECK(c.dense_switch == DenseSwitch::kKeepWeights || c.dense_switch == DenseSwitch::kApplyMask,
             kValue, "SparseLinear: unknown dense_switch ", int(c.dense_switch));
+  S24_CHECK(c.device == Device::kCPU || c.device == Device::kCUDA, kValue, "SparseLinear: unknown device ",
+            int(c.device));
+  S24_CHECK(c.device == Device::kCPU || c.weight_dtype == DType::kF16 || c.weight_dtype == DType::kBF16,
+            kDType, "SparseLinear: on CUDA weight_dtype is the compute dtype of the GEMMs and must be "
+            "fp16 or bf16, got ", dtype_name(c.weight_dtype));
+  S24_CHECK(c.device == Device::kCPU || c.mode == SparseMode::kDense || (c.in % 16 == 0 && c.out % 16 == 0),
+            kShape, "SparseLinear (", sparse_mode_name(c.mode), ", cuda): in and out must be multiples of "
+            "16 (the K of the 2:4 GEMMs and their 16-byte rows), got in = ", c.in, ", out = ", c.out);
 }
+
+// Zero-fills a tensor on either device.
+void zero(const Tensor& t) {
+  if (!t.defined()) return;
+  if (t.device() == Device::kCPU) {
+    std::memset(t.data<void>(), 0, size_t(t.numel()) * dtype_size(t.dtype()));
+  } else {
+    cuda::fill(t.data<void>(), 0, size_t(t.numel()) * dtype_size(t.dtype()));
+  }
+}
+
+// A CPU copy (the tensor itself when it is on the CPU).
+Tensor on_host(const Tensor& t) { return !t.defined() || t.device() == Device::kCPU ? t : t.to(Device::kCPU); }
+Mask24 on_host(const Mask24& m) { return !m.defined() || m.device() == Device::kCPU ? m : m.to(Device::kCPU); }
 
 const Mask24& no_mask() {
   static const Mask24 empty;
@@ -203,11 +228,12 @@ Mask24 read_mask(binio::Reader& r, const char* name, int64_t rows, int64_t cols,
 SparseLinear::SparseLinear(const LinearConfig& config)
     : config_(config), mask_(std::make_unique<Mask24>()), flip_rate_(std::nan("")) {
   validate(config_);
-  w_ = Tensor::matrix(config_.out, config_.in, DType::kF32);
-  dw_ = Tensor::matrix(config_.out, config_.in, DType::kF32);
+  const Device dev = config_.device;
+  w_ = Tensor::matrix(config_.out, config_.in, DType::kF32, Layout::kRowMajor, dev);
+  dw_ = Tensor::matrix(config_.out, config_.in, DType::kF32, Layout::kRowMajor, dev);
   if (config_.bias) {
-    b_ = Tensor::empty({config_.out}, DType::kF32);
-    db_ = Tensor::empty({config_.out}, DType::kF32);
+    b_ = Tensor::empty({config_.out}, DType::kF32, dev);
+    db_ = Tensor::empty({config_.out}, DType::kF32, dev);
   }
   init(config_.seed);
 }
@@ -215,60 +241,64 @@ SparseLinear::SparseLinear(const LinearConfig& config)
 void SparseLinear::init(uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> dist(0.f, 0.02f);
-  float* w = w_.data<float>();
-  for (int64_t i = 0; i < w_.numel(); ++i) w[i] = dist(rng);
-  if (b_.defined()) std::fill(b_.data<float>(), b_.data<float>() + b_.numel(), 0.f);
-  set_weights(w_, b_.defined() ? &b_.view() : nullptr);
+  const Tensor w = Tensor::matrix(config_.out, config_.in, DType::kF32);
+  float* wp = w.data<float>();
+  for (int64_t i = 0; i < w.numel(); ++i) wp[i] = dist(rng);
+  set_weights(w, nullptr);
 }
 
 void SparseLinear::set_weights(const TensorView& w, const TensorView* b) {
-  S24_CHECK(w.is_matrix() && w.rows() == config_.out && w.cols() == config_.in, kShape,
-            "SparseLinear::set_weights: weight ", w.describe(), " must be ", config_.out, " x ",
-            config_.in);
-  S24_CHECK(w.device == Device::kCPU, kDevice, "SparseLinear::set_weights: weight ", w.describe(),
-            " must be on the CPU");
-  S24_CHECK(is_input_dtype(w.dtype), kDType, "SparseLinear::set_weights: weight ", w.describe(),
-            " must be fp32, fp16 or bf16");
-  S24_CHECK(config_.bias || b == nullptr, kShape, "SparseLinear::set_weights: the layer has no bias");
-  if (w.data != w_.view().data) {
-    const Tensor wf = to_f32_row_major(w);
-    std::copy(wf.data<float>(), wf.data<float>() + wf.numel(), w_.data<float>());
+  const char* op = "SparseLinear::set_weights";
+  S24_CHECK(w.is_matrix() && w.rows() == config_.out && w.cols() == config_.in, kShape, op, ": weight ",
+            w.describe(), " must be ", config_.out, " x ", config_.in);
+  S24_CHECK(w.device == Device::kCPU || w.device == config_.device, kDevice, op, ": weight ", w.describe(),
+            " must be on the CPU or the layer's device (", device_name(config_.device), ")");
+  S24_CHECK(is_input_dtype(w.dtype), kDType, op, ": weight ", w.describe(), " must be fp32, fp16 or bf16");
+  S24_CHECK(config_.bias || b == nullptr, kShape, op, ": the layer has no bias");
+  if (b) {
+    S24_CHECK(b->numel() == config_.out && (b->rank == 1 || (b->rank == 2 && b->shape[0] == 1)), kShape,
+              op, ": bias ", b->describe(), " must have ", config_.out, " elements");
+    S24_CHECK(is_input_dtype(b->dtype), kDType, op, ": bias ", b->describe(), " must be fp32, fp16 or bf16");
+    S24_CHECK(b->device == Device::kCPU || b->device == config_.device, kDevice, op, ": bias ",
+              b->describe(), " must be on the CPU or the layer's device (", device_name(config_.device), ")");
   }
+  // Through fp32 row-major host copies: any dtype, layout and device in, the masters out.
+  const Tensor wh = to_f32_row_major(w.device == Device::kCPU ? w : Tensor::copy_of(w, Device::kCPU).view());
+  const Tensor bh = Tensor::empty({config_.out}, DType::kF32);
   if (config_.bias) {
-    float* bp = b_.data<float>();
+    float* bp = bh.data<float>();
     if (!b) {
       std::fill(bp, bp + config_.out, 0.f);
-    } else if (b->data != b_.view().data) {
-      S24_CHECK(b->numel() == config_.out && (b->rank == 1 || (b->rank == 2 && b->shape[0] == 1)), kShape,
-                "SparseLinear::set_weights: bias ", b->describe(), " must have ", config_.out, " elements");
-      S24_CHECK(is_input_dtype(b->dtype), kDType, "SparseLinear::set_weights: bias ", b->describe(),
-                " must be fp32, fp16 or bf16");
-      S24_CHECK(b->device == Device::kCPU, kDevice, "SparseLinear::set_weights: bias ", b->describe(),
-                " must be on the CPU (the layer's CUDA path is not in this version)");
-      const int64_t stride = b->strides[b->rank - 1];
-      dispatch_input_dtype(b->dtype, [&](auto tag) {
+    } else {
+      const Tensor bc = b->device == Device::kCPU ? Tensor() : Tensor::copy_of(*b, Device::kCPU);
+      const TensorView bv = bc.defined() ? bc.view() : *b;
+      const int64_t stride = bv.strides[bv.rank - 1];
+      dispatch_input_dtype(bv.dtype, [&](auto tag) {
         using T = typename decltype(tag)::type;
-        for (int64_t i = 0; i < config_.out; ++i) bp[i] = to_f32(static_cast<const T*>(b->data)[i * stride]);
+        for (int64_t i = 0; i < config_.out; ++i) bp[i] = to_f32(static_cast<const T*>(bv.data)[i * stride]);
       });
     }
+    copy_into(b_, bh);
   }
+  copy_into(w_, wh);
   zero_grad();
   dense_ = config_.mode == SparseMode::kDense;
   step_ = -1;
   *mask_ = Mask24{};
   ws_ = wts_ = sw_ = Sparse24Matrix{};
-  compressed_ = sw_valid_ = false;
+  wc_ = bc_ = wsd_ = Tensor();
+  compressed_ = sw_valid_ = prepared_ = wsd_fresh_ = false;
   mask_updates_ = 0;
   last_mask_step_ = -1;
   flip_rate_ = std::nan("");
   sste_prev_mask_ = Mask24{};
   sste_mask_step_ = -2;
-  beta_ = config_.mode == SparseMode::kSste ? sste_scale(w_) : 1.0;
+  beta_ = config_.mode == SparseMode::kSste ? sste_scale(wh) : 1.0;
 }
 
 void SparseLinear::zero_grad() {
-  std::fill(dw_.data<float>(), dw_.data<float>() + dw_.numel(), 0.f);
-  if (db_.defined()) std::fill(db_.data<float>(), db_.data<float>() + db_.numel(), 0.f);
+  zero(dw_);
+  zero(db_);
 }
 
 void SparseLinear::add_parameters(AdamW& opt) {
@@ -290,50 +320,85 @@ void SparseLinear::begin_step(int64_t step) {
   step_ = step;
   if (!dense_ && config_.dense_from_step >= 0 && step >= config_.dense_from_step)
     switch_to_dense(config_.dense_switch);
-  if (dense_ || config_.mode != SparseMode::kFst) return;
-  const CompressOptions f32 = f32_storage();
-  Transposable24 t;
-  if (!mask_->defined() || step % config_.mask_freq == 0) {
-    t = prune_transposable(w_, f32);
-    if (mask_->defined()) flip_rate_ = flip_rate(*mask_, t.mask);
-    *mask_ = t.mask;  // in place: the optimizer reads this object
-    ++mask_updates_;
-    last_mask_step_ = step;
-  } else {
-    t = compress_transposable(w_, *mask_, f32);
+  if (!dense_ && config_.mode == SparseMode::kFst) {
+    const CompressOptions opts = weight_storage();
+    if (!mask_->defined() || step % config_.mask_freq == 0) {
+      Transposable24 t = prune_transposable(w_, opts);
+      if (mask_->defined()) flip_rate_ = flip_rate(*mask_, t.mask);
+      *mask_ = t.mask;  // in place: the optimizer reads this object
+      ++mask_updates_;
+      last_mask_step_ = step;
+      compress_fst(std::move(t));
+    } else {
+      compress_fst(compress_transposable(w_, *mask_, opts));
+    }
   }
-  ws_ = to_storage(t.w, config_.weight_dtype);
-  wts_ = to_storage(t.wt, config_.weight_dtype);
-  compressed_ = true;
+  if (on_cuda()) prepare_cuda_weights();
 }
 
 void SparseLinear::recompress() {
-  if (dense_ || config_.mode != SparseMode::kFst || !mask_->defined()) return;
-  const Transposable24 t = compress_transposable(w_, *mask_, f32_storage());
-  ws_ = to_storage(t.w, config_.weight_dtype);
-  wts_ = to_storage(t.wt, config_.weight_dtype);
+  if (!dense_ && config_.mode == SparseMode::kFst && mask_->defined())
+    compress_fst(compress_transposable(w_, *mask_, weight_storage()));
+  if (on_cuda()) prepare_cuda_weights();
+}
+
+void SparseLinear::update_sste_weight(bool forward) {
+  // beta * S(W) from the current masters. CUDA propagates non-finite weights (NaN outputs)
+  // rather than wait for the GPU at every forward to throw.
+  if (on_cuda()) {
+    CompressOptions o = weight_storage();
+    o.non_finite = NonFinite::kPropagate;
+    sw_ = prune_soft_threshold(w_, float(beta_), o);
+  } else {
+    sw_ = to_storage(prune_soft_threshold(w_, float(beta_), f32_storage()), config_.weight_dtype);
+  }
+  sw_valid_ = true;
+  wsd_fresh_ = false;
+  if (forward && step_ != sste_mask_step_) {  // a step's first forward: compare with the previous step's
+    if (sste_prev_mask_.defined()) {
+      flip_rate_ = flip_rate(sste_prev_mask_, sw_.mask);
+      ++mask_updates_;
+    }
+    sste_prev_mask_ = sw_.mask;
+    sste_mask_step_ = step_;
+  }
+}
+
+CompressOptions SparseLinear::weight_storage() const {
+  if (!on_cuda()) return f32_storage();
+  CompressOptions o;
+  o.dtype = config_.weight_dtype;
+  o.layout = native_layout(config_.weight_dtype);  // in and out are multiples of 16 (validate)
+  return o;
+}
+
+void SparseLinear::compress_fst(Transposable24 t) {
+  ws_ = on_cuda() ? std::move(t.w) : to_storage(t.w, config_.weight_dtype);
+  wts_ = on_cuda() ? std::move(t.wt) : to_storage(t.wt, config_.weight_dtype);
+  ws_.mask = *mask_;  // the same codes: one copy in memory
   compressed_ = true;
+  wsd_fresh_ = false;
 }
 
 void SparseLinear::switch_to_dense(DenseSwitch how) {
   if (dense_) return;
   if (how == DenseSwitch::kApplyMask) {
-    float* w = w_.data<float>();
+    Tensor sparse_w;  // the forward weight, dense, fp32
     if (config_.mode == SparseMode::kFst) {
       const Mask24 m = mask_->defined() ? *mask_ : prune_transposable(w_, f32_storage()).mask;
-      for (int64_t r = 0; r < config_.out; ++r)
-        for (int64_t c = 0; c < config_.in; ++c)
-          if (!m.kept(r, c)) w[r * config_.in + c] = 0.f;
+      sparse_w = decompress(prune_with_mask(w_, m, f32_storage()), DType::kF32);
     } else if (config_.mode == SparseMode::kSste) {
-      const Tensor s = decompress(prune_soft_threshold(w_, float(beta_), f32_storage()), DType::kF32);
-      std::copy(s.data<float>(), s.data<float>() + s.numel(), w);
+      sparse_w = decompress(prune_soft_threshold(w_, float(beta_), f32_storage()), DType::kF32);
     }
+    if (sparse_w.defined()) copy_into(w_, sparse_w);
   }
   dense_ = true;
   *mask_ = Mask24{};  // ends the fused masked decay
   ws_ = wts_ = sw_ = Sparse24Matrix{};
-  compressed_ = sw_valid_ = false;
+  wsd_ = Tensor();
+  compressed_ = sw_valid_ = wsd_fresh_ = false;
   sste_prev_mask_ = Mask24{};
+  if (on_cuda()) prepare_cuda_weights();  // the 16-bit W the dense GEMMs read from now on
 }
 
 // ---- Forward and backward ------------------------------------------------------------------
@@ -341,9 +406,12 @@ void SparseLinear::switch_to_dense(DenseSwitch how) {
 void SparseLinear::check_io(const char* op, const TensorView& x, const TensorView& other,
                             int64_t other_cols, const char* other_name) const {
   S24_CHECK(x.is_matrix(), kShape, op, ": x must be a matrix [N, in], got ", x.describe());
-  S24_CHECK(x.device == Device::kCPU && other.device == Device::kCPU, kDevice, op,
-            ": the layer runs on the CPU; got x ", x.describe(), " and ", other_name, " ", other.describe());
+  S24_CHECK(x.device == config_.device && other.device == config_.device, kDevice, op, ": the layer runs on ",
+            device_name(config_.device), "; got x ", x.describe(), " and ", other_name, " ", other.describe());
   S24_CHECK(is_input_dtype(x.dtype), kDType, op, ": x ", x.describe(), " must be fp32, fp16 or bf16");
+  S24_CHECK(!on_cuda() || (x.dtype == config_.weight_dtype && other.dtype == config_.weight_dtype), kDType,
+            op, ": on CUDA the activations have the compute dtype ", dtype_name(config_.weight_dtype),
+            "; got x ", x.describe(), " and ", other_name, " ", other.describe());
   S24_CHECK(x.cols() == config_.in, kShape, op, ": x ", x.describe(), " has ", x.cols(),
             " features, the layer's in is ", config_.in);
   S24_CHECK(other.is_matrix() && other.rows() == x.rows() && other.cols() == other_cols, kShape, op,
@@ -357,6 +425,7 @@ void SparseLinear::check_io(const char* op, const TensorView& x, const TensorVie
 void SparseLinear::forward(const TensorView& x, const TensorView& y) {
   const char* op = "SparseLinear::forward";
   check_io(op, x, y, config_.out, "y");
+  if (on_cuda()) return forward_cuda(x, y);
   const bool fp8 = !dense_ && config_.weight_dtype == DType::kF8E4M3;
   Tensor xq;
   const TensorView* xin = &x;
@@ -370,17 +439,7 @@ void SparseLinear::forward(const TensorView& x, const TensorView& y) {
               "begin_step(step) before the first forward of every step");
     s = &ws_;
   } else if (!dense_ && config_.mode == SparseMode::kSste) {
-    // beta * S(W), recomputed from the current masters at every forward.
-    sw_ = to_storage(prune_soft_threshold(w_, float(beta_), f32_storage()), config_.weight_dtype);
-    sw_valid_ = true;
-    if (step_ != sste_mask_step_) {  // the first forward of a step: compare with the previous step
-      if (sste_prev_mask_.defined()) {
-        flip_rate_ = flip_rate(sste_prev_mask_, sw_.mask);
-        ++mask_updates_;
-      }
-      sste_prev_mask_ = sw_.mask;
-      sste_mask_step_ = step_;
-    }
+    update_sste_weight(/*forward=*/true);
     s = &sw_;
   }
   Tensor out;
@@ -398,7 +457,8 @@ void SparseLinear::forward(const TensorView& x, const TensorView& y) {
 }
 
 Tensor SparseLinear::forward(const TensorView& x) {
-  Tensor y = Tensor::matrix(x.is_matrix() ? x.rows() : 0, config_.out, DType::kF32);
+  Tensor y = Tensor::matrix(x.is_matrix() ? x.rows() : 0, config_.out, on_cuda() ? config_.weight_dtype : DType::kF32,
+                            Layout::kRowMajor, config_.device);
   forward(x, y);
   return y;
 }
@@ -410,14 +470,19 @@ void SparseLinear::backward(const TensorView& x, const TensorView& dy, const Ten
   if (dx) {
     S24_CHECK(dx->is_matrix() && dx->rows() == x.rows() && dx->cols() == config_.in, kShape, op,
               ": dx ", dx->describe(), " must be ", x.rows(), " x ", config_.in);
-    S24_CHECK(is_input_dtype(dx->dtype), kDType, op, ": dx ", dx->describe(), " must be fp32, fp16 or bf16");
-    S24_CHECK(dx->device == Device::kCPU, kDevice, op, ": dx ", dx->describe(),
-              " must be on the CPU (the layer's CUDA path is not in this version)");
+    S24_CHECK(is_input_dtype(dx->dtype) && (!on_cuda() || dx->dtype == config_.weight_dtype), kDType, op,
+              ": dx ", dx->describe(), on_cuda() ? " must have the compute dtype " : " must be fp32, fp16 or bf16",
+              on_cuda() ? dtype_name(config_.weight_dtype) : "");
+    S24_CHECK(dx->device == config_.device, kDevice, op, ": dx ", dx->describe(), " must be on the layer's device (",
+              device_name(config_.device), ")");
   }
   const bool sparse_dw = !dense_ && config_.sparse.weight_grad;
-  S24_CHECK(!sparse_dw || x.rows() % 4 == 0, kShape, op, ": the 2:4 weight gradient prunes dY^T "
-            "along the tokens in groups of 4, so N must be divisible by 4; got N = ", x.rows(),
-            " (x ", x.describe(), "); pad the tokens or set GemmChoice::weight_grad = false");
+  const int64_t n_unit = on_cuda() ? 16 : 4;  // CUDA: N is the K of the 2:4 weight-gradient GEMM
+  S24_CHECK(!sparse_dw || x.rows() % n_unit == 0, kShape, op, ": the 2:4 weight gradient prunes dY^T "
+            "along the tokens in groups of 4, so N must be divisible by ", n_unit,
+            on_cuda() ? " on CUDA (the GEMM's K)" : "", "; got N = ", x.rows(), " (x ", x.describe(),
+            "); pad the tokens or set GemmChoice::weight_grad = false");
+  if (on_cuda()) return backward_cuda(x, dy, dx, mvue_seed);
 
   const Sparse24Matrix* s = nullptr;  // the forward's 2:4 weight (FST: W^T's twin W)
   if (!dense_ && config_.mode == SparseMode::kFst) {
@@ -425,10 +490,7 @@ void SparseLinear::backward(const TensorView& x, const TensorView& dy, const Ten
               "begin_step(step) before the first forward of every step");
     s = &ws_;
   } else if (!dense_ && config_.mode == SparseMode::kSste) {
-    if (!sw_valid_) {  // no forward since the last reset: the weight that forward would use
-      sw_ = to_storage(prune_soft_threshold(w_, float(beta_), f32_storage()), config_.weight_dtype);
-      sw_valid_ = true;
-    }
+    if (!sw_valid_) update_sste_weight(/*forward=*/false);  // the weight a forward would use
     s = &sw_;
   }
   const bool fp8 = s && config_.weight_dtype == DType::kF8E4M3;
@@ -498,23 +560,25 @@ LayerStats SparseLinear::stats() const {
   st.flip_rate = flip_rate_;
   st.beta = beta_;
   st.kept_fraction = dense_ ? 1.0 : 0.5;
-  const float* w = w_.data<float>();
-  const int64_t total = w_.numel();
+  const Tensor wh = on_host(w_);  // statistics are computed on the CPU
+  const float* w = wh.data<float>();
+  const int64_t total = wh.numel();
   int64_t nonzero = 0;
   double pruned = 0.0;
   if (dense_) {
     for (int64_t i = 0; i < total; ++i) nonzero += w[i] != 0.f;
   } else if (config_.mode == SparseMode::kFst) {
     if (mask_->defined()) {
+      const Mask24 m = on_host(*mask_);
       for (int64_t r = 0; r < config_.out; ++r)
         for (int64_t c = 0; c < config_.in; ++c) {
           const float v = w[r * config_.in + c];
-          if (mask_->kept(r, c)) nonzero += v != 0.f;
+          if (m.kept(r, c)) nonzero += v != 0.f;
           else pruned += double(v) * v;
         }
     }
   } else {  // S-STE: the forward weight of the current masters
-    const Sparse24Matrix s = prune_soft_threshold(w_, float(beta_), f32_storage());
+    const Sparse24Matrix s = prune_soft_threshold(wh, float(beta_), f32_storage());
     const float* v = s.values.data<float>();
     for (int64_t i = 0; i < s.values.numel(); ++i) nonzero += v[i] != 0.f;
     for (int64_t r = 0; r < config_.out; ++r)
@@ -536,12 +600,16 @@ size_t SparseLinear::extra_bytes() const {
   auto count_sparse = [&](const Sparse24Matrix& s) {
     count(s.values);
     count(s.mask.codes());
+    count(s.hw_meta);
   };
   count(mask_->codes());
   count_sparse(ws_);
   count_sparse(wts_);
   count_sparse(sw_);
   count(sste_prev_mask_.codes());
+  count(wc_);
+  count(bc_);
+  count(wsd_);
   return bytes;
 }
 
@@ -580,10 +648,10 @@ void SparseLinear::save(std::ostream& os) const {
   wr.put<int64_t>(sste_mask_step_);
   wr.put<double>(flip_rate_);
   wr.put<double>(beta_);
-  write_mask(wr, *mask_);
-  write_mask(wr, sste_prev_mask_);
-  wr.bytes(w_.data<float>(), size_t(w_.numel()) * sizeof(float));
-  if (c.bias) wr.bytes(b_.data<float>(), size_t(b_.numel()) * sizeof(float));
+  write_mask(wr, on_host(*mask_));
+  write_mask(wr, on_host(sste_prev_mask_));
+  wr.bytes(on_host(w_).data<float>(), size_t(w_.numel()) * sizeof(float));
+  if (c.bias) wr.bytes(on_host(b_).data<float>(), size_t(b_.numel()) * sizeof(float));
   wr.trailer(kLayerMagic);
 }
 
@@ -634,8 +702,15 @@ SparseLinear::Saved SparseLinear::read_saved(std::istream& is) {
 
 void SparseLinear::apply_saved(Saved&& s) {
   config_ = s.config;
-  std::copy(s.w.begin(), s.w.end(), w_.data<float>());
-  if (config_.bias) std::copy(s.b.begin(), s.b.end(), b_.data<float>());
+  copy_into(w_, TensorView::matrix(s.w.data(), DType::kF32, config_.out, config_.in));
+  if (config_.bias) {
+    TensorView b;  // the loaded bias, rank 1 as b_
+    b.data = s.b.data();
+    b.rank = 1;
+    b.shape[0] = config_.out;
+    b.strides[0] = 1;
+    copy_into(b_, b);
+  }
   zero_grad();
   dense_ = s.dense || config_.mode == SparseMode::kDense;
   step_ = s.step;
@@ -644,22 +719,21 @@ void SparseLinear::apply_saved(Saved&& s) {
   sste_mask_step_ = s.sste_mask_step;
   flip_rate_ = s.flip_rate;
   beta_ = s.beta;
-  *mask_ = config_.mode == SparseMode::kFst && !dense_ ? std::move(s.mask) : Mask24{};
-  sste_prev_mask_ = config_.mode == SparseMode::kSste && !dense_ ? std::move(s.sste_prev_mask) : Mask24{};
+  const auto to_device = [&](Mask24& m) { return m.defined() ? m.to(config_.device) : Mask24{}; };
+  *mask_ = config_.mode == SparseMode::kFst && !dense_ ? to_device(s.mask) : Mask24{};
+  sste_prev_mask_ = config_.mode == SparseMode::kSste && !dense_ ? to_device(s.sste_prev_mask) : Mask24{};
   ws_ = wts_ = sw_ = Sparse24Matrix{};
-  compressed_ = sw_valid_ = false;
-  if (config_.mode == SparseMode::kFst && !dense_ && mask_->defined()) {
-    // Ready to run at once (evaluation, sampling): W and W^T from the loaded masters and mask,
-    // as begin_step would compress them; training goes on with begin_step as usual.
-    const Transposable24 t = compress_transposable(w_, *mask_, f32_storage());
-    ws_ = to_storage(t.w, config_.weight_dtype);
-    wts_ = to_storage(t.wt, config_.weight_dtype);
-    compressed_ = true;
-  }
+  wc_ = bc_ = wsd_ = Tensor();
+  compressed_ = sw_valid_ = prepared_ = wsd_fresh_ = false;
+  // Ready to run at once (evaluation, sampling): FST's W and W^T from the loaded masters and
+  // mask (and CUDA's 16-bit copies), as begin_step would make them; training goes on with
+  // begin_step as usual.
+  recompress();
 }
 
-SparseLinear SparseLinear::load(std::istream& is) {
+SparseLinear SparseLinear::load(std::istream& is, Device device) {
   Saved s = read_saved(is);
+  s.config.device = device;
   SparseLinear layer(s.config);
   layer.apply_saved(std::move(s));
   return layer;
@@ -674,6 +748,12 @@ void SparseLinear::load_state(std::istream& is) {
             c.out, " x ", c.in, (c.bias ? " with" : " without"), " bias; this layer is ",
             sparse_mode_name(config_.mode), " ", config_.out, " x ", config_.in,
             (config_.bias ? " with" : " without"), " bias (mismatched stream)");
+  s.config.device = config_.device;
+  try {
+    validate(s.config);
+  } catch (const Error& e) {
+    S24_FAIL(kIO, "SparseLinear::load_state: the stream's layer cannot run on this layer's device: ", e.what());
+  }
   apply_saved(std::move(s));
 }
 

@@ -1,12 +1,14 @@
 // The GPT-2 layers of sparse24/nn.h: argument checks with clear errors, then the backend the
-// device picks (the CPU today; a CUDA tensor throws kDevice until the CUDA kernels land).
+// device picks: the CPU, or CUDA for the functions that have kernels (gelu_forward,
+// gelu_backward, bias_backward); any other function throws kDevice for CUDA tensors.
 //
 // Every public function follows the same steps:
 //   1. the shape-defining tensors are matrices; sizes (N, C, OC, V) are read from them;
-//   2. every tensor has its documented rank, shape and dtype, is contiguous, and has data;
+//   2. every tensor has its documented rank, shape and dtype, is contiguous (bias_backward's dout
+//      may be strided), and has data;
 //   3. outputs do not overlap inputs or each other (elementwise functions may run in place);
-//   4. all tensors are on one device; CUDA stops here;
-//   5. token ids / targets are in range (read on the CPU), then the CPU kernel runs.
+//   4. all tensors are on one device; CUDA stops here unless the function has CUDA kernels;
+//   5. token ids / targets are in range (read on the CPU), then the CPU or CUDA kernel runs.
 #include "sparse24/nn.h"
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "cpu/nn_cpu.h"
+#include "cuda/nn_cuda.h"
 #include "sparse24/error.h"
 
 namespace sparse24::nn {
@@ -31,14 +34,22 @@ std::string shape_string(std::initializer_list<int64_t> shape) {
   return s + "]";
 }
 
-// The byte range of a view's elements (contiguous views only).
+// The byte range a view's elements span, from the lowest address to the end of the highest
+// element (any strides; for a contiguous view exactly its numel() elements).
 struct Span {
   const char* begin;
   const char* end;
 };
 Span span_of(const TensorView& v) {
   const char* p = static_cast<const char*>(v.data);
-  return {p, p + v.numel() * dtype_size(v.dtype)};
+  if (v.numel() == 0) return {p, p};
+  int64_t lo = 0, hi = 0;  // element offsets of the lowest and the highest element
+  for (int i = 0; i < v.rank; ++i) {
+    const int64_t reach = (v.shape[i] - 1) * v.strides[i];
+    (reach < 0 ? lo : hi) += reach;
+  }
+  const int64_t es = dtype_size(v.dtype);
+  return {p + lo * es, p + (hi + 1) * es};
 }
 bool overlap(const TensorView& a, const TensorView& b) {
   const Span x = span_of(a), y = span_of(b);
@@ -67,14 +78,33 @@ class Args {
     check_common(name, v, dtype, output);
   }
 
-  // A tensor of the same shape as `like` (elementwise functions, any rank).
+  // A tensor of the same shape as `like` (elementwise functions, any rank), of `dtype`;
+  // `dtype_from` names the tensor that set the dtype, for the message (nullptr: fixed dtype).
   void same_shape(const char* name, const TensorView& v, const char* like_name, const TensorView& like,
-                  bool output = false) {
+                  bool output = false, DType dtype = DType::kF32, const char* dtype_from = nullptr) {
     bool same = v.rank == like.rank;
     for (int i = 0; same && i < v.rank; ++i) same = v.shape[i] == like.shape[i];
     S24_CHECK(same, kShape, op_, ": ", name, " ", v.describe(), " and ", like_name, " ", like.describe(),
               " must have one shape");
-    check_common(name, v, DType::kF32, output);
+    check_common(name, v, dtype, output, dtype_from);
+  }
+
+  // A matrix of exactly `shape` and `dtype` with data, in any layout (strides are followed).
+  void strided(const char* name, const TensorView& v, const char* dims, std::initializer_list<int64_t> shape,
+               DType dtype) {
+    bool same = v.rank == int(shape.size());
+    int i = 0;
+    for (int64_t d : shape) same = same && v.shape[i++] == d;
+    S24_CHECK(same, kShape, op_, ": ", name, " is ", v.describe(), ", expected ", dims, " = ",
+              shape_string(shape));
+    check_common(name, v, dtype, /*output=*/false, nullptr, /*contiguous=*/false);
+  }
+
+  // A float tensor of the types computed in fp32 (fp32, fp16, bf16): returns its dtype.
+  DType float_dtype(const char* name, const TensorView& v) const {
+    S24_CHECK(is_input_dtype(v.dtype), kDType, op_, ": ", name, " ", v.describe(),
+              " must be fp32, fp16 or bf16");
+    return v.dtype;
   }
 
   // Outputs must not overlap the inputs or one another; with `in_place`, an output may be
@@ -95,14 +125,17 @@ class Args {
     }
   }
 
-  // All tensors on one device; a CUDA device ends the call (no kernels yet).
-  void device() const {
+  // All tensors on one device, which is returned. A CUDA device ends the call unless the
+  // function has CUDA kernels (`cuda_kernels`).
+  Device device(bool cuda_kernels = false) const {
     const Device dev = seen_.front().view->device;
     for (const Seen& s : seen_)
       S24_CHECK(s.view->device == dev, kDevice, op_, ": ", s.name, " ", s.view->describe(), " is on ",
                 device_name(s.view->device), " but ", seen_.front().name, " on ", device_name(dev),
                 ": all tensors must be on one device");
-    if (dev == Device::kCUDA) S24_FAIL(kDevice, op_, ": no CUDA kernel yet (CPU only in this version)");
+    if (dev == Device::kCUDA && !cuda_kernels)
+      S24_FAIL(kDevice, op_, ": no CUDA kernel yet (CPU only in this version)");
+    return dev;
   }
 
  private:
@@ -112,10 +145,12 @@ class Args {
     bool output;
   };
 
-  void check_common(const char* name, const TensorView& v, DType dtype, bool output) {
+  void check_common(const char* name, const TensorView& v, DType dtype, bool output,
+                    const char* dtype_from = nullptr, bool contiguous = true) {
     S24_CHECK(v.dtype == dtype, kDType, op_, ": ", name, " ", v.describe(), " must be ", dtype_name(dtype),
-              dtype == DType::kI32 ? " (token ids)" : "");
-    S24_CHECK(v.is_contiguous(), kShape, op_, ": ", name, " ", v.describe(),
+              dtype == DType::kI32 ? " (token ids)" : "", dtype_from ? " (the dtype of " : "",
+              dtype_from ? dtype_from : "", dtype_from ? ")" : "");
+    S24_CHECK(!contiguous || v.is_contiguous(), kShape, op_, ": ", name, " ", v.describe(),
               " must be contiguous (row-major, no gaps)");
     S24_CHECK(v.data != nullptr || v.numel() == 0, kValue, op_, ": ", name, " ", v.describe(),
               " has a null data pointer");
@@ -126,7 +161,8 @@ class Args {
   std::vector<Seen> seen_;
 };
 
-constexpr bool kOut = true;  // marks an output in Args::tensor / same_shape
+constexpr bool kOut = true;         // marks an output in Args::tensor / same_shape
+constexpr bool kCudaKernels = true;  // Args::device: the function runs on CUDA too
 
 void check_sizes(const char* op, int B, int T) {
   S24_CHECK(B > 0 && T > 0, kValue, op, ": B and T must be positive, got B = ", B, ", T = ", T);
@@ -269,6 +305,24 @@ void matmul_backward(const TensorView* dinp, const TensorView& dweight, const Te
                            f32(dout), f32(inp), f32(weight), N, C, OC);
 }
 
+void bias_backward(const TensorView& dbias, const TensorView& dout) {
+  const char* op = "bias_backward";
+  Args a(op);
+  a.matrix("dout", dout, "[N, OC]");
+  const int64_t N = dout.rows(), OC = dout.cols();
+  a.tensor("dbias", dbias, "[OC]", {OC}, DType::kF32, kOut);
+  a.strided("dout", dout, "[N, OC]", {N, OC}, a.float_dtype("dout", dout));
+  a.outputs_apart();
+  const Device dev = a.device(kCudaKernels);
+  if (N == 0 || OC == 0) return;
+  if (dev == Device::kCUDA) return cuda::nn::bias_backward(f32_out(dbias), dout);
+  dispatch_input_dtype(dout.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cpu::nn::bias_backward(f32_out(dbias), static_cast<const T*>(dout.data), N, OC, dout.strides[0],
+                           dout.strides[1]);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 namespace {
 void check_attention_sizes(const char* op, int B, int T, int C, int NH) {
@@ -315,21 +369,33 @@ void attention_backward(const TensorView& dqkv, const TensorView& dpreatt, const
 // ---------------------------------------------------------------------------------------------
 void gelu_forward(const TensorView& out, const TensorView& inp) {
   Args a("gelu_forward");
-  a.same_shape("out", out, "inp", inp, kOut);
-  a.same_shape("inp", inp, "out", out);
+  const DType dt = a.float_dtype("inp", inp);
+  a.same_shape("out", out, "inp", inp, kOut, dt, "inp");
+  a.same_shape("inp", inp, "out", out, false, dt);
   a.outputs_apart(/*in_place=*/true);
-  a.device();
-  cpu::nn::gelu_forward(f32_out(out), f32(inp), inp.numel());
+  const int64_t n = inp.numel();
+  if (a.device(kCudaKernels) == Device::kCUDA) return cuda::nn::gelu_forward(out.data, inp.data, dt, n);
+  dispatch_input_dtype(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cpu::nn::gelu_forward(static_cast<T*>(out.data), static_cast<const T*>(inp.data), n);
+  });
 }
 
 void gelu_backward(const TensorView& dinp, const TensorView& inp, const TensorView& dout) {
   Args a("gelu_backward");
-  a.same_shape("dinp", dinp, "inp", inp, kOut);
-  a.same_shape("inp", inp, "dinp", dinp);
-  a.same_shape("dout", dout, "inp", inp);
+  const DType dt = a.float_dtype("inp", inp);
+  a.same_shape("dinp", dinp, "inp", inp, kOut, dt, "inp");
+  a.same_shape("inp", inp, "dinp", dinp, false, dt);
+  a.same_shape("dout", dout, "inp", inp, false, dt, "inp");
   a.outputs_apart(/*in_place=*/true);
-  a.device();
-  cpu::nn::gelu_backward(f32_out(dinp), f32(inp), f32(dout), inp.numel());
+  const int64_t n = inp.numel();
+  if (a.device(kCudaKernels) == Device::kCUDA)
+    return cuda::nn::gelu_backward(dinp.data, inp.data, dout.data, dt, n);
+  dispatch_input_dtype(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cpu::nn::gelu_backward(static_cast<T*>(dinp.data), static_cast<const T*>(inp.data),
+                           static_cast<const T*>(dout.data), n);
+  });
 }
 
 void residual_forward(const TensorView& out, const TensorView& a, const TensorView& b) {

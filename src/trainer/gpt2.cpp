@@ -228,8 +228,7 @@ void Gpt2::backward(float loss_scale, uint64_t mvue_seed) {
     const uint64_t seed = mix_seed(mvue_seed ^ (uint64_t(l) << 40));
     // residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))): a.dres is d residual3.
     b.fcproj.backward(s.fch_gelu, a.dres, &dfch_gelu, mix_seed(seed + 4));
-    clear(a.dfch);
-    nn::gelu_backward(a.dfch, s.fch, a.dfch_gelu);
+    nn::gelu_backward(a.dfch, s.fch, a.dfch_gelu);  // overwrites a.dfch
     b.fc.backward(s.ln2, a.dfch, &dln, mix_seed(seed + 3));
     nn::layernorm_backward(a.dres, b.dln2w, b.dln2b, a.dln, s.residual2, b.ln2w, s.ln2_mean, s.ln2_rstd);
     // residual2 = input + attproj(attention(qkv(ln1(input)))): a.dres is now d residual2.

@@ -1,0 +1,327 @@
+// The sparse linear layer on CUDA against the same layer on the CPU: every mode and GEMM choice,
+// fp16 and bf16, forward, backward (dX, dW, db) and an optimizer step, the masks exactly and the
+// values within the rounding of a 16-bit output; statistics, the memory held, save on one device
+// and load on the other, the errors of bad calls; converting copies. Without a GPU every test
+// reports itself skipped.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <sstream>
+#include <string>
+
+#include "gpu/gpu_test.h"
+#include "test_util.h"
+
+namespace sparse24 {
+namespace {
+
+class CudaLayers : public test::GpuTest {};
+
+Tensor host(const TensorView& v) { return Tensor::copy_of(v, Device::kCPU); }
+
+// |got - want| <= rel * |want| + abs_scale * bound[i][j] for every element (bound: the sum of
+// absolute products behind each element, so the tolerance follows the magnitudes summed).
+void expect_close(const TensorView& got_any, const Tensor& want, const Tensor& bound, double rel,
+                  double abs_scale, const std::string& what) {
+  const Tensor got = host(got_any);
+  ASSERT_EQ(got.rows(), want.rows()) << what;
+  ASSERT_EQ(got.cols(), want.cols()) << what;
+  for (int64_t i = 0; i < want.rows(); ++i)
+    for (int64_t j = 0; j < want.cols(); ++j) {
+      const double g = test::get(got, i, j), w = test::get(want, i, j);
+      const double tol = rel * std::fabs(w) + abs_scale * test::get(bound, i, j);
+      if (!(std::fabs(g - w) <= tol)) {
+        ADD_FAILURE() << what << ": element (" << i << ", " << j << ") cuda " << g << " cpu " << w
+                      << " tolerance " << tol;
+        return;
+      }
+    }
+}
+
+// |A| |B| (fp32 CPU matrices of any dtype and layout): the bound of expect_close.
+Tensor abs_product(const TensorView& a, const TensorView& b) {
+  Tensor out = Tensor::matrix(a.rows(), b.cols(), DType::kF32);
+  for (int64_t i = 0; i < a.rows(); ++i)
+    for (int64_t j = 0; j < b.cols(); ++j) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < a.cols(); ++k) acc += std::fabs(test::get(a, i, k)) * std::fabs(test::get(b, k, j));
+      *out.view().at<float>(i, j) = float(acc);
+    }
+  return out;
+}
+
+void expect_same_mask(const Mask24& gpu, const Mask24& cpu, const std::string& what) {
+  ASSERT_TRUE(gpu.defined() && cpu.defined()) << what;
+  const Mask24 g = gpu.to(Device::kCPU);
+  ASSERT_EQ(g.rows(), cpu.rows()) << what;
+  EXPECT_EQ(std::memcmp(g.codes().data<uint8_t>(), cpu.codes().data<uint8_t>(), size_t(cpu.rows() * cpu.row_bytes())), 0)
+      << what;
+}
+
+struct Case {
+  SparseMode mode;
+  GemmChoice sparse;
+  const char* name;
+};
+
+// A B + bias (fp32 CPU matrices of any dtype and layout; bias: null or b.cols() values).
+Tensor product(const TensorView& a, const TensorView& b, const float* bias = nullptr) {
+  Tensor out = Tensor::matrix(a.rows(), b.cols(), DType::kF32);
+  for (int64_t i = 0; i < a.rows(); ++i)
+    for (int64_t j = 0; j < b.cols(); ++j) {
+      double acc = bias ? bias[j] : 0.0;
+      for (int64_t k = 0; k < a.cols(); ++k) acc += test::get(a, i, k) * test::get(b, k, j);
+      *out.view().at<float>(i, j) = float(acc);
+    }
+  return out;
+}
+
+// The weight a layer's forward multiplies by, decompressed on the CPU from its masters (and, for
+// FST, its mask): W, W * mask, or beta S(W).
+Tensor forward_weight(const SparseLinear& l, const Tensor& masters, const Mask24& mask) {
+  switch (l.config().mode) {
+    case SparseMode::kDense: return masters;
+    case SparseMode::kFst: return decompress(prune_with_mask(masters, mask), DType::kF32);
+    case SparseMode::kSste: return decompress(prune_soft_threshold(masters, float(l.beta())), DType::kF32);
+  }
+  return {};
+}
+
+// CPU and CUDA layers built from one config (so one initialisation) agree through a micro-batch
+// and an optimizer step; then the CUDA layer's next step computes with its updated masters.
+void run_case(const Case& cs, DType dt, int64_t n, int64_t in, int64_t out) {
+  const std::string what = std::string(cs.name) + " " + dtype_name(dt) + " N=" + std::to_string(n) +
+                           " in=" + std::to_string(in) + " out=" + std::to_string(out);
+  LinearConfig c;
+  c.in = in;
+  c.out = out;
+  c.mode = cs.mode;
+  c.sparse = cs.sparse;
+  c.weight_dtype = dt;
+  c.mask_freq = 1;  // FST selects a new mask at step 1 too
+  c.seed = 11;
+  SparseLinear cpu(c);
+  c.device = Device::kCUDA;
+  SparseLinear gpu(c);
+  AdamWConfig oc;
+  oc.weight_decay = 0.1f;
+  AdamW opt_cpu(oc), opt_gpu(oc);
+  cpu.add_parameters(opt_cpu);
+  gpu.add_parameters(opt_gpu);
+  const double r16 = dt == DType::kF16 ? 1.0 / 1024 : 1.0 / 128;  // two ulps of a 16-bit output
+
+  // Step 0 on both devices.
+  const Tensor x = test::convert(test::randn(n, in, 100), dt);
+  const Tensor dy = test::convert(test::randn(n, out, 200), dt);
+  const Tensor x_gpu = x.to(Device::kCUDA), dy_gpu = dy.to(Device::kCUDA);
+  cpu.begin_step(0);
+  gpu.begin_step(0);
+  if (cs.mode == SparseMode::kFst) expect_same_mask(gpu.mask(), cpu.mask(), what + ": mask");
+  const Tensor y_cpu = cpu.forward(x);
+  const Tensor y_gpu = gpu.forward(x_gpu);
+  EXPECT_EQ(y_gpu.dtype(), dt) << what;
+  if (cs.mode == SparseMode::kSste) expect_same_mask(gpu.mask(), cpu.mask(), what + ": S-STE mask");
+  const Tensor w_eff = forward_weight(cpu, host(cpu.weight()), cpu.mask());
+  expect_close(y_gpu, y_cpu, abs_product(x, w_eff.view().t()), r16, 1e-4 + r16 / 4, what + ": y");
+
+  Tensor dx_cpu = Tensor::matrix(n, in, DType::kF32);
+  Tensor dx_gpu = Tensor::matrix(n, in, dt, Layout::kRowMajor, Device::kCUDA);
+  cpu.backward(x, dy, &dx_cpu.view(), 7);
+  gpu.backward(x_gpu, dy_gpu, &dx_gpu.view(), 7);
+  expect_close(dx_gpu, dx_cpu, abs_product(dy, w_eff), r16, 1e-4 + r16 / 4, what + ": dx");
+  // dW: the CPU keeps MVUE's values in fp32, CUDA rounds them to the compute dtype; the bound is
+  // |S| |X| with S the sparse dY^T (MVUE's draws are the same on both devices).
+  Tensor s_dyt;
+  if (cs.mode != SparseMode::kDense && cs.sparse.weight_grad) {
+    CompressOptions o;
+    o.dtype = DType::kF32;
+    o.non_finite = NonFinite::kPropagate;
+    s_dyt = decompress(prune_mvue(dy.view().t(), 7, o), DType::kF32);
+  } else {
+    s_dyt = test::convert(dy.view().t(), DType::kF32);
+  }
+  expect_close(gpu.weight_grad(), host(cpu.weight_grad()), abs_product(s_dyt, x), 1e-5, r16 / 2, what + ": dW");
+  Tensor ones = Tensor::matrix(1, n, DType::kF32);
+  for (int64_t i = 0; i < n; ++i) ones.data<float>()[i] = 1.f;
+  const Tensor db_gpu = host(gpu.bias_grad()), db_cpu = host(cpu.bias_grad());
+  expect_close(TensorView::matrix(db_gpu.view().data, DType::kF32, 1, out),
+               Tensor::copy_of(TensorView::matrix(db_cpu.view().data, DType::kF32, 1, out), Device::kCPU),
+               abs_product(ones, dy), 1e-6, 1e-6, what + ": db");
+  const LayerStats sc = cpu.stats(), sg = gpu.stats();
+  EXPECT_EQ(sg.mask_updates, sc.mask_updates) << what;
+  EXPECT_DOUBLE_EQ(sg.kept_fraction, sc.kept_fraction) << what;
+  EXPECT_NEAR(sg.nonzero_fraction, sc.nonzero_fraction, 1e-12) << what;
+  EXPECT_NEAR(sg.pruned_norm, sc.pruned_norm, 1e-6 * (1.0 + sc.pruned_norm)) << what;
+
+  // The optimizer step: the gradients agree up to the tolerances above, so the masters stay
+  // within about 2 lr (an Adam step moves a weight by at most about lr; a gradient near 0 may
+  // differ in sign between the devices).
+  opt_cpu.step(1e-3f);
+  opt_gpu.step(1e-3f);
+  Tensor w_bound = Tensor::matrix(out, in, DType::kF32);
+  for (int64_t i = 0; i < w_bound.numel(); ++i) w_bound.data<float>()[i] = 1.f;
+  expect_close(gpu.weight(), host(cpu.weight()), w_bound, 0.0, 2.1e-3, what + ": masters after the step");
+
+  // Step 1 on CUDA: its GEMMs read weights prepared from the updated masters (FST: with a new
+  // mask, selected from them as the CPU would select it).
+  gpu.begin_step(1);
+  const Tensor x1 = test::convert(test::randn(n, in, 101), dt);
+  const Tensor y1 = gpu.forward(x1.to(Device::kCUDA));
+  const Tensor masters = host(gpu.weight()), bias = host(gpu.bias());
+  if (cs.mode == SparseMode::kFst) expect_same_mask(gpu.mask(), prune_transposable(masters).mask, what + ": step 1 mask");
+  if (cs.mode == SparseMode::kSste)
+    expect_same_mask(gpu.mask(), prune_soft_threshold(masters, float(gpu.beta())).mask, what + ": step 1 S-STE mask");
+  // Weights and bias as the GPU stores them (rounded to the compute dtype) give the reference.
+  const Mask24 mask = cs.mode == SparseMode::kDense ? Mask24{} : gpu.mask().to(Device::kCPU);
+  const Tensor w1 = test::convert(test::convert(forward_weight(gpu, masters, mask), dt), DType::kF32);
+  const Tensor b1 = test::convert(test::convert(TensorView::matrix(bias.view().data, DType::kF32, 1, out), dt), DType::kF32);
+  expect_close(y1, product(x1, w1.view().t(), b1.data<float>()), abs_product(x1, w1.view().t()), r16, 1e-4 + r16 / 4,
+               what + ": step 1 y");
+}
+
+const Case kCases[] = {
+    {SparseMode::kDense, {}, "dense"},
+    {SparseMode::kFst, {}, "fst"},
+    {SparseMode::kFst, {true, true, false}, "fst, dense dW"},
+    {SparseMode::kFst, {false, false, false}, "fst, all GEMMs dense"},
+    {SparseMode::kSste, {}, "sste"},
+    {SparseMode::kSste, {false, false, false}, "sste, all GEMMs dense"},
+};
+
+TEST_F(CudaLayers, EveryModeMatchesTheCpu) {
+  for (const Case& cs : kCases)
+    for (DType dt : {DType::kF16, DType::kBF16}) run_case(cs, dt, 64, 64, 128);
+}
+
+// Shapes that are no tile multiple (the GEMMs' tiles are 128 or 256 wide), in fp16.
+TEST_F(CudaLayers, ShapesOffTheTiles) {
+  for (const Case& cs : {kCases[0], kCases[1], kCases[4]}) {
+    run_case(cs, DType::kF16, 48, 96, 80);
+    run_case(cs, DType::kF16, 144, 208, 48);
+    run_case(cs, DType::kF16, 32, 16, 272);
+  }
+}
+
+TEST_F(CudaLayers, DenseSwitchMatchesTheCpu) {
+  for (SparseMode mode : {SparseMode::kFst, SparseMode::kSste}) {
+    LinearConfig c;
+    c.in = 64;
+    c.out = 32;
+    c.mode = mode;
+    c.weight_dtype = DType::kF16;
+    c.dense_from_step = 1;
+    c.dense_switch = DenseSwitch::kApplyMask;
+    SparseLinear cpu(c);
+    c.device = Device::kCUDA;
+    SparseLinear gpu(c);
+    cpu.begin_step(0);
+    gpu.begin_step(0);
+    cpu.begin_step(1);
+    gpu.begin_step(1);
+    ASSERT_TRUE(gpu.is_dense());
+    // The masters became the sparse forward weight on both devices, bit for bit.
+    const Tensor wg = host(gpu.weight()), wc = host(cpu.weight());
+    EXPECT_EQ(std::memcmp(wg.data<float>(), wc.data<float>(), size_t(wc.numel()) * 4), 0) << sparse_mode_name(mode);
+    const Tensor x = test::convert(test::randn(32, 64, 3), DType::kF16);
+    const Tensor y = gpu.forward(x.to(Device::kCUDA));
+    // The CPU's dense GEMMs read the fp32 masters, CUDA's a 16-bit copy: the weights' rounding.
+    expect_close(y, cpu.forward(x), abs_product(x, wc.view().t()), 1.0 / 1024, 1e-4 + 1.0 / 4096,
+                 "dense after the switch");
+  }
+}
+
+TEST_F(CudaLayers, SaveOnOneDeviceLoadOnTheOther) {
+  LinearConfig c;
+  c.in = 32;
+  c.out = 48;
+  c.mode = SparseMode::kFst;
+  c.weight_dtype = DType::kBF16;
+  c.device = Device::kCUDA;
+  SparseLinear gpu(c);
+  gpu.begin_step(0);
+  std::stringstream ss;
+  gpu.save(ss);
+  SparseLinear cpu = SparseLinear::load(ss, Device::kCPU);
+  EXPECT_EQ(cpu.config().device, Device::kCPU);
+  const Tensor wg = host(gpu.weight()), wc = host(cpu.weight());
+  EXPECT_EQ(std::memcmp(wg.data<float>(), wc.data<float>(), size_t(wc.numel()) * 4), 0);
+  expect_same_mask(gpu.mask(), cpu.mask(), "loaded mask");
+  // And back onto the GPU, ready to run a forward at once (as a loaded CPU layer is).
+  std::stringstream ss2;
+  cpu.save(ss2);
+  SparseLinear again = SparseLinear::load(ss2, Device::kCUDA);
+  expect_same_mask(again.mask(), cpu.mask(), "reloaded mask");
+  const Tensor x = test::convert(test::randn(16, 32, 4), DType::kBF16);
+  expect_close(again.forward(x.to(Device::kCUDA)), cpu.forward(x),
+               abs_product(x, decompress(prune_with_mask(wc, cpu.mask()), DType::kF32).view().t()), 1.0 / 128,
+               1e-3, "forward after loading");
+}
+
+// FST at GPT-2 proportions holds its compressed W and W^T (1 byte per parameter each in 16
+// bits), their two sm90 metadata copies and one canonical mask shared by W and the optimizer:
+// at most 2.5 bytes per parameter beyond the fp32 masters and gradients (the target).
+TEST_F(CudaLayers, FstHoldsAtMostTwoAndAHalfBytesPerParameter) {
+  LinearConfig c;
+  c.in = 256;
+  c.out = 1024;
+  c.mode = SparseMode::kFst;
+  c.weight_dtype = DType::kF16;
+  c.device = Device::kCUDA;
+  c.bias = false;
+  SparseLinear l(c);
+  l.begin_step(0);
+  const double params = double(c.in * c.out);
+  const double per_param = double(l.extra_bytes()) / params;
+  EXPECT_GE(per_param, 2.0);  // the two compressed copies alone
+  EXPECT_LE(per_param, 2.5);
+  l.begin_step(1);  // a step without a mask selection shares the mask too
+  EXPECT_DOUBLE_EQ(double(l.extra_bytes()) / params, per_param);
+}
+
+TEST_F(CudaLayers, BadCallsGetClearErrors) {
+  LinearConfig c;
+  c.in = 32;
+  c.out = 32;
+  c.mode = SparseMode::kFst;
+  c.weight_dtype = DType::kF16;
+  c.device = Device::kCUDA;
+  SparseLinear l(c);
+  const Tensor x = Tensor::matrix(8, 32, DType::kF16, Layout::kRowMajor, Device::kCUDA);
+  test::expect_error([&] { (void)l.forward(x); }, ErrorKind::kValue, "call begin_step");
+  l.begin_step(0);
+  const Tensor x_cpu = Tensor::matrix(8, 32, DType::kF16);
+  test::expect_error([&] { (void)l.forward(x_cpu); }, ErrorKind::kDevice, "the layer runs on cuda");
+  const Tensor x_bf16 = Tensor::matrix(8, 32, DType::kBF16, Layout::kRowMajor, Device::kCUDA);
+  test::expect_error([&] { (void)l.forward(x_bf16); }, ErrorKind::kDType, "compute dtype fp16");
+  const Tensor y = l.forward(x);
+  Tensor dx_f32 = Tensor::matrix(8, 32, DType::kF32, Layout::kRowMajor, Device::kCUDA);
+  test::expect_error([&] { l.backward(x, y, &dx_f32.view(), 0); }, ErrorKind::kDType, "compute dtype fp16");
+  // 8 tokens: the 2:4 weight gradient's K must be a multiple of 16 on CUDA.
+  test::expect_error([&] { l.backward(x, y, nullptr, 0); }, ErrorKind::kShape, "divisible by 16 on CUDA");
+  c.in = 40;  // the 2:4 GEMMs' K and rows: multiples of 16
+  test::expect_error([&] { SparseLinear bad(c); }, ErrorKind::kShape, "multiples of 16");
+}
+
+// copy_into converts between float dtypes on the GPU exactly as on the CPU.
+TEST_F(CudaLayers, ConvertingCopyMatchesTheCpu) {
+  const Tensor src = test::randn(37, 53, 9);
+  const Tensor src_gpu = src.to(Device::kCUDA);
+  for (DType dt : {DType::kF16, DType::kBF16}) {
+    Tensor d = Tensor::matrix(37, 53, dt, Layout::kRowMajor, Device::kCUDA);
+    copy_into(d, src_gpu);
+    Tensor back = Tensor::matrix(37, 53, DType::kF32, Layout::kRowMajor, Device::kCUDA);
+    copy_into(back, d);
+    const Tensor want = test::convert(src, dt), dh = host(d), bh = host(back);
+    for (int64_t i = 0; i < 37; ++i)
+      for (int64_t j = 0; j < 53; ++j) {
+        ASSERT_EQ(test::get(dh, i, j), test::get(want, i, j)) << dtype_name(dt);
+        ASSERT_EQ(test::get(bh, i, j), test::get(want, i, j)) << dtype_name(dt);
+      }
+  }
+  Tensor col = Tensor::matrix(37, 53, DType::kF16, Layout::kColMajor, Device::kCUDA);
+  test::expect_error([&] { copy_into(col, src_gpu); }, ErrorKind::kDevice, "one layout");
+}
+
+}  // namespace
+}  // namespace sparse24
