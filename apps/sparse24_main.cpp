@@ -70,7 +70,8 @@ commands:
       --dense-fraction X       sparse modes: the last fraction of steps runs dense (default 0)
       --mask-freq N --decay-alpha X                 FST mask update period and masked decay
       --weight-dtype T         dtype of the compressed weights in the GEMMs (fp32; e4m3 = FP8)
-      --dense-wgrad            keep the weight-gradient GEMM dense (no MVUE)
+      --sparse-wgrad           run the weight-gradient GEMM 2:4 too, on MVUE24(dY^T) (the
+                               papers' recipe; default: dense and exact, faster on Hopper)
       --eval-every N --eval-batches N --ckpt-every N --seed N --label NAME
       --resume                 continue DIR/checkpoint.bin bit for bit
   sample --checkpoint FILE [--prompt TEXT] [--tokens N] [--temperature X] [--seed N]
@@ -252,7 +253,7 @@ int cmd_train(int argc, char** argv) {
                   {"data", "format", "out", "mode", "sparse", "layers", "heads", "channels", "seq", "batch", "grad-accum",
                    "steps", "lr", "min-lr", "warmup", "weight-decay", "clip", "dense-fraction", "mask-freq",
                    "decay-alpha", "weight-dtype", "eval-every", "eval-batches", "ckpt-every", "seed", "label", "vocab"},
-                  {"resume", "dense-wgrad"});
+                  {"resume", "sparse-wgrad"});
   args.expect_positional(0, "options only");
   S24_CHECK(args.has("data"), kValue, "train needs --data FILE (a text file, a nanoGPT .bin or an llm.c shard)");
   trainer::TrainConfig c;
@@ -281,7 +282,7 @@ int cmd_train(int argc, char** argv) {
   c.model.mask_freq = int(args.get_int("mask-freq", 40, 1, 1 << 30));
   c.model.decay_alpha = args.get_float("decay-alpha").value_or(6e-5f);
   c.model.weight_dtype = parse_dtype(args.get_or("weight-dtype", "fp32").c_str());
-  c.model.gemms.weight_grad = !args.has("dense-wgrad");
+  c.model.gemms.weight_grad = args.has("sparse-wgrad");
   c.eval_every = args.get_int("eval-every", 100, 0, int64_t(1) << 40);
   c.eval_batches = int(args.get_int("eval-batches", 16, 1, 1 << 20));
   c.ckpt_every = args.get_int("ckpt-every", 0, 0, int64_t(1) << 40);

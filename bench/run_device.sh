@@ -58,4 +58,6 @@ fi
 if [ "$bench" = ffn ] || [ "$bench" = all ]; then
   step "bench ffn"
   build-dev/sparse24 bench ffn "$@" 2>&1 | tee "$OUT_DIR/bench_ffn.md"
+  step "PyTorch dense FFN"
+  python3 bench/torch_ffn.py "$@" 2>&1 | tee "$OUT_DIR/bench_torch_ffn.md"
 fi

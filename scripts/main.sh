@@ -38,7 +38,7 @@ COMMON=(--data "$CORPUS" --layers 4 --heads 4 --channels 128 --seq 64 --batch 8 
 rm -rf out/main/fst out/main/dense
 echo
 echo "== FST: 2:4 sparse FFN linears (mask every 40 steps, masked decay, last 1/6 dense)"
-$S train "${COMMON[@]}" --mode fst --dense-fraction 0.1667 --out out/main/fst --label fst "$@" | tee out/main-fst.txt
+$S train "${COMMON[@]}" --mode fst --sparse-wgrad --dense-fraction 0.1667 --out out/main/fst --label fst "$@" | tee out/main-fst.txt
 echo
 echo "== dense twin"
 $S train "${COMMON[@]}" --mode dense --out out/main/dense --label dense "$@" | tee out/main-dense.txt

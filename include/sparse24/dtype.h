@@ -228,14 +228,18 @@ S24_HD float to_f32(int8_t v) { return float(v); }
 S24_HD float to_f32(uint8_t v) { return float(v); }
 S24_HD float to_f32(int32_t v) { return float(v); }
 
-// Writes a float as element type T, storing value / scale (the per-tensor scale of int8 and fp8
-// storage; pass 1 for none, which skips the division).
+// value / scale, the per-tensor scale of int8 and fp8 storage (1: none, no division). A NaN
+// passes unchanged: x86 keeps a NaN's sign and payload through a division, the GPU does not,
+// and the stored NaN code must not depend on the device.
+S24_HD float unscale(float v, float scale) { return scale == 1.f || v != v ? v : v / scale; }
+
+// Writes a float as element type T, storing unscale(value, scale).
 template <typename T> S24_HD T from_f32(float v, float scale, Overflow ov);
-template <> S24_HD float from_f32<float>(float v, float scale, Overflow) { return scale == 1.f ? v : v / scale; }
-template <> S24_HD f16_t from_f32<f16_t>(float v, float scale, Overflow ov) { return {f32_to_f16(scale == 1.f ? v : v / scale, ov)}; }
-template <> S24_HD bf16_t from_f32<bf16_t>(float v, float scale, Overflow ov) { return {f32_to_bf16(scale == 1.f ? v : v / scale, ov)}; }
-template <> S24_HD e4m3_t from_f32<e4m3_t>(float v, float scale, Overflow ov) { return {f32_to_e4m3(scale == 1.f ? v : v / scale, ov)}; }
-template <> S24_HD e5m2_t from_f32<e5m2_t>(float v, float scale, Overflow ov) { return {f32_to_e5m2(scale == 1.f ? v : v / scale, ov)}; }
+template <> S24_HD float from_f32<float>(float v, float scale, Overflow) { return unscale(v, scale); }
+template <> S24_HD f16_t from_f32<f16_t>(float v, float scale, Overflow ov) { return {f32_to_f16(unscale(v, scale), ov)}; }
+template <> S24_HD bf16_t from_f32<bf16_t>(float v, float scale, Overflow ov) { return {f32_to_bf16(unscale(v, scale), ov)}; }
+template <> S24_HD e4m3_t from_f32<e4m3_t>(float v, float scale, Overflow ov) { return {f32_to_e4m3(unscale(v, scale), ov)}; }
+template <> S24_HD e5m2_t from_f32<e5m2_t>(float v, float scale, Overflow ov) { return {f32_to_e5m2(unscale(v, scale), ov)}; }
 template <> S24_HD int8_t from_f32<int8_t>(float v, float scale, Overflow) { return f32_to_i8(v, scale); }
 // Masks and token ids: round half to even, clamped to the type's range (NaN gives 0).
 template <> S24_HD uint8_t from_f32<uint8_t>(float v, float scale, Overflow) {

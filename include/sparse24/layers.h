@@ -56,10 +56,15 @@ const char* sparse_mode_name(SparseMode mode);
 
 // Which of the three GEMMs run as 2:4 products (sparse modes only; ignored when dense). S-STE's
 // input gradient is always dense (S(W) is 2:4 along `in` only), so input_grad is ignored there.
+// The weight gradient is dense by default: MVUE exists only to make it a 2:4 product for speed,
+// and `sparse24 bench ffn` (bench/results/) measures that on Hopper the 2:4 weight gradient
+// (MVUE24 of dY^T, then a 2:4 GEMM with K = tokens) is slower than the exact dense one at every
+// GPT-2 width: FST with a dense dW is 1.07-1.23x faster per step than with MVUE. Set weight_grad
+// for the papers' exact recipe.
 struct GemmChoice {
   bool forward = true;
   bool input_grad = true;
-  bool weight_grad = true;  // false: the exact dW = dY^T X, dense, no MVUE and no N % 4 rule
+  bool weight_grad = false;  // true: dW = MVUE24(dY^T) X as a 2:4 product (needs N % 4 == 0)
 };
 
 // What switch_to_dense does with the master weights.

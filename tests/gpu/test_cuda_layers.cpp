@@ -182,10 +182,10 @@ void run_case(const Case& cs, DType dt, int64_t n, int64_t in, int64_t out) {
 
 const Case kCases[] = {
     {SparseMode::kDense, {}, "dense"},
-    {SparseMode::kFst, {}, "fst"},
+    {SparseMode::kFst, {true, true, true}, "fst"},
     {SparseMode::kFst, {true, true, false}, "fst, dense dW"},
     {SparseMode::kFst, {false, false, false}, "fst, all GEMMs dense"},
-    {SparseMode::kSste, {}, "sste"},
+    {SparseMode::kSste, {true, true, true}, "sste"},
     {SparseMode::kSste, {false, false, false}, "sste, all GEMMs dense"},
 };
 
@@ -285,6 +285,7 @@ TEST_F(CudaLayers, BadCallsGetClearErrors) {
   c.out = 32;
   c.mode = SparseMode::kFst;
   c.weight_dtype = DType::kF16;
+  c.sparse.weight_grad = true;
   c.device = Device::kCUDA;
   SparseLinear l(c);
   const Tensor x = Tensor::matrix(8, 32, DType::kF16, Layout::kRowMajor, Device::kCUDA);

@@ -1,0 +1,63 @@
+"""PyTorch's dense FFN training step, timed like `sparse24 bench ffn` (its baseline).
+
+The same workload: Linear(d, 4d), GELU (tanh), Linear(4d, d) at GPT-2 S/M/L/XL widths, 16384
+tokens per micro-step, fp32 master weights under fp16 (or bf16) autocast, a given loss gradient,
+fused AdamW; gradient accumulation 1 and 8; 40 optimizer steps timed after 2 warm-up steps.
+Usage: python3 bench/torch_ffn.py [--quick] [--dtype fp16|bf16]
+"""
+import sys
+
+import torch
+
+TOKENS, STEPS = 16384, 40
+WIDTHS = [("GPT-2 S", 768), ("GPT-2 M", 1024), ("GPT-2 L", 1280), ("GPT-2 XL", 1600)]
+
+
+def step_ms(d, accum, dtype, steps):
+    dev = torch.device("cuda")
+    fc1 = torch.nn.Linear(d, 4 * d, device=dev)
+    fc2 = torch.nn.Linear(4 * d, d, device=dev)
+    params = list(fc1.parameters()) + list(fc2.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    x = torch.rand(TOKENS, d, device=dev, dtype=dtype) * 2 - 1
+    dy = torch.rand(TOKENS, d, device=dev, dtype=dtype) * 2 - 1
+
+    def train_step():
+        for _ in range(accum):
+            with torch.autocast("cuda", dtype=dtype):
+                y = fc2(torch.nn.functional.gelu(fc1(x), approximate="tanh"))
+            y.backward(dy)
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+
+    for _ in range(2):
+        train_step()
+    torch.cuda.synchronize()
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(steps):
+        train_step()
+    stop.record()
+    stop.synchronize()
+    return start.elapsed_time(stop) / steps
+
+
+def main():
+    quick = "--quick" in sys.argv
+    dtype = torch.bfloat16 if "bf16" in sys.argv else torch.float16
+    steps = 8 if quick else STEPS
+    print(f"GPU: {torch.cuda.get_device_name()}; PyTorch {torch.__version__}, dense FFN, "
+          f"{TOKENS} tokens per micro-step, {str(dtype).split('.')[1]} autocast, fused AdamW; "
+          f"{steps} optimizer steps timed; ms per optimizer step\n")
+    print("| width | accum | PyTorch dense ms/step | tokens/s |")
+    print("|---|---|---|---|")
+    for name, d in WIDTHS:
+        if quick and d not in (768, 1600):
+            continue
+        for accum in (1, 8):
+            ms = step_ms(d, accum, dtype, steps)
+            print(f"| {name} ({d}) | {accum} | {ms:.2f} | {TOKENS * accum / ms:.0f}k |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
