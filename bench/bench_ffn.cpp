@@ -172,6 +172,9 @@ Result run(int64_t d, const Mode& m, DType dt, int accum, int steps) {
 int ffn(int argc, char** argv) {
   bool quick = false;
   DType dt = DType::kF16;
+  int64_t only_width = 0;  // --width D: that width only (profiling)
+  int only_accum = 0;      // --accum A: that accumulation only
+  std::string only_mode;   // --mode NAME: that row's mode only ("dense", "FST, dense dW", ...)
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -179,8 +182,15 @@ int ffn(int argc, char** argv) {
     } else if (a == "--dtype" && i + 1 < argc) {
       dt = parse_dtype(argv[++i]);
       S24_CHECK(dt == DType::kF16 || dt == DType::kBF16, kValue, "bench ffn: --dtype takes fp16 or bf16");
+    } else if (a == "--width" && i + 1 < argc) {
+      only_width = std::stoll(argv[++i]);
+    } else if (a == "--accum" && i + 1 < argc) {
+      only_accum = std::stoi(argv[++i]);
+    } else if (a == "--mode" && i + 1 < argc) {
+      only_mode = argv[++i];
     } else {
-      S24_FAIL(kValue, "bench ffn: unknown argument '", a, "' (takes --quick, --dtype fp16|bf16)");
+      S24_FAIL(kValue, "bench ffn: unknown argument '", a, "' (takes --quick, --dtype fp16|bf16, --width D, "
+               "--accum A, --mode NAME)");
     }
   }
   const std::vector<GpuInfo> g = list_gpus(nullptr);
@@ -194,10 +204,12 @@ int ffn(int argc, char** argv) {
               "micro-step | begin_step | with mask selection | AdamW | extra B/param | beyond dense |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Width& w : kWidths) {
-    if (quick && w.d != 768 && w.d != 1600) continue;
+    if ((quick && w.d != 768 && w.d != 1600) || (only_width && w.d != only_width)) continue;
     for (int accum : {1, 8}) {
+      if (only_accum && accum != only_accum) continue;
       double dense_ms = 0, dense_bytes = 0;
       for (const Mode& m : kModes) {
+        if (!only_mode.empty() && only_mode != m.name && m.mode != SparseMode::kDense) continue;
         const Result r = run(w.d, m, dt, accum, steps);
         if (m.mode == SparseMode::kDense) {
           dense_ms = r.step_ms;

@@ -3,7 +3,7 @@
 The same workload: Linear(d, 4d), GELU (tanh), Linear(4d, d) at GPT-2 S/M/L/XL widths, 16384
 tokens per micro-step, fp32 master weights under fp16 (or bf16) autocast, a given loss gradient,
 fused AdamW; gradient accumulation 1 and 8; 40 optimizer steps timed after 2 warm-up steps.
-Usage: python3 bench/torch_ffn.py [--quick] [--dtype fp16|bf16]
+Usage: python3 bench/torch_ffn.py [--quick] [--dtype fp16|bf16] [--width D] [--accum A]
 """
 import sys
 
@@ -51,10 +51,14 @@ def main():
           f"{steps} optimizer steps timed; ms per optimizer step\n")
     print("| width | accum | PyTorch dense ms/step | tokens/s |")
     print("|---|---|---|---|")
+    width = int(sys.argv[sys.argv.index("--width") + 1]) if "--width" in sys.argv else 0
+    only_accum = int(sys.argv[sys.argv.index("--accum") + 1]) if "--accum" in sys.argv else 0
     for name, d in WIDTHS:
-        if quick and d not in (768, 1600):
+        if (quick and d not in (768, 1600)) or (width and d != width):
             continue
         for accum in (1, 8):
+            if only_accum and accum != only_accum:
+                continue
             ms = step_ms(d, accum, dtype, steps)
             print(f"| {name} ({d}) | {accum} | {ms:.2f} | {TOKENS * accum / ms:.0f}k |", flush=True)
 

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/rules24.h"  // rcp_normal
 #include "sparse24/dtype.h"
 
 namespace sparse24::cpu::nn {
@@ -29,16 +30,15 @@ constexpr float kGeluCubic = 0.044715f;
 
 // The logistic function of z as the pair (s, 1 - s), each without cancellation or overflow.
 // expf: glibc's on the host, CUDA's on the device (which may differ by an ulp or two).
+// Branch-free (a GPU warp would otherwise run both sides): e = exp(-|z|) in (0, 1], r = 1 / (1 + e),
+// then s = r and 1 - s = e r for z >= 0, the other way round below 0. 1 + e lies in [1, 2], where
+// rules::rcp_normal is the IEEE reciprocal without the division's range checks.
 S24_HD void gelu_sigmoid(float z, float* s, float* one_minus_s) {
-  if (z >= 0.f) {
-    const float e = expf(-z);  // in (0, 1]
-    *s = 1.f / (1.f + e);
-    *one_minus_s = e * *s;
-  } else {
-    const float e = expf(z);
-    *one_minus_s = 1.f / (1.f + e);
-    *s = e * *one_minus_s;
-  }
+  const float e = expf(-fabsf(z));
+  const float r = rules::rcp_normal(1.f + e);
+  const float er = e * r;
+  *s = z >= 0.f ? r : er;
+  *one_minus_s = z >= 0.f ? er : r;
 }
 // gelu(x) = x s.
 S24_HD float gelu_value(float x) {

@@ -179,6 +179,7 @@ TEST_F(Cuda, ColumnMajorMvueEdgesMatchTheCpu) {
       const Tensor x = test::convert(dy, in_dt);
       const Tensor xd = x.to(Device::kCUDA);
       for (const Storage& st : kStorages) {
+        if (st.dtype == DType::kI8) continue;  // int8 has no NaN: kPropagate is refused for it
         CompressOptions o;
         o.dtype = st.dtype;
         o.scale = st.scale;
