@@ -7,8 +7,9 @@
 //
 //   mode    forward weight           dX GEMM                      dW GEMM
 //   kDense  W (fp32)                 dY W                         dY^T X
-//   kFst    W_s = W * mask           dY (W^T)_s (2:4, K = out)     MVUE24(dY^T) X (2:4, K = N)
-//   kSste   beta * S(W)              dY (beta S(W)) (dense)       MVUE24(dY^T) X (2:4, K = N)
+//   kFst    W_s = W * mask           dY (W^T)_s (2:4, K = out)     MVUE24(dY^T) X (2:4, K = N)*
+//   kSste   beta * S(W)              dY (beta S(W)) (dense)       MVUE24(dY^T) X (2:4, K = N)*
+//   * the papers' recipe, with GemmChoice::weight_grad; by default dW = dY^T X, dense and exact.
 //
 // FST: the transposable mask is re-selected from the master W at every optimizer step that is
 // a multiple of mask_freq (and at the first step); W and W^T are compressed with the current mask
@@ -59,8 +60,8 @@ const char* sparse_mode_name(SparseMode mode);
 // The weight gradient is dense by default: MVUE exists only to make it a 2:4 product for speed,
 // and `sparse24 bench ffn` (bench/results/) measures that on Hopper the 2:4 weight gradient
 // (MVUE24 of dY^T, then a 2:4 GEMM with K = tokens) is slower than the exact dense one at every
-// GPT-2 width: FST with a dense dW is 1.07-1.23x faster per step than with MVUE. Set weight_grad
-// for the papers' exact recipe.
+// GPT-2 width: FST with a dense dW is 1.06-1.27x faster per step than with MVUE (H200,
+// bench/results/2026-11-27-h200-ffn.md). Set weight_grad for the papers' exact recipe.
 struct GemmChoice {
   bool forward = true;
   bool input_grad = true;
