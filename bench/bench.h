@@ -11,7 +11,8 @@ int transforms(int argc, char** argv);
 // (default and searched) and the native kernels at GPT-2 and LLaMA-7B training shapes.
 int gemm(int argc, char** argv);
 
-// `sparse24 bench ffn [--quick] [--dtype fp16|bf16] [--width D] [--accum A] [--mode NAME]`:
+// `sparse24 bench ffn [--quick] [--dtype fp16|bf16] [--width D] [--accum A] [--mode NAME]
+// [--timeline]`:
 // an FFN block (Linear, GELU, Linear) trained
 // dense, FST and S-STE at GPT-2 widths with 16384 tokens, gradient accumulation 1 and 8.
 int ffn(int argc, char** argv);

@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -110,14 +111,26 @@ struct Ffn {
     fc1.begin_step(step);
     fc2.begin_step(step);
   }
-  // Forward and backward of one micro-batch (the loss gradient dy is given).
-  void micro_step(uint64_t seed) {
+  // Forward and backward of one micro-batch (the loss gradient dy is given); mark(k), when given,
+  // runs after op k (the timeline's event records).
+  static constexpr int kOps = 6;
+  static constexpr const char* kOpNames[kOps] = {"fc1 fwd", "gelu", "fc2 fwd", "fc2 bwd", "gelu bwd", "fc1 bwd"};
+  void micro_step(uint64_t seed, const std::function<void(int)>& mark = {}) {
+    auto done = [&](int k) {
+      if (mark) mark(k);
+    };
     fc1.forward(x, h);
+    done(0);
     nn::gelu_forward(a, h);
+    done(1);
     fc2.forward(a, y);
+    done(2);
     fc2.backward(a, dy, &da.view(), 2 * seed);
+    done(3);
     nn::gelu_backward(da, h, da);  // in place: dH
+    done(4);
     fc1.backward(x, da, &dx.view(), 2 * seed + 1);
+    done(5);
   }
   void optimizer_step() {
     opt.step(1e-4f);
@@ -137,9 +150,42 @@ struct Ffn {
 
 struct Result {
   double step_ms = 0, micro_ms = 0, begin_ms = 0, select_ms = 0, opt_ms = 0, bytes = 0;
+  double op_ms[Ffn::kOps] = {};  // --timeline: GPU time from the previous op's end to each op's end
+  double host_ms = 0;            // --timeline: host time to issue one micro-step (a hidden
+                                 // synchronisation makes it as long as the GPU time)
 };
 
-Result run(int64_t d, const Mode& m, DType dt, int accum, int steps) {
+// Median of v (sorted in place).
+double median_of(std::vector<double>& v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Per-op GPU times of a micro-step (events between the ops) and the host's issue time.
+void timeline(Ffn& f, Result& r) {
+  constexpr int kReps = 7;
+  std::vector<double> ops[Ffn::kOps], host;
+  cudaEvent_t ev[Ffn::kOps + 1];
+  for (cudaEvent_t& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
+  for (int rep = 0; rep < kReps; ++rep) {
+    check(cudaDeviceSynchronize(), "timeline");
+    check(cudaEventRecord(ev[0]), "cudaEventRecord");
+    const auto t0 = std::chrono::steady_clock::now();
+    f.micro_step(uint64_t(2000 + rep), [&](int k) { check(cudaEventRecord(ev[k + 1]), "cudaEventRecord"); });
+    host.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    check(cudaEventSynchronize(ev[Ffn::kOps]), "cudaEventSynchronize");
+    for (int k = 0; k < Ffn::kOps; ++k) {
+      float ms = 0.f;
+      check(cudaEventElapsedTime(&ms, ev[k], ev[k + 1]), "cudaEventElapsedTime");
+      ops[k].push_back(ms);
+    }
+  }
+  for (cudaEvent_t& e : ev) cudaEventDestroy(e);
+  for (int k = 0; k < Ffn::kOps; ++k) r.op_ms[k] = median_of(ops[k]);
+  r.host_ms = median_of(host);
+}
+
+Result run(int64_t d, const Mode& m, DType dt, int accum, int steps, bool with_timeline) {
   Ffn f(d, m, dt);
   for (int64_t s = 0; s < 2; ++s) f.train_step(s, accum);  // warm-up: plans, workspaces
   check(cudaDeviceSynchronize(), "warm-up");
@@ -156,14 +202,14 @@ Result run(int64_t d, const Mode& m, DType dt, int accum, int steps) {
       fn(i);
       v.push_back(t.stop_ms());
     }
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    return median_of(v);
   };
   r.micro_ms = median(5, [&](int i) { f.micro_step(uint64_t(1000 + i)); });
   r.opt_ms = median(5, [&](int) { f.optimizer_step(); });
   r.begin_ms = median(5, [&](int i) { f.begin_step(kMaskFreq + 1 + i); });
   r.select_ms = median(3, [&](int i) { f.begin_step(kMaskFreq * (3 + i)); });
   r.bytes = f.extra_bytes_per_param();
+  if (with_timeline) timeline(f, r);
   return r;
 }
 
@@ -175,6 +221,7 @@ int ffn(int argc, char** argv) {
   int64_t only_width = 0;  // --width D: that width only (profiling)
   int only_accum = 0;      // --accum A: that accumulation only
   std::string only_mode;   // --mode NAME: that row's mode only ("dense", "FST, dense dW", ...)
+  bool with_timeline = false;  // --timeline: per-op times and the host's issue time under each row
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -188,9 +235,11 @@ int ffn(int argc, char** argv) {
       only_accum = std::stoi(argv[++i]);
     } else if (a == "--mode" && i + 1 < argc) {
       only_mode = argv[++i];
+    } else if (a == "--timeline") {
+      with_timeline = true;
     } else {
       S24_FAIL(kValue, "bench ffn: unknown argument '", a, "' (takes --quick, --dtype fp16|bf16, --width D, "
-               "--accum A, --mode NAME)");
+               "--accum A, --mode NAME, --timeline)");
     }
   }
   const std::vector<GpuInfo> g = list_gpus(nullptr);
@@ -210,7 +259,7 @@ int ffn(int argc, char** argv) {
       double dense_ms = 0, dense_bytes = 0;
       for (const Mode& m : kModes) {
         if (!only_mode.empty() && only_mode != m.name && m.mode != SparseMode::kDense) continue;
-        const Result r = run(w.d, m, dt, accum, steps);
+        const Result r = run(w.d, m, dt, accum, steps, with_timeline);
         if (m.mode == SparseMode::kDense) {
           dense_ms = r.step_ms;
           dense_bytes = r.bytes;
@@ -222,6 +271,11 @@ int ffn(int argc, char** argv) {
                     w.name, (long long)w.d, accum, m.name, r.step_ms, tokens / r.step_ms, dense_ms / r.step_ms,
                     tflops, 100.0 * tflops / kDensePeakTflops, r.micro_ms, r.begin_ms, r.select_ms, r.opt_ms,
                     r.bytes, r.bytes - dense_bytes);
+        if (with_timeline) {
+          std::printf("|  | | timeline (ms) |");
+          for (int k = 0; k < Ffn::kOps; ++k) std::printf(" %s %.3f;", Ffn::kOpNames[k], r.op_ms[k]);
+          std::printf(" host issue %.3f | | | | | | | | | |\n", r.host_ms);
+        }
         std::fflush(stdout);
       }
     }
