@@ -52,10 +52,10 @@ commands:
   bench gemm [--quick] [--all-kernels] [--dtype fp16|bf16]
                                time the sparse GEMM backends (native, cuSPARSELt default and
                                searched) against cuBLAS dense at training shapes
-  bench ffn [--quick] [--dtype fp16|bf16]
+  bench ffn [--quick] [--dtype fp16|bf16] [--width D] [--accum A] [--mode NAME] [--timeline]
                                train an FFN block (Linear, GELU, Linear) dense, FST and S-STE on
                                the GPU at GPT-2 widths, 16384 tokens: time per step, speed-up,
-                               memory per parameter
+                               memory per parameter (--timeline: per-op times)
   train --data FILE --out DIR  pre-train a GPT-2 model on a token file (text bytes, nanoGPT .bin
                                or llm.c shard), with a progress line, DIR/metrics.jsonl and
                                DIR/checkpoint.bin
@@ -71,7 +71,8 @@ commands:
       --mask-freq N --decay-alpha X                 FST mask update period and masked decay
       --weight-dtype T         dtype of the compressed weights in the GEMMs (fp32; e4m3 = FP8)
       --sparse-wgrad           run the weight-gradient GEMM 2:4 too, on MVUE24(dY^T) (the
-                               papers' recipe; default: dense and exact, faster on Hopper)
+                               papers' recipe; default: dense and exact, as GemmChoice,
+                               since the 2:4 form does not pay on GPUs: docs/TRAINING.md)
       --eval-every N --eval-batches N --ckpt-every N --seed N --label NAME
       --resume                 continue DIR/checkpoint.bin bit for bit
   sample --checkpoint FILE [--prompt TEXT] [--tokens N] [--temperature X] [--seed N]

@@ -242,6 +242,12 @@ int ffn(int argc, char** argv) {
                "--accum A, --mode NAME, --timeline)");
     }
   }
+  if (!only_mode.empty()) {
+    bool known = false;
+    for (const Mode& m : kModes) known = known || only_mode == m.name;
+    S24_CHECK(known, kValue, "bench ffn --mode: unknown mode '", only_mode, "' (dense, FST, \"FST, dense dW\", "
+              "S-STE, \"S-STE, dense dW\")");
+  }
   const std::vector<GpuInfo> g = list_gpus(nullptr);
   S24_CHECK(!g.empty(), kDevice, "bench ffn needs a GPU");
   const int steps = quick ? 8 : kMaskFreq;

@@ -1,9 +1,9 @@
 """PyTorch's dense FFN training step, timed like `sparse24 bench ffn` (its baseline).
 
 The same workload: Linear(d, 4d), GELU (tanh), Linear(4d, d) at GPT-2 S/M/L/XL widths, 16384
-tokens per micro-step, fp32 master weights under fp16 (or bf16) autocast, a given loss gradient,
+tokens per micro-step, the input gradient included, fp32 master weights under fp16 (or bf16) autocast, a given loss gradient,
 fused AdamW; gradient accumulation 1 and 8; 40 optimizer steps timed after 2 warm-up steps.
-Usage: python3 bench/torch_ffn.py [--quick] [--dtype fp16|bf16] [--width D] [--accum A]
+Usage: python3 bench/torch_ffn.py [--quick] [--dtype fp16|bf16] [--width D] [--accum A] [--timeline]
 """
 import sys
 
@@ -19,13 +19,15 @@ def step_ms(d, accum, dtype, steps):
     fc2 = torch.nn.Linear(4 * d, d, device=dev)
     params = list(fc1.parameters()) + list(fc2.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
-    x = torch.rand(TOKENS, d, device=dev, dtype=dtype) * 2 - 1
+    # x requires its gradient, as the FFN's input does inside a transformer (sparse24 computes it).
+    x = (torch.rand(TOKENS, d, device=dev, dtype=dtype) * 2 - 1).requires_grad_()
     dy = torch.rand(TOKENS, d, device=dev, dtype=dtype) * 2 - 1
 
     def train_step():
         for _ in range(accum):
             with torch.autocast("cuda", dtype=dtype):
                 y = fc2(torch.nn.functional.gelu(fc1(x), approximate="tanh"))
+            x.grad = None  # handed on to the layer below, not accumulated
             y.backward(dy)
         opt.step()
         opt.zero_grad(set_to_none=False)
@@ -40,6 +42,36 @@ def step_ms(d, accum, dtype, steps):
     stop.record()
     stop.synchronize()
     return start.elapsed_time(stop) / steps
+
+
+def timeline(d, dtype):
+    """GPU ms of each op of one micro-step (events between them), as `sparse24 bench ffn --timeline`."""
+    dev = torch.device("cuda")
+    fc1 = torch.nn.Linear(d, 4 * d, device=dev)
+    fc2 = torch.nn.Linear(4 * d, d, device=dev)
+    x = (torch.rand(TOKENS, d, device=dev, dtype=dtype) * 2 - 1).requires_grad_()
+    dy = torch.rand(TOKENS, d, device=dev, dtype=dtype) * 2 - 1
+    names = ["fc1 fwd", "gelu", "fc2 fwd", "backward (all)"]
+    samples = [[] for _ in names]
+    for rep in range(9):
+        ev = [torch.cuda.Event(enable_timing=True) for _ in range(len(names) + 1)]
+        torch.cuda.synchronize()
+        ev[0].record()
+        with torch.autocast("cuda", dtype=dtype):
+            h = fc1(x)
+            ev[1].record()
+            a = torch.nn.functional.gelu(h, approximate="tanh")
+            ev[2].record()
+            y = fc2(a)
+            ev[3].record()
+        x.grad = None
+        y.backward(dy)
+        ev[4].record()
+        ev[4].synchronize()
+        if rep >= 2:
+            for k in range(len(names)):
+                samples[k].append(ev[k].elapsed_time(ev[k + 1]))
+    return "; ".join(f"{n} {sorted(v)[len(v) // 2]:.3f}" for n, v in zip(names, samples))
 
 
 def main():
@@ -61,6 +93,8 @@ def main():
                 continue
             ms = step_ms(d, accum, dtype, steps)
             print(f"| {name} ({d}) | {accum} | {ms:.2f} | {TOKENS * accum / ms:.0f}k |", flush=True)
+            if "--timeline" in sys.argv:
+                print(f"|  | | timeline (ms): {timeline(d, dtype)} | |", flush=True)
 
 
 if __name__ == "__main__":

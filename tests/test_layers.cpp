@@ -318,6 +318,27 @@ TEST(LayersFst, ForwardEqualsDenseLayerUnderTheMask) {
   EXPECT_TRUE(same_bits(dxs, dxd));
 }
 
+// The default weight gradient is dense and exact: dW = dY^T X, with no MVUE and so no N % 4 rule.
+TEST(LayersGemmChoice, DefaultWeightGradientIsDenseAndExact) {
+  for (SparseMode mode : {SparseMode::kFst, SparseMode::kSste}) {
+    LinearConfig c;
+    c.in = 8;
+    c.out = 12;
+    c.mode = mode;
+    EXPECT_TRUE(c.sparse.forward && c.sparse.input_grad && !c.sparse.weight_grad);
+    SparseLinear l(c);
+    l.begin_step(0);
+    const Tensor x = test::randn(6, 8, 1), dy = test::randn(6, 12, 2);  // 6 tokens: not a multiple of 4
+    l.backward(x, dy, nullptr, 0);
+    for (int64_t o = 0; o < 12; ++o)
+      for (int64_t i = 0; i < 8; ++i) {
+        double want = 0.0;
+        for (int64_t n = 0; n < 6; ++n) want += test::get(dy, n, o) * test::get(x, n, i);
+        EXPECT_NEAR(test::get(l.weight_grad(), o, i), want, 1e-5) << sparse_mode_name(mode) << " " << o << "," << i;
+      }
+  }
+}
+
 TEST(LayersGemmChoice, DenseGemmsGiveTheSparseValues) {
   // Per GEMM, the dense product on the decompressed weight equals the 2:4 product bit for bit;
   // the dense weight gradient is the exact dY^T X instead of MVUE's estimate.

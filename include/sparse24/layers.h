@@ -6,7 +6,7 @@
 // GEMMs used, applied to the dense master W.
 //
 //   mode    forward weight           dX GEMM                      dW GEMM
-//   kDense  W (fp32)                 dY W                         dY^T X
+//   kDense  W                        dY W                         dY^T X
 //   kFst    W_s = W * mask           dY (W^T)_s (2:4, K = out)     MVUE24(dY^T) X (2:4, K = N)*
 //   kSste   beta * S(W)              dY (beta S(W)) (dense)       MVUE24(dY^T) X (2:4, K = N)*
 //   * the papers' recipe, with GemmChoice::weight_grad; by default dW = dY^T X, dense and exact.
@@ -32,16 +32,19 @@
 // weight_dtype (fp16 or bf16) is the compute dtype: x, y, dy, dx are CUDA tensors of that dtype
 // (row- or column-major), in and out multiples of 16 in the sparse modes and N too when the weight
 // gradient is 2:4; the 2:4 GEMMs run on the sparse tensor cores (gemm.h, kAuto), the dense
-// ones on cuBLASLt, and every weight a GEMM reads (compressed W and W^T, S-STE's beta S(W), the
-// 16-bit copy of W for dense GEMMs, the bias) is prepared by begin_step: call it every optimizer
-// step in every mode (the CPU needs it for FST only). On CUDA a non-finite weight propagates
-// (NaN outputs, which a loss scaler catches) instead of throwing in S-STE's per-forward soft
-// threshold, so the forward never waits for the GPU; FST's mask selection still throws.
+// ones on cuBLASLt. The weights the GEMMs read (FST's compressed W and W^T, a dense layer's
+// 16-bit W) are prepared by begin_step: call it every optimizer step in every mode (the CPU
+// needs it for FST only); S-STE's beta S(W) and the 16-bit bias follow the masters at every
+// forward, as on the CPU. On CUDA S-STE's per-forward soft threshold propagates a non-finite
+// weight (NaN outputs, which a loss scaler catches) instead of throwing, so it does not wait for
+// the GPU (the first forward of a step still reads the mask's flip count back); FST's mask
+// selection still throws.
 #pragma once
 
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 
 #include "sparse24/dtype.h"
 #include "sparse24/format.h"
@@ -87,7 +90,8 @@ struct LinearConfig {
   // per-tensor scale amax / 448). With e4m3 the layer runs S-STE's FP8 recipe (simulated on the
   // CPU, as the reference did): the forward's x is quantized to e4m3 (per-tensor amax scale) and
   // the backward's dY and MVUE(dY^T) to e5m2 (amax / 57344); the weight-gradient GEMM reads the
-  // e4m3 x. Ignored in kDense mode and after the dense switch (fp32 GEMMs on the masters).
+  // e4m3 x. On the CPU ignored in kDense mode and after the dense switch (fp32 GEMMs on the
+  // masters); on CUDA the compute dtype in every mode.
   DType weight_dtype = DType::kF32;
   // Where the masters, gradients and GEMMs live (see the top of this file): CUDA needs
   // weight_dtype fp16 or bf16 (FP8 GEMMs in the layer are CPU-simulated only in this version).
@@ -193,9 +197,14 @@ class SparseLinear {
   // forward at once (evaluation, sampling); training goes on with begin_step as usual.
   // Truncated, corrupt or mismatched streams throw kIO.
   void save(std::ostream& os) const;
-  static SparseLinear load(std::istream& is, Device device = Device::kCPU);
+  // weight_dtype, when given, replaces the saved one (a CPU layer stored in fp32 computes in fp16
+  // or bf16 on CUDA). A config the device cannot run throws kIO, naming the reason.
+  static SparseLinear load(std::istream& is, Device device = Device::kCPU,
+                           std::optional<DType> weight_dtype = std::nullopt);
   // Restores in place (keeping the weight memory, so an optimizer's views stay valid) from a
-  // stream saved by a layer of the same shape, bias and mode; gradients are zeroed.
+  // stream saved by a layer of the same shape, bias and mode; gradients are zeroed. The rest of
+  // the config (weight_dtype, GemmChoice, mask_freq, ...) comes from the stream, the device stays
+  // this layer's.
   void load_state(std::istream& is);
 
  private:
@@ -205,6 +214,9 @@ class SparseLinear {
   void check_io(const char* op, const TensorView& x, const TensorView& other, int64_t other_cols,
                 const char* other_name) const;
   bool on_cuda() const { return config_.device == Device::kCUDA; }
+  // Throws when the GEMMs' weights are not ready (FST before begin_step; CUDA before
+  // begin_step or recompress).
+  void check_compressed(const char* op) const;
   // How the weights are compressed: on the CPU in fp32 (converted to weight_dtype after), on
   // CUDA straight to the compute dtype, with the metadata the native GEMM reads.
   CompressOptions weight_storage() const;

@@ -15,7 +15,6 @@ namespace {
 }  // namespace
 
 std::shared_ptr<void> alloc(size_t) { no_cuda(); }
-void release_cached_memory() {}
 void copy(void*, bool, const void*, bool, size_t) { no_cuda(); }
 void fill(void*, int, size_t) { no_cuda(); }
 void convert(void*, DType, const void*, DType, int64_t) { no_cuda(); }

@@ -2,6 +2,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <mutex>
 #include <unordered_map>
 
@@ -18,9 +20,11 @@ void check(cudaError_t e, const char* what) {
 // Device memory comes from a cache, as in PyTorch: a freed block goes back to its GPU's free
 // list under its size class, and the next request of that class reuses it. A training loop that
 // allocates the same shapes every step (compressed weights, MVUE's sparse gradient) then calls
-// cudaMalloc only in its first step, and never cudaFree, which synchronises the device. All work
-// runs on the default stream, so a block freed by the host is reused by later work in stream
-// order. When cudaMalloc fails, the cached blocks of that GPU are released and it is retried.
+// cudaMalloc only in its first step, and never cudaFree, which synchronises the device. All of
+// sparse24's work runs on the default stream, so a block freed by the host is reused by later
+// work in stream order. When cudaMalloc fails, the cached blocks of that GPU are released and it
+// is retried. SPARSE24_NO_CUDA_CACHE=1 in the environment turns the cache off (plain cudaMalloc
+// and cudaFree), so that compute-sanitizer sees every use after free.
 namespace {
 constexpr int kMaxGpus = 64;
 
@@ -45,8 +49,15 @@ int current_device() {
   S24_CHECK(dev < kMaxGpus, kDevice, "GPU index ", dev, " beyond the ", kMaxGpus, " supported");
   return dev;
 }
-}  // namespace
+bool caching() {
+  static const bool on = [] {
+    const char* v = std::getenv("SPARSE24_NO_CUDA_CACHE");
+    return !(v && *v && std::string(v) != "0");
+  }();
+  return on;
+}
 
+// Frees the current GPU's cached blocks.
 void release_cached_memory() {
   BlockCache& c = block_cache();
   std::lock_guard<std::mutex> lock(c.mu);
@@ -54,8 +65,14 @@ void release_cached_memory() {
   for (auto& [size, p] : c.free[dev]) cudaFree(p);
   c.free[dev].clear();
 }
+}  // namespace
 
 std::shared_ptr<void> alloc(size_t bytes) {
+  if (!caching()) {
+    void* p = nullptr;
+    check(cudaMalloc(&p, bytes ? bytes : 1), "cudaMalloc");
+    return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+  }
   BlockCache& c = block_cache();
   const int dev = current_device();
   const size_t cls = size_class(bytes);

@@ -14,10 +14,9 @@
 
 namespace sparse24::cuda {
 
-// Device memory on the current GPU, from a cache of freed blocks (runtime.cu says how it works).
+// Device memory on the current GPU, from a cache of freed blocks (runtime.cu says how it works;
+// it relies on all of sparse24's work running on the default stream).
 std::shared_ptr<void> alloc(size_t bytes);
-// Frees the current GPU's cached blocks (alloc does it itself before reporting out of memory).
-void release_cached_memory();
 // Copies between host and device memory; each side's location is given.
 void copy(void* dst, bool dst_on_gpu, const void* src, bool src_on_gpu, size_t bytes);
 std::vector<GpuInfo> gpus(std::string* why);
@@ -32,8 +31,8 @@ void fill(void* dst, int byte, size_t bytes);
 // rounded to nearest even as the CPU's from_f32 (Overflow::kPyTorch). Queued, not synchronised.
 void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n);
 
-// A device buffer that grows on demand and is kept for reuse (GEMM workspaces). get() may free
-// the old buffer, which waits for the kernels that use it (cudaFree synchronises the device).
+// A device buffer that grows on demand and is kept for reuse (GEMM workspaces). get() may drop
+// the old buffer: back to alloc's cache, reused later in stream order.
 class Scratch {
  public:
   void* get(size_t bytes);

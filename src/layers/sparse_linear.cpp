@@ -19,6 +19,7 @@
 #include "layers/binary_io.h"
 #include "sparse24/error.h"
 #include "sparse24/gemm.h"
+#include "sparse24/nn.h"
 #include "sparse24/transforms.h"
 
 namespace sparse24 {
@@ -134,8 +135,6 @@ CompressOptions f32_storage() {
   o.dtype = DType::kF32;
   return o;
 }
-
-
 
 bool valid_weight_dtype(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kF8E4M3;
@@ -318,6 +317,7 @@ const Mask24& SparseLinear::mask() const {
 void SparseLinear::begin_step(int64_t step) {
   S24_CHECK(step >= 0, kValue, "SparseLinear::begin_step: step must be >= 0, got ", step);
   step_ = step;
+  compressed_ = prepared_ = false;  // until this step's weights are ready (a throw leaves none)
   if (!dense_ && config_.dense_from_step >= 0 && step >= config_.dense_from_step)
     switch_to_dense(config_.dense_switch);
   if (!dense_ && config_.mode == SparseMode::kFst) {
@@ -403,6 +403,13 @@ void SparseLinear::switch_to_dense(DenseSwitch how) {
 
 // ---- Forward and backward ------------------------------------------------------------------
 
+void SparseLinear::check_compressed(const char* op) const {
+  S24_CHECK(dense_ || config_.mode != SparseMode::kFst || compressed_, kValue, op, ": FST compresses W "
+            "once per optimizer step: call begin_step(step) before the first forward of every step");
+  S24_CHECK(!on_cuda() || prepared_, kValue, op, ": on CUDA the GEMMs read weights that begin_step "
+            "prepares: call begin_step(step) before the first forward of every optimizer step");
+}
+
 void SparseLinear::check_io(const char* op, const TensorView& x, const TensorView& other,
                             int64_t other_cols, const char* other_name) const {
   S24_CHECK(x.is_matrix(), kShape, op, ": x must be a matrix [N, in], got ", x.describe());
@@ -425,6 +432,7 @@ void SparseLinear::check_io(const char* op, const TensorView& x, const TensorVie
 void SparseLinear::forward(const TensorView& x, const TensorView& y) {
   const char* op = "SparseLinear::forward";
   check_io(op, x, y, config_.out, "y");
+  check_compressed(op);
   if (on_cuda()) return forward_cuda(x, y);
   const bool fp8 = !dense_ && config_.weight_dtype == DType::kF8E4M3;
   Tensor xq;
@@ -435,8 +443,6 @@ void SparseLinear::forward(const TensorView& x, const TensorView& y) {
   }
   const Sparse24Matrix* s = nullptr;
   if (!dense_ && config_.mode == SparseMode::kFst) {
-    S24_CHECK(compressed_, kValue, op, ": FST compresses W once per optimizer step: call "
-              "begin_step(step) before the first forward of every step");
     s = &ws_;
   } else if (!dense_ && config_.mode == SparseMode::kSste) {
     update_sste_weight(/*forward=*/true);
@@ -482,12 +488,12 @@ void SparseLinear::backward(const TensorView& x, const TensorView& dy, const Ten
             "along the tokens in groups of 4, so N must be divisible by ", n_unit,
             on_cuda() ? " on CUDA (the GEMM's K)" : "", "; got N = ", x.rows(), " (x ", x.describe(),
             "); pad the tokens or set GemmChoice::weight_grad = false");
+  check_compressed(op);
+  if (config_.bias) nn::bias_backward(db_, dy);  // db += column sums of dY (fp32, in token order)
   if (on_cuda()) return backward_cuda(x, dy, dx, mvue_seed);
 
   const Sparse24Matrix* s = nullptr;  // the forward's 2:4 weight (FST: W^T's twin W)
   if (!dense_ && config_.mode == SparseMode::kFst) {
-    S24_CHECK(compressed_, kValue, op, ": FST compresses W once per optimizer step: call "
-              "begin_step(step) before the first forward of every step");
     s = &ws_;
   } else if (!dense_ && config_.mode == SparseMode::kSste) {
     if (!sw_valid_) update_sste_weight(/*forward=*/false);  // the weight a forward would use
@@ -502,19 +508,6 @@ void SparseLinear::backward(const TensorView& x, const TensorView& dy, const Ten
     dyq = fake_quant(dy, DType::kF8E5M2);
     xin = &xq.view();
     dyin = &dyq.view();
-  }
-
-  // db += column sums of dY (fp32, in token order).
-  if (db_.defined()) {
-    float* db = db_.data<float>();
-    dispatch_input_dtype(dy.dtype, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      for (int64_t j = 0; j < config_.out; ++j) {
-        float acc = 0.f;
-        for (int64_t i = 0; i < dy.rows(); ++i) acc = acc + to_f32(*dy.at<const T>(i, j));
-        db[j] = db[j] + acc;
-      }
-    });
   }
 
   // dX = dY W_eff.
@@ -731,9 +724,16 @@ void SparseLinear::apply_saved(Saved&& s) {
   recompress();
 }
 
-SparseLinear SparseLinear::load(std::istream& is, Device device) {
+SparseLinear SparseLinear::load(std::istream& is, Device device, std::optional<DType> weight_dtype) {
   Saved s = read_saved(is);
   s.config.device = device;
+  if (weight_dtype) s.config.weight_dtype = *weight_dtype;
+  try {
+    validate(s.config);
+  } catch (const Error& e) {
+    S24_FAIL(kIO, "SparseLinear::load: the stream's layer cannot run on ", device_name(device), ": ", e.what(),
+             device == Device::kCUDA ? " (pass the compute dtype as load's weight_dtype)" : "");
+  }
   SparseLinear layer(s.config);
   layer.apply_saved(std::move(s));
   return layer;

@@ -4,25 +4,22 @@
 // public API); without CUDA a CUDA layer cannot be constructed.
 //
 // Per optimizer step (begin_step): FST compresses W and W^T (and selects the mask every
-// mask_freq steps); every mode refreshes the 16-bit bias, a dense layer its 16-bit W.
+// mask_freq steps); a dense layer refreshes its 16-bit W.
 // Per micro-step:
-//   forward   y  = x W_s^T + b          FST: mm_into(y, x, t(W_s)); S-STE: beta S(W) first
-//   backward  db += colsum(dY)          nn::bias_backward
+//   forward   y  = x W_s^T + b          FST: mm_into(y, x, t(W_s)); S-STE: beta S(W) first; the
+//                                       bias converted to the compute dtype
+//   backward  db += colsum(dY)          nn::bias_backward (the caller, for both devices)
 //             dX  = dY W_s              FST: mm_into(dX, dY, t((W^T)_s)); S-STE: dense
-//             dW += MVUE24(dY^T) X      prune_mvue(dY.t()) then mm_into(dW, S, X), beta = 1
+//             dW += dY^T X              dense by default; with GemmChoice::weight_grad
+//                                       prune_mvue(dY.t()) then mm_into(dW, S, X), beta = 1
 #include "sparse24/error.h"
 #include "sparse24/gemm.h"
 #include "sparse24/layers.h"
-#include "sparse24/nn.h"
 
 namespace sparse24 {
 
 void SparseLinear::prepare_cuda_weights() {
   const DType cdt = config_.weight_dtype;
-  if (config_.bias) {
-    if (!bc_.defined()) bc_ = Tensor::empty({config_.out}, cdt, Device::kCUDA);
-    copy_into(bc_, b_);
-  }
   if (dense_) {
     if (!wc_.defined()) wc_ = Tensor::matrix(config_.out, config_.in, cdt, Layout::kRowMajor, Device::kCUDA);
     copy_into(wc_, w_);
@@ -39,9 +36,12 @@ const Tensor& SparseLinear::dense_forward_weight() {
 }
 
 void SparseLinear::forward_cuda(const TensorView& x, const TensorView& y) {
-  S24_CHECK(prepared_, kValue, "SparseLinear::forward: on CUDA the GEMMs read weights that begin_step "
-            "prepares: call begin_step(step) before the first forward of every optimizer step");
-  const TensorView* bias = config_.bias ? &bc_.view() : nullptr;
+  const TensorView* bias = nullptr;
+  if (config_.bias) {  // the current bias in the compute dtype (out elements: cheap every forward)
+    if (!bc_.defined()) bc_ = Tensor::empty({config_.out}, config_.weight_dtype, Device::kCUDA);
+    copy_into(bc_, b_);
+    bias = &bc_.view();
+  }
   if (dense_) return dense_mm_into(y, x, wc_.view().t(), bias);
   if (config_.mode == SparseMode::kSste) update_sste_weight(/*forward=*/true);
   const Sparse24Matrix& s = config_.mode == SparseMode::kFst ? ws_ : sw_;
@@ -54,10 +54,7 @@ void SparseLinear::forward_cuda(const TensorView& x, const TensorView& y) {
 
 void SparseLinear::backward_cuda(const TensorView& x, const TensorView& dy, const TensorView* dx,
                                  uint64_t mvue_seed) {
-  S24_CHECK(prepared_, kValue, "SparseLinear::backward: on CUDA the GEMMs read weights that begin_step "
-            "prepares: call begin_step(step) before the first forward of every optimizer step");
   if (!dense_ && config_.mode == SparseMode::kSste && !sw_valid_) update_sste_weight(/*forward=*/false);
-  if (config_.bias) nn::bias_backward(db_, dy);
   if (dx) {
     if (dense_) {
       dense_mm_into(*dx, dy, wc_);

@@ -186,6 +186,7 @@ const Case kCases[] = {
     {SparseMode::kFst, {true, true, false}, "fst, dense dW"},
     {SparseMode::kFst, {false, false, false}, "fst, all GEMMs dense"},
     {SparseMode::kSste, {true, true, true}, "sste"},
+    {SparseMode::kSste, {true, true, false}, "sste, dense dW"},
     {SparseMode::kSste, {false, false, false}, "sste, all GEMMs dense"},
 };
 
@@ -201,34 +202,48 @@ TEST_F(CudaLayers, ShapesOffTheTiles) {
     run_case(cs, DType::kF16, 144, 208, 48);
     run_case(cs, DType::kF16, 32, 16, 272);
   }
+  // A token count off 16: fine while the weight gradient is dense (the default).
+  for (const Case& cs : {kCases[2], kCases[5]}) run_case(cs, DType::kF16, 50, 64, 128);
 }
 
 TEST_F(CudaLayers, DenseSwitchMatchesTheCpu) {
-  for (SparseMode mode : {SparseMode::kFst, SparseMode::kSste}) {
-    LinearConfig c;
-    c.in = 64;
-    c.out = 32;
-    c.mode = mode;
-    c.weight_dtype = DType::kF16;
-    c.dense_from_step = 1;
-    c.dense_switch = DenseSwitch::kApplyMask;
-    SparseLinear cpu(c);
-    c.device = Device::kCUDA;
-    SparseLinear gpu(c);
-    cpu.begin_step(0);
-    gpu.begin_step(0);
-    cpu.begin_step(1);
-    gpu.begin_step(1);
-    ASSERT_TRUE(gpu.is_dense());
-    // The masters became the sparse forward weight on both devices, bit for bit.
-    const Tensor wg = host(gpu.weight()), wc = host(cpu.weight());
-    EXPECT_EQ(std::memcmp(wg.data<float>(), wc.data<float>(), size_t(wc.numel()) * 4), 0) << sparse_mode_name(mode);
-    const Tensor x = test::convert(test::randn(32, 64, 3), DType::kF16);
-    const Tensor y = gpu.forward(x.to(Device::kCUDA));
-    // The CPU's dense GEMMs read the fp32 masters, CUDA's a 16-bit copy: the weights' rounding.
-    expect_close(y, cpu.forward(x), abs_product(x, wc.view().t()), 1.0 / 1024, 1e-4 + 1.0 / 4096,
-                 "dense after the switch");
-  }
+  for (SparseMode mode : {SparseMode::kFst, SparseMode::kSste})
+    for (DenseSwitch how : {DenseSwitch::kApplyMask, DenseSwitch::kKeepWeights}) {
+      const std::string what = std::string(sparse_mode_name(mode)) +
+                               (how == DenseSwitch::kApplyMask ? ", apply mask" : ", keep weights");
+      LinearConfig c;
+      c.in = 64;
+      c.out = 32;
+      c.mode = mode;
+      c.weight_dtype = DType::kF16;
+      c.dense_from_step = 1;
+      c.dense_switch = how;
+      SparseLinear cpu(c);
+      c.device = Device::kCUDA;
+      SparseLinear gpu(c);
+      cpu.begin_step(0);
+      gpu.begin_step(0);
+      cpu.begin_step(1);
+      gpu.begin_step(1);
+      ASSERT_TRUE(gpu.is_dense());
+      // The masters became the sparse forward weight (or kept their values) on both devices, bit
+      // for bit.
+      const Tensor wg = host(gpu.weight()), wc = host(cpu.weight());
+      EXPECT_EQ(std::memcmp(wg.data<float>(), wc.data<float>(), size_t(wc.numel()) * 4), 0) << what;
+      const Tensor x = test::convert(test::randn(32, 64, 3), DType::kF16);
+      const Tensor dy = test::convert(test::randn(32, 32, 4), DType::kF16);
+      const Tensor y = gpu.forward(x.to(Device::kCUDA));
+      // The CPU's dense GEMMs read the fp32 masters, CUDA's a 16-bit copy: the weights' rounding.
+      expect_close(y, cpu.forward(x), abs_product(x, wc.view().t()), 1.0 / 1024, 1e-4 + 1.0 / 4096,
+                   what + ": y after the switch");
+      Tensor dx_cpu = Tensor::matrix(32, 64, DType::kF32);
+      Tensor dx_gpu = Tensor::matrix(32, 64, DType::kF16, Layout::kRowMajor, Device::kCUDA);
+      cpu.backward(x, dy, &dx_cpu.view(), 1);
+      gpu.backward(x.to(Device::kCUDA), dy.to(Device::kCUDA), &dx_gpu.view(), 1);
+      expect_close(dx_gpu, dx_cpu, abs_product(dy, wc), 1.0 / 1024, 1e-4 + 1.0 / 4096, what + ": dx after the switch");
+      expect_close(gpu.weight_grad(), host(cpu.weight_grad()), abs_product(test::convert(dy.view().t(), DType::kF32), x),
+                   1e-5, 1.0 / 2048, what + ": dW after the switch");
+    }
 }
 
 TEST_F(CudaLayers, SaveOnOneDeviceLoadOnTheOther) {
@@ -302,6 +317,26 @@ TEST_F(CudaLayers, BadCallsGetClearErrors) {
   test::expect_error([&] { l.backward(x, y, nullptr, 0); }, ErrorKind::kShape, "divisible by 16 on CUDA");
   c.in = 40;  // the 2:4 GEMMs' K and rows: multiples of 16
   test::expect_error([&] { SparseLinear bad(c); }, ErrorKind::kShape, "multiples of 16");
+  // recompress (or a load) before the first begin_step leaves FST without a mask: no forward.
+  c.in = 32;
+  SparseLinear fresh(c);
+  fresh.recompress();
+  test::expect_error([&] { (void)fresh.forward(x); }, ErrorKind::kValue, "call begin_step");
+  std::stringstream ss;
+  fresh.save(ss);
+  SparseLinear loaded = SparseLinear::load(ss, Device::kCUDA);
+  test::expect_error([&] { (void)loaded.forward(x); }, ErrorKind::kValue, "call begin_step");
+  // A CPU layer in fp32 loads onto CUDA only with a compute dtype.
+  LinearConfig cc = c;
+  cc.device = Device::kCPU;
+  cc.weight_dtype = DType::kF32;
+  SparseLinear cpu_layer(cc);
+  std::stringstream s32;
+  cpu_layer.save(s32);
+  const std::string bytes = s32.str();
+  std::stringstream a(bytes), b(bytes);
+  test::expect_error([&] { (void)SparseLinear::load(a, Device::kCUDA); }, ErrorKind::kIO, "weight_dtype");
+  EXPECT_EQ(SparseLinear::load(b, Device::kCUDA, DType::kBF16).config().weight_dtype, DType::kBF16);
 }
 
 // copy_into converts between float dtypes on the GPU exactly as on the CPU.
