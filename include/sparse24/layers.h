@@ -63,7 +63,7 @@ const char* sparse_mode_name(SparseMode mode);
 // The weight gradient is dense by default: MVUE exists only to make it a 2:4 product for speed,
 // and `sparse24 bench ffn` (bench/results/) measures that on Hopper the 2:4 weight gradient
 // (MVUE24 of dY^T, then a 2:4 GEMM with K = tokens) is slower than the exact dense one at every
-// GPT-2 width: FST with a dense dW is 1.06-1.27x faster per step than with MVUE (H200,
+// GPT-2 width: FST with a dense dW is 1.07-1.26x faster per step than with MVUE (H200,
 // bench/results/2026-11-27-h200-ffn.md). Set weight_grad for the papers' exact recipe.
 struct GemmChoice {
   bool forward = true;
