@@ -70,6 +70,26 @@ __device__ __forceinline__ Out from_f32_non_nan(float v, float scale, Overflow o
   }
 }
 
+// The integer magnitude keys (rules::magnitude_key) of a group's 4 raw inputs; whether all are
+// finite. When `report` and p.bad is set, a non-finite input reports its row-major index (the
+// group's first element is at `first`).
+template <typename In>
+__device__ __forceinline__ bool group_keys(const In g[4], uint32_t key[4], int64_t first, bool report,
+                                           const GroupParams& p) {
+  bool finite = true;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    key[i] = rules::magnitude_key(g[i]);
+    finite = finite && key[i] < rules::non_finite_key(In{});
+  }
+  if (!finite && p.bad && report) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      if (key[i] >= rules::non_finite_key(In{})) report_first(p.bad, first + i);
+  }
+  return finite;
+}
+
 // MVUE: the two groups of one metadata byte (4 values and the byte), bit for bit what
 // process_byte's general path (rules::apply_group) gives. Fast path per group: the raw inputs
 // converted without NaN handling and S = sum(|x| + eps) < 2^125, which holds exactly when every
@@ -99,17 +119,7 @@ __device__ __forceinline__ uint8_t mvue_byte(const In raw[8], int64_t row, int64
       out.v[2 * h + 1] = from_f32_non_nan<Out>(v1, p.scale, p.overflow);
     } else {
       uint32_t key[4];
-      bool finite = true;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        key[i] = rules::magnitude_key(g[i]);
-        finite = finite && key[i] < rules::non_finite_key(In{});
-      }
-      if (!finite && p.bad && (h == 0 || both)) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          if (key[i] >= rules::non_finite_key(In{})) report_first(p.bad, row * 4 * p.groups + 8 * byte + 4 * h + i);
-      }
+      (void)group_keys(g, key, row * 4 * p.groups + 8 * byte + 4 * h, h == 0 || both, p);
       const float xs[4] = {to_f32(g[0]), to_f32(g[1]), to_f32(g[2]), to_f32(g[3])};
       float v0 = 0.f, v1 = 0.f;
       k = rules::apply_group(xs, rules::GroupRule::kMvue, 0, u0, u1, p.beta, &v0, &v1);
@@ -121,10 +131,10 @@ __device__ __forceinline__ uint8_t mvue_byte(const In raw[8], int64_t row, int64
   return meta;
 }
 
-// Stores one byte's 4 values (2 when the row's last byte holds one group) and its metadata.
+// Stores one byte's 4 values (2 when the row's last byte holds one group).
 template <typename Out>
-__device__ __forceinline__ void store_byte(const Vec<Out, 4>& out, uint8_t meta, int64_t row, int64_t byte, bool both,
-                                           const GroupParams& p) {
+__device__ __forceinline__ void store_values(const Vec<Out, 4>& out, int64_t row, int64_t byte, bool both,
+                                             const GroupParams& p) {
   Out* dst = static_cast<Out*>(p.values) + row * 2 * p.groups + 4 * byte;
   if (both && p.groups % 2 == 0) {
     *reinterpret_cast<Vec<Out, 4>*>(dst) = out;  // 4 values, aligned: every row starts at a multiple of 4
@@ -136,6 +146,13 @@ __device__ __forceinline__ void store_byte(const Vec<Out, 4>& out, uint8_t meta,
       dst[3] = out.v[3];
     }
   }
+}
+
+// Stores one byte's values and its metadata (canonical, and sm90 when asked).
+template <typename Out>
+__device__ __forceinline__ void store_byte(const Vec<Out, 4>& out, uint8_t meta, int64_t row, int64_t byte, bool both,
+                                           const GroupParams& p) {
+  store_values<Out>(out, row, byte, both, p);
   p.meta[row * p.row_bytes + byte] = meta;
   if (p.hw_meta) p.hw_meta[p.hw.offset(row, byte)] = meta;
 }
@@ -164,17 +181,7 @@ __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64
   for (int h = 0; h < 2; ++h) {
     const In* g = raw + 4 * h;
     uint32_t key[4];
-    bool finite = true;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      key[i] = rules::magnitude_key(g[i]);
-      finite = finite && key[i] < rules::non_finite_key(In{});
-    }
-    if (!finite && p.bad && (h == 0 || both)) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        if (key[i] >= rules::non_finite_key(In{})) report_first(p.bad, row * 4 * p.groups + 4 * (g0 + h) + i);
-    }
+    const bool finite = group_keys(g, key, row * 4 * p.groups + 4 * (g0 + h), h == 0 || both, p);
     const uint8_t mask_code = uint8_t((mask_byte >> (4 * h)) & 0xF);
     rules::Pick k;
     if (finite && (mask_rule || R == rules::GroupRule::kMagnitude)) {
@@ -191,19 +198,7 @@ __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64
     }
     if (h == 0 || both) meta = uint8_t(meta | (group_code(k.i0, k.i1) << (4 * h)));
   }
-  Out* dst = static_cast<Out*>(p.values) + row * 2 * p.groups + 2 * g0;
-  if (both && p.groups % 2 == 0) {
-    *reinterpret_cast<Vec<Out, 4>*>(dst) = out;  // 4 values, aligned: every row starts at a multiple of 4
-  } else {
-    dst[0] = out.v[0];
-    dst[1] = out.v[1];
-    if (both) {
-      dst[2] = out.v[2];
-      dst[3] = out.v[3];
-    }
-  }
-  p.meta[row * p.row_bytes + byte] = meta;
-  if (p.hw_meta) p.hw_meta[p.hw.offset(row, byte)] = meta;
+  store_byte<Out>(out, meta, row, byte, both, p);
 }
 
 // Block (32, 8): a warp takes 32 consecutive metadata bytes (256 elements) of one row.

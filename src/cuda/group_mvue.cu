@@ -80,19 +80,8 @@ __global__ void __launch_bounds__(kThreads) mvue_cols_kernel(DeviceMatrix in, Gr
     const int r = e / 8, b = e % 8;
     if (r < tile_rows && b < tile_bytes) {
       const Vec<Out, 4> v = vals[r][b ^ ((r / RT) & 7)];
-      const int64_t row = r0 + r, byte_b = c0 / 8 + b;
-      const bool both_b = 2 * byte_b + 1 < p.groups;
-      Out* dst = static_cast<Out*>(p.values) + row * 2 * p.groups + 4 * byte_b;
-      if (both_b && p.groups % 2 == 0) {
-        *reinterpret_cast<Vec<Out, 4>*>(dst) = v;
-      } else {
-        dst[0] = v.v[0];
-        dst[1] = v.v[1];
-        if (both_b) {
-          dst[2] = v.v[2];
-          dst[3] = v.v[3];
-        }
-      }
+      const int64_t byte_b = c0 / 8 + b;
+      store_values<Out>(v, r0 + r, byte_b, 2 * byte_b + 1 < p.groups, p);
     }
   }
   // Metadata: one thread per row, 8 bytes, un-swizzled (byte b sits at b ^ m).
