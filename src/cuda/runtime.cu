@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 #include <mutex>
-#include <map>
+#include <unordered_map>
 
 #include "cuda/runtime.h"
 #include "sparse24/error.h"
@@ -18,8 +18,7 @@ void check(cudaError_t e, const char* what) {
 }  // namespace
 
 // Device memory comes from a cache, as in PyTorch: a freed block goes back to its GPU's free
-// list under its size class, and the next request of that class reuses it (or the smallest free
-// block up to twice its size, so that varying shapes do not pile up blocks). A training loop that
+// list under its size class, and the next request of that class reuses it. A training loop that
 // allocates the same shapes every step (compressed weights, MVUE's sparse gradient) then calls
 // cudaMalloc only in its first step, and never cudaFree, which synchronises the device. All of
 // sparse24's work runs on the default stream, so a block freed by the host is reused by later
@@ -31,7 +30,7 @@ constexpr int kMaxGpus = 64;
 
 struct BlockCache {
   std::mutex mu;
-  std::multimap<size_t, void*> free[kMaxGpus];  // size class -> free blocks, smallest first
+  std::unordered_multimap<size_t, void*> free[kMaxGpus];  // size class -> free blocks
 };
 BlockCache& block_cache() {
   static BlockCache* c = new BlockCache;  // never destroyed: blocks may be freed at exit
@@ -76,13 +75,12 @@ std::shared_ptr<void> alloc(size_t bytes) {
   }
   BlockCache& c = block_cache();
   const int dev = current_device();
-  size_t cls = size_class(bytes);  // of the block returned: the request's, or a cached block's
+  const size_t cls = size_class(bytes);
   void* p = nullptr;
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    auto it = c.free[dev].lower_bound(cls);
-    if (it != c.free[dev].end() && it->first <= 2 * cls) {
-      cls = it->first;
+    auto it = c.free[dev].find(cls);
+    if (it != c.free[dev].end()) {
       p = it->second;
       c.free[dev].erase(it);
     }
