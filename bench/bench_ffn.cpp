@@ -53,28 +53,6 @@ const Mode kModes[] = {
     {"S-STE, dense dW", SparseMode::kSste, {true, true, false}},
 };
 
-class Timer {
- public:
-  Timer() {
-    check(cudaEventCreate(&start_), "cudaEventCreate");
-    check(cudaEventCreate(&stop_), "cudaEventCreate");
-  }
-  ~Timer() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-  }
-  void start() { check(cudaEventRecord(start_), "cudaEventRecord"); }
-  double stop_ms() {
-    check(cudaEventRecord(stop_), "cudaEventRecord");
-    check(cudaEventSynchronize(stop_), "cudaEventSynchronize");
-    float ms = 0.f;
-    check(cudaEventElapsedTime(&ms, start_, stop_), "cudaEventElapsedTime");
-    return ms;
-  }
-
- private:
-  cudaEvent_t start_, stop_;
-};
 
 // The FFN block and its activations on the GPU.
 struct Ffn {
@@ -155,11 +133,6 @@ struct Result {
                                  // synchronisation makes it as long as the GPU time)
 };
 
-// Median of v (sorted in place).
-double median_of(std::vector<double>& v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Per-op GPU times of a micro-step (events between the ops) and the host's issue time.
 void timeline(Ffn& f, Result& r) {

@@ -12,28 +12,41 @@ void check(cudaError_t e, const char* what) {
   S24_CHECK(e == cudaSuccess, kDevice, what, ": ", cudaGetErrorString(e));
 }
 
+Timer::Timer() {
+  check(cudaEventCreate(&start_), "cudaEventCreate");
+  check(cudaEventCreate(&stop_), "cudaEventCreate");
+}
+Timer::~Timer() {
+  cudaEventDestroy(start_);
+  cudaEventDestroy(stop_);
+}
+void Timer::start() { check(cudaEventRecord(start_), "cudaEventRecord"); }
+double Timer::stop_ms() {
+  check(cudaEventRecord(stop_), "cudaEventRecord");
+  check(cudaEventSynchronize(stop_), "cudaEventSynchronize");
+  float ms = 0.f;
+  check(cudaEventElapsedTime(&ms, start_, stop_), "cudaEventElapsedTime");
+  return ms;
+}
+
+double median_of(std::vector<double>& v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 double time_us(int rotate, const std::function<void(int)>& fn) {
   for (int i = 0; i < 2 * rotate; ++i) fn(i % rotate);  // warm-up: module load, first touches
   check(cudaDeviceSynchronize(), "warm-up");
   const int per_sample = std::max(rotate, 10), samples = 15;
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
+  Timer timer;
   std::vector<double> t;
   for (int s = 0; s < samples; ++s) {
-    check(cudaEventRecord(start), "cudaEventRecord");
+    timer.start();
     for (int i = 0; i < per_sample; ++i) fn(i % rotate);
-    check(cudaEventRecord(stop), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float ms = 0.f;
-    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-    t.push_back(1e3 * ms / per_sample);
+    t.push_back(1e3 * timer.stop_ms() / per_sample);
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   check(cudaGetLastError(), "a benchmarked kernel");
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return median_of(t);
 }
 
 Tensor random_matrix(int64_t rows, int64_t cols, DType dt, Layout layout) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "sparse24/tensor.h"
 
@@ -12,6 +13,24 @@ namespace sparse24::bench {
 
 // Throws kDevice naming `what` when a CUDA call failed.
 void check(cudaError_t e, const char* what);
+
+// CUDA events around work on the default stream: start(), then stop_ms() waits for the work and
+// returns the milliseconds between the two.
+class Timer {
+ public:
+  Timer();
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  void start();
+  double stop_ms();
+
+ private:
+  cudaEvent_t start_, stop_;
+};
+
+// The median of v (sorted in place; v not empty).
+double median_of(std::vector<double>& v);
 
 // Median time in microseconds of one call of fn(i), i cycling over `rotate` prepared inputs
 // (after 2 * rotate warm-up calls; 15 samples of max(rotate, 10) calls each).

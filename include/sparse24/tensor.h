@@ -94,6 +94,9 @@ void set_alloc_poison(bool on);
 // even (overflow to Inf), on one device: any strides on the CPU, one layout on CUDA.
 void copy_into(const TensorView& dst, const TensorView& src);
 
+// Sets every byte of a contiguous tensor (CPU or CUDA) to zero: +0 for the float dtypes.
+void fill_zeros(const TensorView& t);
+
 // A CPU fp32 row-major copy of a CPU matrix of any float dtype and layout (int8 is unscaled).
 Tensor to_f32_row_major(const TensorView& src);
 // The same without a copy when src already is fp32 row-major: returns src's memory, or the

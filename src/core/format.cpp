@@ -141,8 +141,7 @@ Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scal
   if (layout != MetaLayout::kCanonical) {
     const int64_t bytes = sm90_meta(layout, rows, cols, dtype).bytes();
     s.hw_meta = Tensor::empty({bytes}, DType::kU8, device);
-    if (device == Device::kCPU) std::memset(s.hw_meta.data<uint8_t>(), 0, size_t(bytes));
-    else cuda::fill(s.hw_meta.view().data, 0, size_t(bytes));
+    fill_zeros(s.hw_meta);
   }
   return s;
 }

@@ -171,27 +171,38 @@ void copy_into(const TensorView& dst, const TensorView& src) {
   const int64_t es = dtype_size(src.dtype), ed = dtype_size(dst.dtype);
   const char* s = static_cast<const char*>(src.data);
   char* d = static_cast<char*>(dst.data);
-  auto element = [&](const char* from, char* to) {
-    if (!convert) {
-      std::memcpy(to, from, size_t(es));
-      return;
-    }
-    dispatch_input_dtype(src.dtype, [&](auto stag) {
-      dispatch_input_dtype(dst.dtype, [&](auto dtag) {
-        using S = typename decltype(stag)::type;
-        using D = typename decltype(dtag)::type;
+  // element(from, to) for every index; the dtype dispatch happens once, outside the loops.
+  auto each = [&](auto element) {
+    for (int64_t a = 0; a < shape[0]; ++a)
+      for (int64_t b = 0; b < shape[1]; ++b)
+        for (int64_t c = 0; c < shape[2]; ++c)
+          for (int64_t e = 0; e < shape[3]; ++e) {
+            const int64_t so = a * ss[0] + b * ss[1] + c * ss[2] + e * ss[3];
+            const int64_t dof = a * ds[0] + b * ds[1] + c * ds[2] + e * ds[3];
+            element(s + so * es, d + dof * ed);
+          }
+  };
+  if (!convert) return each([&](const char* from, char* to) { std::memcpy(to, from, size_t(es)); });
+  dispatch_input_dtype(src.dtype, [&](auto stag) {
+    dispatch_input_dtype(dst.dtype, [&](auto dtag) {
+      using S = typename decltype(stag)::type;
+      using D = typename decltype(dtag)::type;
+      each([](const char* from, char* to) {
         *reinterpret_cast<D*>(to) = from_f32<D>(to_f32(*reinterpret_cast<const S*>(from)), 1.f, Overflow::kPyTorch);
       });
     });
-  };
-  for (int64_t a = 0; a < shape[0]; ++a)
-    for (int64_t b = 0; b < shape[1]; ++b)
-      for (int64_t c = 0; c < shape[2]; ++c)
-        for (int64_t e = 0; e < shape[3]; ++e) {
-          const int64_t so = a * ss[0] + b * ss[1] + c * ss[2] + e * ss[3];
-          const int64_t dof = a * ds[0] + b * ds[1] + c * ds[2] + e * ds[3];
-          element(s + so * es, d + dof * ed);
-        }
+  });
+}
+
+void fill_zeros(const TensorView& t) {
+  S24_CHECK(t.is_contiguous(), kShape, "fill_zeros: ", t.describe(), " is not contiguous");
+  const size_t bytes = size_t(t.numel()) * size_t(dtype_size(t.dtype));
+  if (bytes == 0) return;
+  if (t.device == Device::kCPU) {
+    std::memset(t.data, 0, bytes);
+  } else {
+    cuda::fill(t.data, 0, bytes);
+  }
 }
 
 Tensor to_f32_row_major(const TensorView& src) {

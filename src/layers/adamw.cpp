@@ -1,5 +1,4 @@
 // AdamW with the fused masked decay, clipping by global norm, and the loss scaler (optim.h).
-#include <algorithm>
 #include <cmath>
 #include <istream>
 #include <limits>
@@ -85,10 +84,7 @@ void check_mask_shape(const char* op, size_t index, const TensorView& param, con
 // A zero-filled fp32 vector of n elements on `device` (the moments).
 Tensor zeros(int64_t n, Device device) {
   Tensor t = Tensor::empty({n}, DType::kF32, device);
-  if (device == Device::kCUDA)
-    cuda::fill(t.view().data, 0, size_t(n) * sizeof(float));
-  else
-    std::fill(t.data<float>(), t.data<float>() + n, 0.f);
+  fill_zeros(t);
   return t;
 }
 
@@ -209,13 +205,7 @@ void AdamW::step(float lr) {
 }
 
 void AdamW::zero_grad() {
-  for (Param& p : params_) {
-    float* g = static_cast<float*>(p.grad.data);
-    if (p.grad.device == Device::kCUDA)
-      cuda::fill(g, 0, size_t(p.grad.numel()) * sizeof(float));
-    else
-      std::fill(g, g + p.grad.numel(), 0.f);
-  }
+  for (Param& p : params_) fill_zeros(p.grad);
 }
 
 std::vector<TensorView> AdamW::grads() const {

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <istream>
 #include <memory>
 #include <ostream>
@@ -15,7 +14,6 @@
 #include <utility>
 #include <vector>
 
-#include "cuda/runtime.h"
 #include "layers/binary_io.h"
 #include "sparse24/error.h"
 #include "sparse24/gemm.h"
@@ -167,16 +165,6 @@ void validate(const LinearConfig& c) {
             "16 (the K of the 2:4 GEMMs and their 16-byte rows), got in = ", c.in, ", out = ", c.out);
 }
 
-// Zero-fills a tensor on either device.
-void zero(const Tensor& t) {
-  if (!t.defined()) return;
-  if (t.device() == Device::kCPU) {
-    std::memset(t.data<void>(), 0, size_t(t.numel()) * dtype_size(t.dtype()));
-  } else {
-    cuda::fill(t.data<void>(), 0, size_t(t.numel()) * dtype_size(t.dtype()));
-  }
-}
-
 // A CPU copy (the tensor itself when it is on the CPU).
 Tensor on_host(const Tensor& t) { return !t.defined() || t.device() == Device::kCPU ? t : t.to(Device::kCPU); }
 Mask24 on_host(const Mask24& m) { return !m.defined() || m.device() == Device::kCPU ? m : m.to(Device::kCPU); }
@@ -296,8 +284,8 @@ void SparseLinear::set_weights(const TensorView& w, const TensorView* b) {
 }
 
 void SparseLinear::zero_grad() {
-  zero(dw_);
-  zero(db_);
+  fill_zeros(dw_);
+  if (db_.defined()) fill_zeros(db_);
 }
 
 void SparseLinear::add_parameters(AdamW& opt) {

@@ -2,7 +2,6 @@
 #include "trainer/gpt2.h"
 
 #include <cmath>
-#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -33,7 +32,7 @@ namespace {
 
 Tensor zeros(std::initializer_list<int64_t> shape) {
   Tensor t = Tensor::empty(shape, DType::kF32);
-  std::memset(t.data<float>(), 0, size_t(t.numel()) * 4);
+  fill_zeros(t);
   return t;
 }
 Tensor filled(int64_t n, float v) {
@@ -47,7 +46,6 @@ Tensor normal(std::initializer_list<int64_t> shape, float std, std::mt19937_64& 
   for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
   return t;
 }
-void clear(const Tensor& t) { std::memset(t.view().data, 0, size_t(t.numel()) * size_t(dtype_size(t.dtype()))); }
 
 // A rank-1 int32 view of host token ids.
 TensorView ids(const int32_t* p, int64_t n) {
@@ -212,12 +210,12 @@ void Gpt2::backward(float loss_scale, uint64_t mvue_seed) {
   const int B = B_, T = T_, C = config_.channels, NH = config_.heads;
   const int64_t N = int64_t(B) * T;
   for (int64_t i = 0; i < N; ++i) a.dlosses.data<float>()[i] = loss_scale / float(N);
-  clear(a.dlogits);
+  fill_zeros(a.dlogits);
   nn::crossentropy_backward(a.dlogits, a.dlosses, a.probs, ids(targets_.data(), N));
-  clear(a.dlnf);
+  fill_zeros(a.dlnf);
   const TensorView dlnf = a.dlnf.view();
   nn::matmul_backward(&dlnf, dwte_, nullptr, a.dlogits, a.lnf, wte_);
-  clear(a.dres);
+  fill_zeros(a.dres);
   const Tensor& last = config_.layers ? a.layers.back().residual3 : a.encoded;
   nn::layernorm_backward(a.dres, dlnfw_, dlnfb_, a.dlnf, last, lnfw_, a.lnf_mean, a.lnf_rstd);
   const TensorView dln = a.dln.view(), datty = a.datty.view(), dfch_gelu = a.dfch_gelu.view();
@@ -233,7 +231,7 @@ void Gpt2::backward(float loss_scale, uint64_t mvue_seed) {
     nn::layernorm_backward(a.dres, b.dln2w, b.dln2b, a.dln, s.residual2, b.ln2w, s.ln2_mean, s.ln2_rstd);
     // residual2 = input + attproj(attention(qkv(ln1(input)))): a.dres is now d residual2.
     b.attproj.backward(s.atty, a.dres, &datty, mix_seed(seed + 2));
-    clear(a.dqkv);
+    fill_zeros(a.dqkv);
     nn::attention_backward(a.dqkv, a.dpreatt, a.datt, a.datty, s.qkv, s.att, B, T, C, NH);
     b.qkv.backward(s.ln1, a.dqkv, &dln, mix_seed(seed + 1));
     nn::layernorm_backward(a.dres, b.dln1w, b.dln1b, a.dln, input, b.ln1w, s.ln1_mean, s.ln1_rstd);
@@ -242,9 +240,9 @@ void Gpt2::backward(float loss_scale, uint64_t mvue_seed) {
 }
 
 void Gpt2::zero_grad() {
-  for (const Tensor* t : {&dwte_, &dwpe_, &dlnfw_, &dlnfb_}) clear(*t);
+  for (const Tensor* t : {&dwte_, &dwpe_, &dlnfw_, &dlnfb_}) fill_zeros(*t);
   for (Block& b : blocks_) {
-    for (const Tensor* t : {&b.dln1w, &b.dln1b, &b.dln2w, &b.dln2b}) clear(*t);
+    for (const Tensor* t : {&b.dln1w, &b.dln1b, &b.dln2w, &b.dln2b}) fill_zeros(*t);
     for (SparseLinear* l : b.linears()) l->zero_grad();
   }
 }

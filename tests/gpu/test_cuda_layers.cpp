@@ -59,6 +59,17 @@ void expect_same_mask(const Mask24& gpu, const Mask24& cpu, const std::string& w
       << what;
 }
 
+// A layer config with the fields every test sets; each test changes what else it needs.
+LinearConfig layer_config(SparseMode mode, int64_t in, int64_t out, DType dt, Device device) {
+  LinearConfig c;
+  c.in = in;
+  c.out = out;
+  c.mode = mode;
+  c.weight_dtype = dt;
+  c.device = device;
+  return c;
+}
+
 struct Case {
   SparseMode mode;
   GemmChoice sparse;
@@ -93,12 +104,8 @@ Tensor forward_weight(const SparseLinear& l, const Tensor& masters, const Mask24
 void run_case(const Case& cs, DType dt, int64_t n, int64_t in, int64_t out) {
   const std::string what = std::string(cs.name) + " " + dtype_name(dt) + " N=" + std::to_string(n) +
                            " in=" + std::to_string(in) + " out=" + std::to_string(out);
-  LinearConfig c;
-  c.in = in;
-  c.out = out;
-  c.mode = cs.mode;
+  LinearConfig c = layer_config(cs.mode, in, out, dt, Device::kCPU);
   c.sparse = cs.sparse;
-  c.weight_dtype = dt;
   c.mask_freq = 1;  // FST selects a new mask at step 1 too
   c.seed = 11;
   SparseLinear cpu(c);
@@ -211,11 +218,7 @@ TEST_F(CudaLayers, DenseSwitchMatchesTheCpu) {
     for (DenseSwitch how : {DenseSwitch::kApplyMask, DenseSwitch::kKeepWeights}) {
       const std::string what = std::string(sparse_mode_name(mode)) +
                                (how == DenseSwitch::kApplyMask ? ", apply mask" : ", keep weights");
-      LinearConfig c;
-      c.in = 64;
-      c.out = 32;
-      c.mode = mode;
-      c.weight_dtype = DType::kF16;
+      LinearConfig c = layer_config(mode, 64, 32, DType::kF16, Device::kCPU);
       c.dense_from_step = 1;
       c.dense_switch = how;
       SparseLinear cpu(c);
@@ -247,13 +250,7 @@ TEST_F(CudaLayers, DenseSwitchMatchesTheCpu) {
 }
 
 TEST_F(CudaLayers, SaveOnOneDeviceLoadOnTheOther) {
-  LinearConfig c;
-  c.in = 32;
-  c.out = 48;
-  c.mode = SparseMode::kFst;
-  c.weight_dtype = DType::kBF16;
-  c.device = Device::kCUDA;
-  SparseLinear gpu(c);
+  SparseLinear gpu(layer_config(SparseMode::kFst, 32, 48, DType::kBF16, Device::kCUDA));
   gpu.begin_step(0);
   std::stringstream ss;
   gpu.save(ss);
@@ -277,12 +274,7 @@ TEST_F(CudaLayers, SaveOnOneDeviceLoadOnTheOther) {
 // bits), their two sm90 metadata copies and one canonical mask shared by W and the optimizer:
 // at most 2.5 bytes per parameter beyond the fp32 masters and gradients (the target).
 TEST_F(CudaLayers, FstHoldsAtMostTwoAndAHalfBytesPerParameter) {
-  LinearConfig c;
-  c.in = 256;
-  c.out = 1024;
-  c.mode = SparseMode::kFst;
-  c.weight_dtype = DType::kF16;
-  c.device = Device::kCUDA;
+  LinearConfig c = layer_config(SparseMode::kFst, 256, 1024, DType::kF16, Device::kCUDA);
   c.bias = false;
   SparseLinear l(c);
   l.begin_step(0);
@@ -295,13 +287,8 @@ TEST_F(CudaLayers, FstHoldsAtMostTwoAndAHalfBytesPerParameter) {
 }
 
 TEST_F(CudaLayers, BadCallsGetClearErrors) {
-  LinearConfig c;
-  c.in = 32;
-  c.out = 32;
-  c.mode = SparseMode::kFst;
-  c.weight_dtype = DType::kF16;
+  LinearConfig c = layer_config(SparseMode::kFst, 32, 32, DType::kF16, Device::kCUDA);
   c.sparse.weight_grad = true;
-  c.device = Device::kCUDA;
   SparseLinear l(c);
   const Tensor x = Tensor::matrix(8, 32, DType::kF16, Layout::kRowMajor, Device::kCUDA);
   test::expect_error([&] { (void)l.forward(x); }, ErrorKind::kValue, "call begin_step");
