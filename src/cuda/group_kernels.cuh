@@ -6,8 +6,9 @@
 //
 // Work unit: one metadata byte = two groups = 8 consecutive elements of a row; it reads 8 inputs
 // and writes 4 values and 1 byte. Two kernels feed it:
-//   * rows_kernel: row-major input whose rows are 16-byte aligned runs of 8: each thread loads its
-//     8 elements straight from global memory with vector loads (no shared memory);
+//   * rows_kernel: row-major input whose rows are 16-byte aligned runs of 8: each thread loads 32
+//     bytes of input (one or two metadata bytes) straight from global memory with vector loads
+//     (no shared memory); bytes with finite inputs take a fast path (below), the rest process_byte;
 //   * tile_kernel: anything else (notably the column-major dY^T of the weight gradient): a
 //     32 x 64 tile goes through shared memory so that reads run along the contiguous dimension
 //     and writes along rows.
@@ -201,14 +202,252 @@ __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64
   store_byte<Out>(out, meta, row, byte, both, p);
 }
 
-// Block (32, 8): a warp takes 32 consecutive metadata bytes (256 elements) of one row.
+// ---- rows_kernel's fast path (magnitude, soft threshold, explicit mask) ----------------------
+// A byte whose 8 inputs are all finite (and, for the soft threshold, with a finite beta) needs
+// none of process_byte's NaN/Inf handling: its positions come from integer arithmetic on the
+// magnitude keys, its values from selects (16-bit inputs: byte permutes), and its conversions see
+// no NaN. Every other byte goes to process_byte. Both give the CPU's results bit for bit.
+
+// A metadata byte's 8 raw inputs as 32-bit words (16 bytes of 16-bit inputs, 32 of fp32).
+template <typename In>
+using RawByte = Vec<uint32_t, 2 * int(sizeof(In))>;
+
+template <typename In>
+__device__ __forceinline__ In raw_element(const RawByte<In>& w, int i) {
+  if constexpr (sizeof(In) == 4) return __uint_as_float(w.v[i]);
+  else return In{uint16_t(w.v[i / 2] >> (16 * (i % 2)))};
+}
+
+// rules::top2 on lanes: each 32-bit word holds one key per lane (fp32: one lane, kTop = 2^31;
+// 16-bit inputs: group 0's key in the low half and group 1's in the high half, kTop = 2^15 per
+// half), every key below its lane's top bit. (k_i | top) - k_j has the top bit set iff
+// k_i >= k_j, and never borrows across lanes. Position i is kept iff it beats at least two of the
+// other three (j beats i when k_j > k_i, or k_j == k_i and j < i): the top bit of kept[i].
+template <uint32_t kTop>
+S24_HD void top2_lanes(const uint32_t k[4], uint32_t kept[4]) {
+  const uint32_t c01 = (k[0] | kTop) - k[1], c02 = (k[0] | kTop) - k[2], c03 = (k[0] | kTop) - k[3];
+  const uint32_t c12 = (k[1] | kTop) - k[2], c13 = (k[1] | kTop) - k[3], c23 = (k[2] | kTop) - k[3];
+  auto two_of = [](uint32_t a, uint32_t b, uint32_t c) { return (a & b) | (c & (a | b)); };
+  kept[0] = two_of(c01, c02, c03) & kTop;
+  kept[1] = two_of(~c01, c12, c13) & kTop;
+  kept[2] = two_of(~c02, ~c12, c23) & kTop;
+  kept[3] = two_of(~c03, ~c13, ~c23) & kTop;
+}
+
+// The kept positions i0 < i1 per lane, from top2_lanes: i0 = 0 if kept[0], else 1 if kept[1],
+// else 2; i1 - 1 = 2 if kept[3], else 1 if kept[2], else 0 (lane values at bit 0, and 16).
+template <uint32_t kTop>
+S24_HD void kept_positions(const uint32_t kept[4], uint32_t* i0, uint32_t* i1_minus_1) {
+  constexpr int kShift = kTop == 0x80000000u ? 31 : 15;
+  *i0 = ((~kept[0] & kTop) >> kShift) + ((~kept[0] & ~kept[1] & kTop) >> kShift);
+  *i1_minus_1 = ((kept[3] | kept[2]) >> kShift) + (kept[3] >> kShift);
+}
+
+// The byte-permute selector that takes positions i0 and i1 of a group's two 32-bit words of
+// 16-bit values: bytes 2 i0, 2 i0 + 1, 2 i1, 2 i1 + 1. Lane-wise (no carries: at most 0x7654).
+S24_HD uint32_t pair_selector(uint32_t i0, uint32_t i1) { return 0x1010u + 0x22u * i0 + 0x2200u * i1; }
+
+// The second smallest of four keys (per lane): the larger magnitude a group drops, soft
+// threshold's t.
+template <typename Min, typename Max>
+__device__ __forceinline__ uint32_t second_smallest(const uint32_t k[4], Min mn, Max mx) {
+  return mn(mx(mn(k[0], k[1]), mn(k[2], k[3])), mn(mx(k[0], k[1]), mx(k[2], k[3])));
+}
+
+// Two non-NaN floats as the storage type with scale 1, as from_f32_non_nan stores each; 16-bit
+// types convert as a pair (one cvt). `finite`: both are finite, so that .satfinite (overflow
+// after rounding becomes the largest finite value) equals from_f32's clamp before rounding.
+template <typename Out>
+__device__ __forceinline__ void store_pair(float v0, float v1, Overflow ov, bool finite, Out* dst) {
+  constexpr bool f16 = std::is_same_v<Out, f16_t>, bf16 = std::is_same_v<Out, bf16_t>;
+  if constexpr (f16 || bf16) {
+    constexpr float kMax = f16 ? 65504.f : 3.38953139e38f;
+    uint32_t r;
+    if (ov == Overflow::kSaturate && finite) {
+      if constexpr (f16) asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v1), "f"(v0));
+      else asm("cvt.rn.satfinite.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v1), "f"(v0));
+    } else {
+      if (ov == Overflow::kSaturate) {
+        v0 = fminf(fmaxf(v0, -kMax), kMax);
+        v1 = fminf(fmaxf(v1, -kMax), kMax);
+      }
+      if constexpr (f16) asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v1), "f"(v0));
+      else asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v1), "f"(v0));
+    }
+    *reinterpret_cast<uint32_t*>(dst) = r;  // dst: a 4-byte aligned pair of a Vec<Out, 4>
+  } else {
+    dst[0] = from_f32_non_nan<Out>(v0, 1.f, ov);
+    dst[1] = from_f32_non_nan<Out>(v1, 1.f, ov);
+  }
+}
+
+// A group's two kept finite inputs x0, x1 (positions i0 < i1) as the storage type: the values of
+// rules::apply_group, converted as process_byte converts them. t_key: the soft threshold's t as a
+// magnitude key.
 template <rules::GroupRule R, typename In, typename Out>
-__global__ void __launch_bounds__(kThreads) rows_kernel(DeviceMatrix in, GroupParams p) {
-  const int64_t byte = int64_t(blockIdx.x) * 32 + threadIdx.x, row = int64_t(blockIdx.y) * 8 + threadIdx.y;
-  if (byte >= p.row_bytes || row >= p.rows) return;
+__device__ __forceinline__ void kept_values(In x0, In x1, uint32_t t_key, const GroupParams& p, Out* dst) {
+  if constexpr (R == rules::GroupRule::kSoftThreshold) {
+    // rules::soft_threshold; with finite inputs and beta the values are never NaN.
+    const float t = sizeof(In) == 4 ? __uint_as_float(t_key) : to_f32_non_nan(In{uint16_t(t_key)});
+    const float a0 = to_f32_non_nan(x0), a1 = to_f32_non_nan(x1);
+    const float m0 = (rules::abs_f(a0) - t) * p.beta, m1 = (rules::abs_f(a1) - t) * p.beta;
+    const float v0 = a0 < 0.f ? -m0 : m0, v1 = a1 < 0.f ? -m1 : m1;
+    if (p.scale == 1.f) {
+      store_pair<Out>(v0, v1, p.overflow, false, dst);
+    } else {
+      dst[0] = from_f32<Out>(v0, p.scale, p.overflow);
+      dst[1] = from_f32<Out>(v1, p.scale, p.overflow);
+    }
+  } else if (p.scale != 1.f) {
+    dst[0] = from_f32<Out>(to_f32_non_nan(x0), p.scale, p.overflow);
+    dst[1] = from_f32<Out>(to_f32_non_nan(x1), p.scale, p.overflow);
+  } else if constexpr (std::is_same_v<In, Out>) {
+    dst[0] = x0;  // the raw bits, as store_value
+    dst[1] = x1;
+  } else {
+    store_pair<Out>(to_f32_non_nan(x0), to_f32_non_nan(x1), p.overflow, true, dst);
+  }
+}
+
+// The fast path of one metadata byte (w: its 8 raw inputs): its 4 values and the byte; false
+// (nothing written) when the byte needs process_byte.
+template <rules::GroupRule R, typename In, typename Out>
+__device__ __forceinline__ bool fast_byte(const RawByte<In>& w, uint8_t mask_byte, const GroupParams& p,
+                                          Vec<Out, 4>& out, uint8_t& meta) {
+  constexpr bool kMask = R == rules::GroupRule::kMask;
+  if (R == rules::GroupRule::kSoftThreshold && !rules::is_finite_f(p.beta)) return false;
+  if constexpr (sizeof(In) == 4) {
+    uint32_t k[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) k[i] = w.v[i] & 0x7FFFFFFFu;  // magnitude_key of a finite input
+    const uint32_t top = __vimax3_u32(__vimax3_u32(k[0], k[1], k[2]), __vimax3_u32(k[3], k[4], k[5]), max(k[6], k[7]));
+    if (top >= rules::non_finite_key(In{})) return false;
+    uint32_t codes = 0;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const In* g = reinterpret_cast<const In*>(w.v) + 4 * h;
+      uint32_t i0, i1;
+      if constexpr (kMask) {
+        i0 = (mask_byte >> (4 * h)) & 3;
+        i1 = (mask_byte >> (4 * h + 2)) & 3;
+      } else {
+        uint32_t kept[4];
+        top2_lanes<0x80000000u>(k + 4 * h, kept);
+        kept_positions<0x80000000u>(kept, &i0, &i1);
+        ++i1;
+        codes |= (i0 | i1 << 2) << (4 * h);
+      }
+      const uint32_t t = R == rules::GroupRule::kSoftThreshold
+                             ? second_smallest(k + 4 * h, [](uint32_t a, uint32_t b) { return min(a, b); },
+                                               [](uint32_t a, uint32_t b) { return max(a, b); })
+                             : 0u;
+      if constexpr (kMask) {  // any code, read as rules::apply_group reads it
+        kept_values<R, In, Out>(rules::pick4(g, int(i0)), rules::pick4(g, int(i1)), t, p, out.v + 2 * h);
+      } else {  // i0 <= 2, i1 >= 1
+        kept_values<R, In, Out>(i0 == 0 ? g[0] : (i0 == 1 ? g[1] : g[2]), i1 == 3 ? g[3] : (i1 == 2 ? g[2] : g[1]), t,
+                                p, out.v + 2 * h);
+      }
+    }
+    meta = kMask ? mask_byte : uint8_t(codes);
+  } else {
+    // Lane h of k[i] (low half: h = 0) holds the key of position i of group h.
+    uint32_t k[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) k[i] = __byte_perm(w.v[i / 2], w.v[2 + i / 2], i % 2 ? 0x7632 : 0x5410) & 0x7FFF7FFFu;
+    const uint32_t top = __vmaxu2(__vimax3_u16x2(k[0], k[1], k[2]), k[3]);
+    if (max(top & 0xFFFFu, top >> 16) >= rules::non_finite_key(In{})) return false;
+    uint32_t sel;  // lane h: the selector of group h's kept pair
+    if constexpr (kMask) {
+      sel = pair_selector(mask_byte & 3, (mask_byte >> 2) & 3) | pair_selector((mask_byte >> 4) & 3, mask_byte >> 6) << 16;
+      meta = mask_byte;
+    } else {
+      uint32_t kept[4], i0, i1m1;
+      top2_lanes<0x80008000u>(k, kept);
+      kept_positions<0x80008000u>(kept, &i0, &i1m1);
+      sel = 0x32103210u + 0x22u * i0 + 0x2200u * i1m1;  // pair_selector(i0, i1m1 + 1) per lane
+      const uint32_t codes = i0 + 4u * i1m1 + 0x00040004u;
+      meta = uint8_t((codes & 0xFu) | ((codes >> 12) & 0xF0u));
+    }
+    const uint32_t pair[2] = {__byte_perm(w.v[0], w.v[1], sel & 0xFFFFu), __byte_perm(w.v[2], w.v[3], sel >> 16)};
+    if constexpr (std::is_same_v<In, Out> && R != rules::GroupRule::kSoftThreshold) {
+      if (p.scale == 1.f) {  // the raw bits, as store_value
+        *reinterpret_cast<uint2*>(&out) = make_uint2(pair[0], pair[1]);
+        return true;
+      }
+    }
+    const uint32_t t = R == rules::GroupRule::kSoftThreshold
+                           ? second_smallest(k, [](uint32_t a, uint32_t b) { return __vminu2(a, b); },
+                                             [](uint32_t a, uint32_t b) { return __vmaxu2(a, b); })
+                           : 0u;
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      kept_values<R, In, Out>(In{uint16_t(pair[h])}, In{uint16_t(pair[h] >> 16)}, (t >> (16 * h)) & 0xFFFFu, p,
+                              out.v + 2 * h);
+  }
+  return true;
+}
+
+// Resident blocks per SM that rows_kernel asks of the register allocator: the fast path fits 32
+// registers (fp32) and 40 (16-bit: two bytes per thread); only the out-of-line call of process_byte
+// would need more, and may spill instead. MVUE: the compiler's choice.
+template <rules::GroupRule R, typename In>
+constexpr int rows_min_blocks() {
+  return R == rules::GroupRule::kMvue ? 1 : (sizeof(In) == 4 ? 8 : 6);
+}
+
+// process_byte out of line, for the rare bytes the fast path leaves.
+template <rules::GroupRule R, typename In, typename Out>
+__device__ __noinline__ void slow_byte(const RawByte<In> w, int64_t row, int64_t byte, const GroupParams& p) {
   In x[8];
-  load8(static_cast<const In*>(in.data) + row * in.sr + 8 * byte, x);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) x[i] = raw_element<In>(w, i);
   process_byte<R, In, Out>(x, row, byte, p);
+}
+
+// Row-major input whose rows are 16-byte aligned runs of 8 (so the byte count of a row is even
+// in groups and every byte holds two). Block (32, 8): a warp takes N * 32 consecutive metadata
+// bytes of one row, N = 32 bytes of input per thread (fp32: 1, 16-bit: 2), all loads issued
+// before any byte is processed. MVUE keeps one byte per thread and process_byte.
+template <rules::GroupRule R, typename In, typename Out>
+__global__ void __launch_bounds__(kThreads, rows_min_blocks<R, In>()) rows_kernel(const __grid_constant__ DeviceMatrix in,
+                                                                                 const __grid_constant__ GroupParams p) {
+  constexpr bool mvue = R == rules::GroupRule::kMvue;
+  constexpr int N = mvue ? 1 : 32 / (8 * int(sizeof(In)));
+  const uint32_t row = blockIdx.y * 8 + threadIdx.y, byte0 = blockIdx.x * (32 * N) + threadIdx.x;
+  const uint32_t row_bytes = uint32_t(p.row_bytes);  // < 2^31, as every byte index: launch checks
+  if (row >= p.rows || byte0 >= row_bytes) return;
+  const auto* src = reinterpret_cast<const RawByte<In>*>(static_cast<const In*>(in.data) + int64_t(row) * in.sr);
+  RawByte<In> w[N];
+  uint8_t mask_byte[N] = {};
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const uint32_t byte = byte0 + 32 * j;
+    if (byte < row_bytes) {
+      w[j] = src[byte];
+      if (R == rules::GroupRule::kMask) mask_byte[j] = p.mask_meta[uint64_t(row) * row_bytes + byte];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const uint32_t byte = byte0 + 32 * j;
+    if (byte >= row_bytes) break;
+    if constexpr (mvue) {
+      In x[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) x[i] = raw_element<In>(w[j], i);
+      process_byte<R, In, Out>(x, row, byte, p);
+    } else {
+      Vec<Out, 4> out;
+      uint8_t meta;
+      if (fast_byte<R, In, Out>(w[j], mask_byte[j], p, out, meta)) {
+        p.meta[uint64_t(row) * row_bytes + byte] = meta;
+        if (p.hw_meta) p.hw_meta[p.hw.offset(row, byte)] = meta;
+        reinterpret_cast<Vec<Out, 4>*>(p.values)[uint64_t(row) * row_bytes + byte] = out;
+      } else {
+        slow_byte<R, In, Out>(w[j], row, byte, p);
+      }
+    }
+  }
 }
 
 template <rules::GroupRule R, typename In, typename Out>
@@ -230,8 +469,9 @@ template <rules::GroupRule R, typename In, typename Out>
 void launch(const TensorView& in, const GroupParams& p) {
   bool along_rows = false;
   const bool vec = vector_friendly(in, &along_rows);
-  if (vec && along_rows) {
-    const dim3 grid(unsigned((p.row_bytes + 31) / 32), unsigned((p.rows + 7) / 8));
+  if (vec && along_rows && p.row_bytes < (int64_t(1) << 31)) {
+    constexpr int kBytesPerBlock = R == rules::GroupRule::kMvue ? 32 : 32 * (32 / (8 * int(sizeof(In))));
+    const dim3 grid(unsigned((p.row_bytes + kBytesPerBlock - 1) / kBytesPerBlock), unsigned((p.rows + 7) / 8));
     S24_CHECK(grid.y <= 65535u, kShape, "CUDA transforms: ", in.describe(), " has too many rows for one launch");
     rows_kernel<R, In, Out><<<grid, dim3(32, 8)>>>(device_matrix(in), p);
   } else {

@@ -83,6 +83,27 @@ __global__ void __launch_bounds__(kThreads) masked_decay_kernel(DeviceMatrix gra
   }
 }
 
+// masked_decay_kernel for row-major grad and w whose rows are 16-byte aligned runs of 8 (both
+// vector_friendly along rows): one thread per metadata byte loads the byte's 8 gradients and 8
+// weights as 16-byte vectors and writes all 8 gradients back, the kept ones unchanged. Block
+// (32, 8): a warp takes 32 consecutive bytes of one row.
+template <typename G, typename W>
+__global__ void __launch_bounds__(kThreads) masked_decay_rows_kernel(DeviceMatrix grad, DeviceMatrix w,
+                                                                    const uint8_t* meta, int64_t row_bytes,
+                                                                    float alpha) {
+  const int64_t byte = int64_t(blockIdx.x) * 32 + threadIdx.x, r = int64_t(blockIdx.y) * 8 + threadIdx.y;
+  if (byte >= row_bytes || r >= grad.rows) return;
+  const uint8_t m = meta[r * row_bytes + byte];
+  const uint32_t kept = group_code_bits(m & 0xF) | group_code_bits(m >> 4) << 4;
+  auto* gp = reinterpret_cast<Vec<G, 8>*>(static_cast<G*>(const_cast<void*>(grad.data)) + r * grad.sr) + byte;
+  const Vec<W, 8> wv = reinterpret_cast<const Vec<W, 8>*>(static_cast<const W*>(w.data) + r * w.sr)[byte];
+  Vec<G, 8> g = *gp;
+#pragma unroll
+  for (int k = 0; k < 8; ++k)
+    if (!((kept >> k) & 1)) g.v[k] = from_f32<G>(to_f32(g.v[k]) + alpha * to_f32(wv.v[k]), 1.f, Overflow::kPyTorch);
+  *gp = g;
+}
+
 __global__ void __launch_bounds__(kThreads) flip_kernel(const uint8_t* a, const uint8_t* b, int64_t bytes,
                                                        unsigned long long* flips) {
   unsigned long long local = 0;
@@ -141,12 +162,21 @@ void decompress(const Sparse24Matrix& s, const TensorView& out) {
 void masked_decay(const TensorView& grad, const TensorView& w, const Mask24& mask, float alpha) {
   const int64_t n = grad.rows() * (grad.cols() / 4);
   if (n == 0) return;
+  bool grad_rows = false, w_rows = false;
+  const bool rows = vector_friendly(grad, &grad_rows) && grad_rows && vector_friendly(w, &w_rows) && w_rows &&
+                    (grad.rows() + 7) / 8 <= 65535;
   dispatch_input_dtype(grad.dtype, [&](auto gtag) {
     dispatch_input_dtype(w.dtype, [&](auto wtag) {
       using G = typename decltype(gtag)::type;
       using W = typename decltype(wtag)::type;
-      masked_decay_kernel<G, W><<<blocks_for(n), kThreads>>>(device_matrix(grad), device_matrix(w),
-                                                             mask.codes().data<uint8_t>(), mask.row_bytes(), alpha);
+      if (rows) {
+        const dim3 grid(unsigned((mask.row_bytes() + 31) / 32), unsigned((grad.rows() + 7) / 8));
+        masked_decay_rows_kernel<G, W><<<grid, dim3(32, 8)>>>(device_matrix(grad), device_matrix(w),
+                                                               mask.codes().data<uint8_t>(), mask.row_bytes(), alpha);
+      } else {
+        masked_decay_kernel<G, W><<<blocks_for(n), kThreads>>>(device_matrix(grad), device_matrix(w),
+                                                               mask.codes().data<uint8_t>(), mask.row_bytes(), alpha);
+      }
       S24_CUDA_CHECK_LAUNCH("masked_decay_kernel");
     });
   });
