@@ -1,7 +1,11 @@
 // CUDA transposable 2:4: one pass over W choosing, for every aligned 4x4 block, the best of the
-// 90 patterns (rules::best_transposable, the CPU's code) or reading a given mask, and writing W
-// and W^T compressed. W's outputs are written straight from registers; W^T's are staged in
-// shared memory so that they too leave the block in row order.
+// 90 patterns (the pattern rules::best_transposable returns, found by a cheaper exact search) or
+// reading a given mask, and writing W and W^T compressed. A thread owns one 4x4 block. Row-major
+// inputs are read straight into registers; other layouts go through a shared-memory tile in the
+// input type. W's outputs are written straight from registers; W^T's are staged in shared memory
+// so that they too leave the block in row order.
+#include <type_traits>
+
 #include "core/rules24.h"
 #include "cuda/check.h"
 #include "cuda/tile.cuh"
@@ -11,7 +15,95 @@ namespace sparse24::cuda {
 namespace {
 
 constexpr int kTile = 64, kThreads = 256;  // a 64 x 64 tile: 16 x 16 blocks, one per thread
-constexpr int kPitch = kTile + 4;
+constexpr int kPitch = kTile + 4;          // row pitch of the input tile (other layouts only)
+
+// ---- The search ------------------------------------------------------------------------------
+// Pair p of a row keeps columns (0,1) (0,2) (0,3) (1,2) (1,3) (2,3); pair 5 - p keeps the other two.
+// Nibble p of kPairBits: pair p's columns as bits.
+constexpr uint32_t kPairBits = 0xCA6953u;
+
+// The pair index of a two-column mask (compile-time use).
+S24_HD constexpr int pair_of_bits(int m) {
+  return rules::pair_index(m & 1 ? 0 : (m & 2 ? 1 : 2), m & 8 ? 3 : (m & 4 ? 2 : 1));
+}
+
+// x[i] for a run-time i in 0..5, by three levels of selects on i's bits.
+S24_HD float pick6(const float x[6], int i) {
+  const float x01 = i & 1 ? x[1] : x[0], x23 = i & 1 ? x[3] : x[2], x45 = i & 1 ? x[5] : x[4];
+  return i & 4 ? x45 : (i & 2 ? x23 : x01);
+}
+
+// rules::best_transposable for a block of finite |w| (absw[4 * r + c]), with the same result.
+// A pattern is a prefix (p0, p1), rows 0-1, and a completion (p2, p3) that fills every column to
+// two; score = A + B with A = s0[p0] + s1[p1] and B = s2[p2] + s3[p3], in float. Float addition
+// (round to nearest) is monotone in each operand, so the best completion of a prefix scores
+// T = A + (its largest B), and the first pattern in tie-break (lexicographic) order with the
+// maximal score S is: the first prefix with T == S, completed by its first (p2 order) completion
+// with A + B == S. A prefix's completions depend only on the columns it fills:
+//   p1 == p0:      rows 2-3 both keep pair 5 - p0 (one completion);
+//   p1 == 5 - p0:  the four columns once each: (q, 5 - q) for q = 0..5 (six completions);
+//   otherwise:     the pairs share a column; the completions are (u, v) and (v, u), u < v, the two
+//                  pairs joining the column neither prefix row keeps with each unshared column.
+// So 36 prefix scores T replace the 90 pattern scores, and only the winning prefix's completions
+// are looked at again. Every sum is the float sum best_transposable forms (same operands, same
+// order); with finite inputs no sum is NaN (sums may overflow to +Inf, which stays monotone).
+S24_HD uint16_t best_transposable_finite(const float absw[16]) {
+  float s[4][6];  // s[r][p]: row r's pair p
+  S24_UNROLL
+  for (int r = 0; r < 4; ++r)
+    S24_UNROLL
+    for (int p = 0; p < 6; ++p) s[r][p] = absw[4 * r + rules::pair_a(p)] + absw[4 * r + rules::pair_b(p)];
+  float b_disjoint = s[2][0] + s[3][5];  // the largest B over (q, 5 - q)
+  S24_UNROLL
+  for (int q = 1; q < 6; ++q) b_disjoint = fmaxf(b_disjoint, s[2][q] + s[3][5 - q]);
+
+  // The first prefix with the largest T, in lexicographic order; `code` holds p0 | p1 << 3 and
+  // its first completion u << 6 | v << 9, plus bit 12 for the six-completion kind.
+  float best = -1.f;
+  uint32_t code = 0;
+  S24_UNROLL
+  for (int p0 = 0; p0 < 6; ++p0)
+    S24_UNROLL
+    for (int p1 = 0; p1 < 6; ++p1) {
+      const int m0 = (kPairBits >> (4 * p0)) & 0xF, m1 = (kPairBits >> (4 * p1)) & 0xF;
+      const int free_col = 0xF & ~(m0 | m1);  // kept by neither row (one column, when they share one)
+      int u = 5 - p0, v = 5 - p0;
+      float bmax = 0.f;
+      if (p0 == p1) {
+        bmax = s[2][u] + s[3][v];
+      } else if (p1 == 5 - p0) {
+        u = 0, v = 5, bmax = b_disjoint;
+      } else {
+        const int own0 = m0 & ~m1, own1 = m1 & ~m0;  // each row's unshared column
+        const int c0 = pair_of_bits(free_col | own0), c1 = pair_of_bits(free_col | own1);
+        u = c0 < c1 ? c0 : c1, v = c0 < c1 ? c1 : c0;
+        bmax = fmaxf(s[2][u] + s[3][v], s[2][v] + s[3][u]);
+      }
+      const float t = (s[0][p0] + s[1][p1]) + bmax;
+      if (t > best) {
+        best = t;
+        code = uint32_t(p0 | p1 << 3 | u << 6 | v << 9 | (p1 == 5 - p0 ? 1 << 12 : 0));
+      }
+    }
+
+  // The winning prefix's first completion reaching `best`.
+  const int p0 = code & 7, p1 = (code >> 3) & 7, u = (code >> 6) & 7, v = (code >> 9) & 7;
+  const float a = pick6(s[0], p0) + pick6(s[1], p1);
+  int q = 5;  // six completions: the first q with a + B(q, 5 - q) == best (q = 5 if none before)
+  S24_UNROLL
+  for (int k = 4; k >= 0; --k)
+    if (a + (s[2][k] + s[3][5 - k]) == best) q = k;
+  // One or two completions: (u, v) unless only (v, u) reaches best.
+  const bool first = a + (pick6(s[2], u) + pick6(s[3], v)) == best;
+  const int p2 = code >> 12 ? q : (first ? u : v), p3 = code >> 12 ? 5 - q : (first ? v : u);
+  return uint16_t(p0 | p1 << 3 | p2 << 6 | p3 << 9);
+}
+
+// ---- The kernel ------------------------------------------------------------------------------
+// x[i] for a run-time i in 0..3 (rules::pick4's value), by selects on i's bits: no branches.
+__device__ __forceinline__ float pick4_bits(const float x[4], uint32_t i) {
+  return i & 2 ? (i & 1 ? x[3] : x[2]) : (i & 1 ? x[1] : x[0]);
+}
 
 struct TransposableParams {
   void* w_values;              // rows x cols/2
@@ -28,18 +120,73 @@ struct TransposableParams {
   Sm90Meta w_hwg, wt_hwg;      // their geometries
 };
 
+// Two kept values as stored: from_f32 of each. With `fast` (scale 1 and both values finite) the
+// 16-bit outputs take the one packed hardware conversion, which rounds exactly as from_f32's own
+// device path does for finite values (the saturating clamp included).
+template <typename Out>
+__device__ __forceinline__ Vec<Out, 2> convert_pair(float x0, float x1, bool fast, const TransposableParams& p) {
+  Vec<Out, 2> r;
+  if constexpr (std::is_same_v<Out, f16_t>) {
+    if (fast) {
+      if (p.overflow == Overflow::kSaturate) {
+        x0 = fminf(fmaxf(x0, -65504.f), 65504.f);
+        x1 = fminf(fmaxf(x1, -65504.f), 65504.f);
+      }
+      const __half2 h = __floats2half2_rn(x0, x1);
+      r.v[0].bits = __half_as_ushort(h.x);
+      r.v[1].bits = __half_as_ushort(h.y);
+      return r;
+    }
+  } else if constexpr (std::is_same_v<Out, bf16_t>) {
+    if (fast) {
+      if (p.overflow == Overflow::kSaturate) {
+        constexpr float kMax = 3.38953139e38f;
+        x0 = fminf(fmaxf(x0, -kMax), kMax);
+        x1 = fminf(fmaxf(x1, -kMax), kMax);
+      }
+      const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+      r.v[0].bits = __bfloat16_as_ushort(h.x);
+      r.v[1].bits = __bfloat16_as_ushort(h.y);
+      return r;
+    }
+  }
+  r.v[0] = from_f32<Out>(x0, p.scale, p.overflow);
+  r.v[1] = from_f32<Out>(x1, p.scale, p.overflow);
+  return r;
+}
+
+// An input element as float by the hardware conversion alone: to_f32's value for every input
+// but a NaN (whose payload to_f32 keeps and the hardware need not).
+__device__ __forceinline__ float hw_to_f32(float x) { return x; }
+__device__ __forceinline__ float hw_to_f32(f16_t x) { return __half2float(__ushort_as_half(x.bits)); }
+__device__ __forceinline__ float hw_to_f32(bf16_t x) { return to_f32(x); }
+
+// The W^T tile in shared memory: 64 rows (W's columns) x 32 values, its 16-byte chunks XOR-
+// swizzled by the row's block column (row / 4) so that the 8 block columns of a warp, which
+// write the same word of rows 4 apart, hit different banks.
+template <typename Out>
+struct WtTile {
+  static constexpr int kChunks = (kTile / 2) * int(sizeof(Out)) / 16;  // 16-byte chunks per row
+  alignas(16) Out v[kTile][kTile / 2];
+  __device__ static int chunk(int row, int k) { return k ^ ((row >> 2) & (kChunks - 1)); }
+  __device__ Out* at(int row, int i) {
+    constexpr int kPer = 16 / int(sizeof(Out));  // values per chunk
+    return &v[row][chunk(row, i / kPer) * kPer + i % kPer];
+  }
+};
+
 template <typename In, typename Out>
-__global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, TransposableParams p, bool vec,
+__global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix w, TransposableParams p, bool vec,
                                                                bool along_rows) {
-  // Row pitch 68 floats: a thread reads its 4x4 block as four 16-byte rows, and the 8 lanes of a
-  // quarter-warp (consecutive bj) read 128 consecutive bytes: no bank conflicts.
-  __shared__ alignas(16) float tile[kTile][kPitch];
-  __shared__ alignas(16) Out wt_vals[kTile][kTile / 2];     // W^T tile: 64 rows (W's columns) x 32 values
+  // The input tile for layouts other than row-major with vector loads (dynamic: 0 bytes else).
+  extern __shared__ uint4 input_smem[];
+  __shared__ WtTile<Out> wt_vals;
   __shared__ alignas(16) uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
+  __shared__ alignas(8) uint8_t mask_tile[kTile][kTile / 8];  // a given mask's bytes for the tile
+  const bool direct = vec && along_rows;
   const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  load_tile<In, float, kTile, kTile, kThreads, kPitch>(w, r0, c0, vec, along_rows, tile);
-  // A given mask's bytes for the tile (64 rows x 8 bytes), read coalesced into shared memory.
-  __shared__ alignas(8) uint8_t mask_tile[kTile][kTile / 8];
+  In(*tile)[kPitch] = reinterpret_cast<In(*)[kPitch]>(input_smem);
+  if (!direct) load_tile<In, In, kTile, kTile, kThreads, kPitch>(w, r0, c0, vec, along_rows, tile);
   if (p.given_mask) {
     const int64_t t_rows = min(int64_t(kTile), w.rows - r0), t_bytes = (min(int64_t(kTile), w.cols - c0) / 4 + 1) / 2;
     for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
@@ -47,94 +194,128 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
       if (lr < t_rows && k < t_bytes) mask_tile[lr][k] = p.given_mask[(r0 + lr) * p.w_row_bytes + c0 / 8 + k];
     }
   }
-  __syncthreads();
+  if (!direct || p.given_mask) __syncthreads();
 
-  // Thread t owns block (bi, bj) of the tile; lanes with consecutive bj share W's metadata bytes,
-  // lanes 16 apart (bi, bi + 1) share W^T's.
-  const int bi = threadIdx.x / 16, bj = threadIdx.x % 16;
-  const bool inside = r0 + 4 * bi < w.rows && c0 + 4 * bj < w.cols;
-  float blk[4][4];  // the thread's 4x4 block, one 16-byte shared-memory load per row
+  // A warp covers 4 block rows x 8 block columns: lanes 1 apart (bj, bj + 1) share W's metadata
+  // bytes, lanes 8 apart (bi, bi + 1) share W^T's; row-major loads and W's stores stay 32-128
+  // contiguous bytes per block row.
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int bi = 4 * (warp / 2) + lane / 8, bj = 8 * (warp % 2) + lane % 8;
+  const int64_t row0 = r0 + 4 * bi, col0 = c0 + 4 * bj;  // the block's first element
+  const bool inside = row0 < w.rows && col0 < w.cols;
+  // Row r of the thread's 4x4 block (zeros outside the matrix), from the tile or from W (one
+  // 64-bit address per block, rows a stride apart).
+  const In* src = static_cast<const In*>(w.data) + row0 * w.sr + col0;
+  const auto load_row = [&](int r) {
+    if (!direct) return *reinterpret_cast<const Vec<In, 4>*>(&tile[4 * bi + r][4 * bj]);
+    if (inside) return *reinterpret_cast<const Vec<In, 4>*>(src + r * w.sr);
+    return Vec<In, 4>{};
+  };
+  // As floats: the hardware conversion first, exact for all but NaNs; a block holding a NaN or
+  // Inf (|x| as bits at least Inf's) is read and converted again by to_f32, which keeps NaN
+  // payloads.
+  float blk[4][4];
+  uint32_t max_bits = 0;
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
-    const float4 v = *reinterpret_cast<const float4*>(&tile[4 * bi + r][4 * bj]);
-    blk[r][0] = v.x;
-    blk[r][1] = v.y;
-    blk[r][2] = v.z;
-    blk[r][3] = v.w;
-  }
-  uint16_t rows_pairs = 0;  // 3 bits per row: the pattern's pair index of each row
-  if (inside) {
-    if (p.given_mask) {
-      // Read the block's pattern, checking that it has two ones in every row and column: each
-      // row's kept columns, spread one per nibble, add up to 2 in every nibble (0x2222).
-      bool valid = true;
-      uint32_t per_col = 0;
+    const Vec<In, 4> x = load_row(r);
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const uint8_t code = (mask_tile[4 * bi + r][bj / 2] >> (4 * (bj % 2))) & 0xF;
-        valid = valid && is_valid_group_code(code);
-        per_col += (1u << (4 * (code & 3))) + (1u << (4 * (code >> 2)));
-        rows_pairs = uint16_t(rows_pairs | rules::pair_index(code & 3, code >> 2) << (3 * r));
-      }
-      valid = valid && per_col == 0x2222u;
-      if (!valid) report_first(p.bad, 2 * ((r0 + 4 * bi) * w.cols + c0 + 4 * bj));  // kind 0: mask
+    for (int c = 0; c < 4; ++c) {
+      blk[r][c] = hw_to_f32(x.v[c]);
+      max_bits = max(max_bits, f32_to_bits(blk[r][c]) & 0x7FFFFFFFu);
     }
+  }
+  const bool finite = max_bits < 0x7F800000u;
+  if (!finite) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const Vec<In, 4> x = load_row(r);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(x.v[c]);
+    }
+  }
+  if (inside && !finite && p.check_finite) {
+    // The block's first NaN/Inf in row-major order: the smallest position it holds (kind 1).
+    int k = 15;
+#pragma unroll
+    for (int j = 14; j >= 0; --j)
+      if (!rules::is_finite_f(blk[j / 4][j % 4])) k = j;
+    report_first(p.bad, 2 * ((row0 + k / 4) * w.cols + col0 + k % 4) + 1);
+  }
+
+  // The pattern as a 16-bit mask, bit 4r + c for a kept (r, c).
+  uint32_t kept = 0;
+  if (p.given_mask) {
+    // Read the block's codes, checking that every row keeps two and every column two: the rows'
+    // kept columns, spread one per nibble, add up to 2 in every nibble (0x2222).
+    bool valid = true;
+    uint32_t per_col = 0;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const uint32_t code = (mask_tile[4 * bi + r][bj / 2] >> (4 * (bj % 2))) & 0xF;
+      valid = valid && is_valid_group_code(uint8_t(code));
+      per_col += (1u << (4 * (code & 3))) + (1u << (4 * (code >> 2)));
+      kept |= ((1u << (code & 3)) | (1u << (code >> 2))) << (4 * r);
+    }
+    valid = valid && per_col == 0x2222u;
+    if (inside && !valid) report_first(p.bad, 2 * (row0 * w.cols + col0));  // kind 0: mask
+  } else {
     float absw[16];
 #pragma unroll
-    for (int k = 0; k < 16; ++k) {
-      const float x = blk[k / 4][k % 4];
-      if (p.check_finite && !rules::is_finite_f(x))
-        report_first(p.bad, 2 * ((r0 + 4 * bi + k / 4) * w.cols + c0 + 4 * bj + k % 4) + 1);  // kind 1
-      absw[k] = rules::abs_f(x);
-    }
-    if (!p.given_mask) rows_pairs = rules::best_transposable(absw);
+    for (int k = 0; k < 16; ++k) absw[k] = rules::abs_f(blk[k / 4][k % 4]);
+    // A block with NaN/Inf (reported above) takes the reference search itself.
+    const uint16_t pairs = finite ? best_transposable_finite(absw) : rules::best_transposable(absw);
+#pragma unroll
+    for (int r = 0; r < 4; ++r) kept |= ((kPairBits >> (4 * ((pairs >> (3 * r)) & 7))) & 0xF) << (4 * r);
   }
+  // The same mask transposed (bit 4c + r): W^T's block is the transpose of W's.
+  uint32_t kept_t = kept, t = (kept_t ^ (kept_t >> 3)) & 0x0A0Au;
+  kept_t ^= t ^ (t << 3);
+  t = (kept_t ^ (kept_t >> 6)) & 0x00CCu;
+  kept_t ^= t ^ (t << 6);
+  // The group code of a row of the mask: a two-bit nibble n maps to code nibble n / 2 of this table.
+  const auto code_of = [](uint32_t nibble) { return (0x0EDC9840u >> (4 * (nibble >> 1))) & 0xFu; };
+  const bool fast = finite && p.scale == 1.f;
 
-  // The pattern's kept pair of each row, decoded once.
-  int pa[4], pb[4];
+  // W: rows row0 + r, group g; the four row codes travel to the even lane in one shuffle.
+  const int64_t g = col0 / 4;
+  uint32_t codes = 0;
 #pragma unroll
-  for (int r = 0; r < 4; ++r) rules::pattern_row(rows_pairs, r, &pa[r], &pb[r]);
-
-  // W: rows r0 + 4bi + r, group c0/4 + bj.
-  Out* wv = static_cast<Out*>(p.w_values);
+  for (int r = 0; r < 4; ++r) codes |= code_of((kept >> (4 * r)) & 0xF) << (4 * r);
+  const uint32_t odd_codes = __shfl_down_sync(0xFFFFFFFFu, codes, 1);  // bj + 1's codes
+  if (inside) {
+    Out* wv = static_cast<Out*>(p.w_values) + row0 * (w.cols / 2) + 2 * g;
 #pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    const uint8_t code = group_code(pa[r], pb[r]);
-    const uint8_t odd = uint8_t(__shfl_down_sync(0xFFFFFFFFu, code, 1));  // bj + 1's code
-    if (!inside) continue;
-    const int64_t row = r0 + 4 * bi + r, g = c0 / 4 + bj;
-    const float* trow = blk[r];
-    Vec<Out, 2> pair;
-    pair.v[0] = from_f32<Out>(rules::pick4(trow, pa[r]), p.scale, p.overflow);
-    pair.v[1] = from_f32<Out>(rules::pick4(trow, pb[r]), p.scale, p.overflow);
-    *reinterpret_cast<Vec<Out, 2>*>(wv + row * (w.cols / 2) + 2 * g) = pair;
+    for (int r = 0; r < 4; ++r, wv += w.cols / 2) {
+      const uint32_t code = (codes >> (4 * r)) & 0xF;
+      *reinterpret_cast<Vec<Out, 2>*>(wv) =
+          convert_pair<Out>(pick4_bits(blk[r], code & 3), pick4_bits(blk[r], code >> 2), fast, p);
+    }
     if (bj % 2 == 0) {
-      const bool has_odd = c0 + 4 * bj + 4 < w.cols;
-      p.w_meta[row * p.w_row_bytes + g / 2] = uint8_t(code | (has_odd ? odd << 4 : 0));
-      if (p.w_hw) p.w_hw[p.w_hwg.offset(row, g / 2)] = uint8_t(code | (has_odd ? odd << 4 : 0));
+      const uint32_t odd = col0 + 4 < w.cols ? odd_codes : 0;
+      uint8_t* wm = p.w_meta + row0 * p.w_row_bytes + g / 2;
+#pragma unroll
+      for (int r = 0; r < 4; ++r, wm += p.w_row_bytes) {
+        const uint8_t byte = uint8_t(((codes >> (4 * r)) & 0xF) | ((odd >> (4 * r)) & 0xF) << 4);
+        *wm = byte;
+        if (p.w_hw) p.w_hw[p.w_hwg.offset(row0 + r, g / 2)] = byte;
+      }
     }
   }
 
   // W^T: tile row 4bj + c keeps the two rows of the pattern with a one in column c, as group bi.
+  uint32_t codes_t = 0;
+#pragma unroll
+  for (int c = 0; c < 4; ++c) codes_t |= code_of((kept_t >> (4 * c)) & 0xF) << (4 * c);
+  const uint32_t odd_codes_t = __shfl_down_sync(0xFFFFFFFFu, codes_t, 8);  // bi + 1's codes
+  const uint32_t odd_t = row0 + 4 < w.rows ? odd_codes_t : 0;
 #pragma unroll
   for (int c = 0; c < 4; ++c) {
-    int k0 = -1, k1 = 0;
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const bool hit = pa[r] == c || pb[r] == c;
-      if (hit && k0 < 0) k0 = r;
-      else if (hit) k1 = r;
-    }
-    k0 = k0 < 0 ? 0 : k0;
-    const uint8_t code = group_code(k0, k1);
-    const uint8_t odd = uint8_t(__shfl_down_sync(0xFFFFFFFFu, code, 16));  // bi + 1's code
+    const uint32_t code = (codes_t >> (4 * c)) & 0xF;
     const float col[4] = {blk[0][c], blk[1][c], blk[2][c], blk[3][c]};
-    wt_vals[4 * bj + c][2 * bi] = from_f32<Out>(rules::pick4(col, k0), p.scale, p.overflow);
-    wt_vals[4 * bj + c][2 * bi + 1] = from_f32<Out>(rules::pick4(col, k1), p.scale, p.overflow);
-    if (bi % 2 == 0) {
-      const bool has_odd = r0 + 4 * bi + 4 < w.rows;
-      wt_meta[4 * bj + c][bi / 2] = uint8_t(code | (has_odd ? odd << 4 : 0));
-    }
+    *reinterpret_cast<Vec<Out, 2>*>(wt_vals.at(4 * bj + c, 2 * bi)) =
+        convert_pair<Out>(pick4_bits(col, code & 3), pick4_bits(col, code >> 2), fast, p);
+    if (bi % 2 == 0) wt_meta[4 * bj + c][bi / 2] = uint8_t(code | ((odd_t >> (4 * c)) & 0xF) << 4);
   }
   __syncthreads();
 
@@ -143,17 +324,18 @@ __global__ void __launch_bounds__(kThreads) transposable_kernel(DeviceMatrix w, 
   Out* tv = static_cast<Out*>(p.wt_values);
   const int64_t t_rows = min(int64_t(kTile), w.cols - c0), t_vals = min(int64_t(kTile), w.rows - r0) / 2;
   const int64_t t_bytes = (min(int64_t(kTile), w.rows - r0) / 4 + 1) / 2;
-  constexpr int kChunks = (kTile / 2) * int(sizeof(Out)) / 16;  // 16-byte chunks per tile row
+  constexpr int kChunks = WtTile<Out>::kChunks;
   if (t_vals == kTile / 2 && ((w.rows / 2) * int64_t(sizeof(Out))) % 16 == 0) {
     for (int e = threadIdx.x; e < kTile * kChunks; e += kThreads) {
       const int lr = e / kChunks, k = e % kChunks;
       if (lr < t_rows)
-        reinterpret_cast<uint4*>(tv + (c0 + lr) * (w.rows / 2) + r0 / 2)[k] = reinterpret_cast<const uint4*>(wt_vals[lr])[k];
+        reinterpret_cast<uint4*>(tv + (c0 + lr) * (w.rows / 2) + r0 / 2)[k] =
+            reinterpret_cast<const uint4*>(wt_vals.v[lr])[WtTile<Out>::chunk(lr, k)];
     }
   } else {
     for (int e = threadIdx.x; e < kTile * (kTile / 2); e += kThreads) {
       const int lr = e / (kTile / 2), k = e % (kTile / 2);
-      if (lr < t_rows && k < t_vals) tv[(c0 + lr) * (w.rows / 2) + r0 / 2 + k] = wt_vals[lr][k];
+      if (lr < t_rows && k < t_vals) tv[(c0 + lr) * (w.rows / 2) + r0 / 2 + k] = *wt_vals.at(lr, k);
     }
   }
   if (p.wt_hw) {
@@ -197,7 +379,9 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
       using In = typename decltype(itag)::type;
       using Out = typename decltype(otag)::type;
       if constexpr (kIsValueType<Out>) {
-        transposable_kernel<In, Out><<<grid, kThreads>>>(device_matrix(w), p, vec, along_rows);
+        // Row-major inputs with vector loads read straight from global memory: no input tile.
+        const size_t smem = vec && along_rows ? 0 : size_t(kTile) * kPitch * sizeof(In);
+        transposable_kernel<In, Out><<<grid, kThreads, smem>>>(device_matrix(w), p, vec, along_rows);
         S24_CUDA_CHECK_LAUNCH("transposable_kernel");
       }
     });
