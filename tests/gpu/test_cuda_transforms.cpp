@@ -122,6 +122,32 @@ TEST_F(Cuda, TransposableMatchesTheCpu) {
           }
 }
 
+// Weights so large that pattern sums overflow to +Inf (the search must break ties among Inf
+// scores as the CPU does), and a given mask over 16-bit weights holding NaN under kPropagate.
+TEST_F(Cuda, TransposableEdgesMatchTheCpu) {
+  Tensor big = test::randn(64, 96, 41);
+  for (int64_t i = 0; i < big.numel(); ++i)  // finite, |w| up to 3e38: sums of 8 overflow
+    big.data<float>()[i] = std::fmax(-3e38f, std::fmin(3e38f, big.data<float>()[i] * 1e38f));
+  CompressOptions o;
+  o.dtype = DType::kF32;
+  const Transposable24 c = prune_transposable(big, o), g = prune_transposable(big.to(Device::kCUDA), o);
+  expect_same(c.w, g.w, "transposable W, sums overflow");
+  expect_same(c.wt, g.wt, "transposable W^T, sums overflow");
+  Tensor w = test::randn(64, 96, 42);
+  w.data<float>()[10 * 96 + 33] = NAN;
+  w.data<float>()[50 * 96 + 95] = -INFINITY;
+  const Mask24 mask = prune_transposable(test::randn(64, 96, 43)).mask;
+  CompressOptions prop;
+  prop.non_finite = NonFinite::kPropagate;
+  for (DType dt : {DType::kF16, DType::kBF16}) {
+    const Tensor x = test::convert(w, dt);
+    const Transposable24 cm = compress_transposable(x, mask, prop);
+    const Transposable24 gm = compress_transposable(x.to(Device::kCUDA), mask.to(Device::kCUDA), prop);
+    expect_same(cm.w, gm.w, std::string("given mask W, NaN, ") + dtype_name(dt));
+    expect_same(cm.wt, gm.wt, std::string("given mask W^T, NaN, ") + dtype_name(dt));
+  }
+}
+
 // The sm90 metadata (the canonical bytes permuted for CUTLASS's Hopper sparse GEMM), written by
 // the kernels beside the canonical metadata: byte for byte the CPU's, padding included.
 void expect_same_hw(const Sparse24Matrix& cpu, const Sparse24Matrix& gpu, const std::string& what) {
@@ -253,6 +279,56 @@ TEST_F(Cuda, SmallTransformsMatchTheCpu) {
     EXPECT_EQ(std::memcmp(grad.data<float>(), back.data<float>(), size_t(rows * cols * 4)), 0);
     const Mask24 other = prune_magnitude(test::randn(rows, cols, 13)).mask;
     EXPECT_EQ(flip_rate(mask, other), flip_rate(mask.to(Device::kCUDA), other.to(Device::kCUDA)));
+  }
+}
+
+// The row-major group kernels take a fast path for bytes of 8 finite inputs and process_byte for
+// the others, and move 32 bytes of input per thread (two metadata bytes for 16-bit inputs): rows
+// of 130 bytes (not a multiple of a warp's 32 or 64), NaN/Inf in single bytes, ties, values at the
+// fp16 overflow edges, a huge S-STE beta, both overflow modes. Masked decay's vector path gets
+// 16-bit gradients and weights.
+TEST_F(Cuda, RowKernelEdgesMatchTheCpu) {
+  const int64_t rows = 24, cols = 1040;
+  Tensor base = test::rand_ints(rows, cols, 3, 31);  // many ties
+  float* p = base.data<float>();
+  const Tensor noise = test::randn(rows, cols, 32);
+  for (int64_t i = 0; i < rows * cols; i += 3) p[i] += noise.data<float>()[i];
+  p[5 * cols + 17] = NAN;            // one byte of a thread's two
+  p[7 * cols + 1039] = INFINITY;     // the last byte of a row
+  p[9 * cols + 8] = -INFINITY;
+  p[11 * cols + 260] = 65519.99f;    // fp16: rounds to 65504
+  p[11 * cols + 261] = 65520.f;      // fp16: overflows (Inf, or 65504 saturated)
+  p[11 * cols + 262] = -70000.f;
+  p[13 * cols + 100] = 3e38f;
+  CompressOptions o;
+  o.non_finite = NonFinite::kPropagate;
+  const Mask24 mask = prune_magnitude(test::randn(rows, cols, 33)).mask;
+  for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+    const Tensor x = test::convert(base, in_dt);
+    const Tensor xd = x.to(Device::kCUDA);
+    for (DType out_dt : {DType::kF16, DType::kBF16, DType::kF32, DType::kF8E4M3})
+      for (Overflow ov : {Overflow::kPyTorch, Overflow::kSaturate}) {
+        o.dtype = out_dt;
+        o.overflow = ov;
+        o.scale = out_dt == DType::kF8E4M3 ? 0.05f : 1.f;
+        const std::string tag = std::string(dtype_name(in_dt)) + " -> " + dtype_name(out_dt) +
+                                (ov == Overflow::kSaturate ? ", saturate" : "");
+        expect_same(prune_magnitude(x, o), prune_magnitude(xd, o), "magnitude " + tag);
+        expect_same(prune_with_mask(x, mask, o), prune_with_mask(xd, mask.to(Device::kCUDA), o), "mask " + tag);
+        for (float beta : {0.7f, 1e38f})
+          expect_same(prune_soft_threshold(x, beta, o), prune_soft_threshold(xd, beta, o),
+                      "soft beta " + std::to_string(beta) + " " + tag);
+        if (HasFailure()) return;
+      }
+  }
+  const Tensor w = test::randn(rows, cols, 34);
+  for (DType dt : {DType::kF16, DType::kBF16}) {
+    const Tensor g = test::convert(test::randn(rows, cols, 35), dt), wt = test::convert(w, dt);
+    const Tensor gd = g.to(Device::kCUDA);
+    masked_decay(g, wt, mask, 1e-2f);
+    masked_decay(gd, wt.to(Device::kCUDA), mask.to(Device::kCUDA), 1e-2f);
+    const Tensor back = gd.to(Device::kCPU);
+    EXPECT_EQ(std::memcmp(g.data<uint8_t>(), back.data<uint8_t>(), size_t(rows * cols * 2)), 0) << dtype_name(dt);
   }
 }
 
