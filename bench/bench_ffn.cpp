@@ -9,7 +9,9 @@
 //
 // Modes: dense (cuBLASLt on a 16-bit copy of W), FST (all three GEMMs 2:4, the papers' recipe;
 // and with the weight gradient dense, the layer's default), S-STE (forward 2:4, input gradient
-// dense, weight gradient MVUE 2:4; and with the weight gradient dense). It prints, per width and accumulation, the time per optimizer step,
+// dense, weight gradient MVUE 2:4; and with the weight gradient dense). With --dtype e4m3 the
+// sparse modes run S-STE's FP8 recipe (e4m3 x and weights, e5m2 gradients, bf16 activations)
+// against the bf16 dense step. It prints, per width and accumulation, the time per optimizer step,
 // tokens/s, speed-up over dense, the dense-equivalent tensor-core rate (6 GEMMs of 2 T d 4d
 // FLOPs per micro-step, against the 989 TFLOP/s dense fp16/bf16 peak), where the time goes
 // (micro-step, begin_step with and without a mask selection, optimizer), and the memory each
@@ -54,6 +56,9 @@ const Mode kModes[] = {
 };
 
 
+// The dtype of the activations: bf16 when the sparse GEMMs run in FP8 (e4m3 weights).
+DType activation_dtype(DType dt) { return dt == DType::kF8E4M3 ? DType::kBF16 : dt; }
+
 // The FFN block and its activations on the GPU.
 struct Ffn {
   SparseLinear fc1, fc2;
@@ -64,6 +69,7 @@ struct Ffn {
       : fc1(config(d, 4 * d, m, dt, 1)), fc2(config(4 * d, d, m, dt, 2)), opt(AdamWConfig{}) {
     fc1.add_parameters(opt);
     fc2.add_parameters(opt);
+    dt = activation_dtype(dt);
     x = random_matrix(kTokens, d, dt).to(Device::kCUDA);
     dy = random_matrix(kTokens, d, dt).to(Device::kCUDA);
     h = Tensor::matrix(kTokens, 4 * d, dt, Layout::kRowMajor, Device::kCUDA);
@@ -79,7 +85,7 @@ struct Ffn {
     c.mode = m.mode;
     c.sparse = m.sparse;
     c.mask_freq = kMaskFreq;
-    c.weight_dtype = dt;
+    c.weight_dtype = m.mode == SparseMode::kDense ? activation_dtype(dt) : dt;
     c.device = Device::kCUDA;
     c.seed = seed;
     return c;
@@ -201,7 +207,8 @@ int ffn(int argc, char** argv) {
       quick = true;
     } else if (a == "--dtype" && i + 1 < argc) {
       dt = parse_dtype(argv[++i]);
-      S24_CHECK(dt == DType::kF16 || dt == DType::kBF16, kValue, "bench ffn: --dtype takes fp16 or bf16");
+      S24_CHECK(dt == DType::kF16 || dt == DType::kBF16 || dt == DType::kF8E4M3, kValue,
+                "bench ffn: --dtype takes fp16, bf16 or e4m3 (FP8 sparse GEMMs, bf16 activations)");
     } else if (a == "--width" && i + 1 < argc) {
       only_width = std::stoll(argv[++i]);
     } else if (a == "--accum" && i + 1 < argc) {
@@ -211,7 +218,7 @@ int ffn(int argc, char** argv) {
     } else if (a == "--timeline") {
       with_timeline = true;
     } else {
-      S24_FAIL(kValue, "bench ffn: unknown argument '", a, "' (takes --quick, --dtype fp16|bf16, --width D, "
+      S24_FAIL(kValue, "bench ffn: unknown argument '", a, "' (takes --quick, --dtype fp16|bf16|e4m3, --width D, "
                "--accum A, --mode NAME, --timeline)");
     }
   }
@@ -225,9 +232,10 @@ int ffn(int argc, char** argv) {
   S24_CHECK(!g.empty(), kDevice, "bench ffn needs a GPU");
   const int steps = quick ? 8 : kMaskFreq;
   std::printf("GPU: %s; FFN block Linear(d, 4d) GELU Linear(4d, d), %lld tokens per micro-step, %s "
-              "activations, fp32 masters and AdamW; %d optimizer steps timed (one mask selection); "
+              "activations%s, fp32 masters and AdamW; %d optimizer steps timed (one mask selection); "
               "times in ms per optimizer step\n\n",
-              g[0].name.c_str(), (long long)kTokens, dtype_name(dt), steps);
+              g[0].name.c_str(), (long long)kTokens, dtype_name(activation_dtype(dt)),
+              dt == DType::kF8E4M3 ? ", sparse modes with FP8 GEMMs (e4m3 x and W, e5m2 dY)" : "", steps);
   std::printf("| width | accum | mode | ms/step | tokens/s | speed-up | TFLOP/s (dense-eq., %% of peak) | "
               "micro-step | begin_step | with mask selection | AdamW | extra B/param | beyond dense |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -10,6 +10,9 @@
 // equivalent TFLOP/s, 2mnk / time, against 989 TFLOP/s dense and 1979 TFLOP/s 2:4 peak for
 // fp16/bf16, twice that for fp8). The GEMMs alone are timed: compression (the transforms) and
 // cuSPARSELt's own compression run before timing.
+// --dtype e4m3 times S-STE's FP8 products: forward-type e4m3 x e4m3 -> bf16, weight gradients
+// e5m2 (MVUE's dY^T) x e4m3 -> fp32 with B K-major (FP8 tensor cores read both operands
+// K-major), against cuBLASLt's FP8 GEMM on the same dtypes and layouts.
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -57,28 +60,45 @@ const Case kCases[] = {
     {"GPT-2 XL proj dW", 1600, 6400, 16384, true},
 };
 
+// The dtypes and layouts of one case's operands for the --dtype given: the 2:4 operand S (and
+// the dense matrix of the same shape), B, D, and cuSPARSELt's D (16-bit: it has no fp32 output
+// for 16-bit inputs).
+struct Types {
+  DType s, b, d, d_lt;
+  Layout b_layout, d_layout;
+};
+Types types(const Case& c, DType dt) {
+  const bool fp8 = is_fp8(dt);
+  Types t;
+  t.s = fp8 && c.weight_gradient ? DType::kF8E5M2 : dt;
+  t.b = dt;
+  t.d = c.weight_gradient ? DType::kF32 : fp8 ? DType::kBF16 : dt;
+  t.d_lt = fp8 ? DType::kBF16 : dt;
+  t.b_layout = c.weight_gradient && !fp8 ? Layout::kRowMajor : Layout::kColMajor;
+  t.d_layout = c.weight_gradient ? Layout::kRowMajor : Layout::kColMajor;
+  return t;
+}
+
 // The operands of one case on the GPU: the dense matrix, its 2:4 compression (native layout),
 // B and D in the case's layouts.
 struct Operands {
-  Tensor dense, b, d, d16;  // d16: a 16-bit output for cuSPARSELt's weight gradient
+  Tensor dense, b, d, d16;  // d16: cuSPARSELt's output (Types::d_lt)
   Sparse24Matrix s;
   gemm::SparseProblem sparse() const { return {&s, b, d, nullptr, 1.f, 0.f, {}}; }
   gemm::SparseProblem sparse16() const { return {&s, b, d16, nullptr, 1.f, 0.f, {}}; }
   gemm::DenseProblem dense_problem() const { return {dense, b, d, nullptr, 1.f, 0.f}; }
 };
 
-Operands operands(const Case& c, DType dt, DType out_dt) {
+Operands operands(const Case& c, const Types& t) {
   Operands o;
-  o.dense = random_matrix(c.m, c.k, dt).to(Device::kCUDA);
+  o.dense = random_matrix(c.m, c.k, t.s).to(Device::kCUDA);
   CompressOptions co;
-  co.dtype = dt;
-  co.layout = native_layout(dt);
+  co.dtype = t.s;
+  co.layout = native_layout(t.s);
   o.s = prune_magnitude(random_matrix(c.m, c.k, DType::kF32).to(Device::kCUDA), co);
-  o.b = random_matrix(c.k, c.n, dt, c.weight_gradient ? Layout::kRowMajor : Layout::kColMajor)
-            .to(Device::kCUDA);
-  const Layout d_layout = c.weight_gradient ? Layout::kRowMajor : Layout::kColMajor;
-  o.d = Tensor::matrix(c.m, c.n, out_dt, d_layout, Device::kCUDA);
-  o.d16 = Tensor::matrix(c.m, c.n, dt, d_layout, Device::kCUDA);
+  o.b = random_matrix(c.k, c.n, t.b, t.b_layout).to(Device::kCUDA);
+  o.d = Tensor::matrix(c.m, c.n, t.d, t.d_layout, Device::kCUDA);
+  o.d16 = Tensor::matrix(c.m, c.n, t.d_lt, t.d_layout, Device::kCUDA);
   return o;
 }
 
@@ -103,11 +123,11 @@ int gemm(int argc, char** argv) {
       all_kernels = true;
     } else if (a == "--dtype" && i + 1 < argc) {
       dt = parse_dtype(argv[++i]);
-      S24_CHECK(dt == DType::kF16 || dt == DType::kBF16, kValue, "bench gemm: --dtype is fp16 "
-                "or bf16");
+      S24_CHECK(dt == DType::kF16 || dt == DType::kBF16 || dt == DType::kF8E4M3, kValue,
+                "bench gemm: --dtype is fp16, bf16 or e4m3 (S-STE's FP8 products)");
     } else {
       S24_FAIL(kValue, "bench gemm: unknown argument '", a, "' (--quick, --all-kernels, "
-               "--dtype fp16|bf16)");
+               "--dtype fp16|bf16|e4m3)");
     }
   }
 #ifndef SPARSE24_WITH_CUTLASS
@@ -116,27 +136,36 @@ int gemm(int argc, char** argv) {
   std::string why;
   const std::vector<GpuInfo> gpus = list_gpus(&why);
   S24_CHECK(!gpus.empty(), kDevice, "bench gemm needs a GPU (", why, ")");
-  std::printf("GPU: %s; %s operands, fp32 accumulation; forward-type products write %s "
-              "(column-major D = row-major Y), weight gradients fp32 (cuSPARSELt: %s, it has no "
-              "fp32 output for 16-bit inputs).\n", gpus[0].name.c_str(), dtype_name(dt),
-              dtype_name(dt), dtype_name(dt));
+  const bool fp8 = is_fp8(dt);
+  const double peak = fp8 ? 3958 : 1979;  // 2:4 tensor-core peak, TFLOP/s (dense-equivalent)
+  if (fp8) {
+    std::printf("GPU: %s; FP8 operands (forward-type: e4m3 x e4m3 -> bf16; weight gradients: e5m2 "
+                "S x e4m3 B (K-major) -> fp32; cuSPARSELt: forward-type only, it has no mixed "
+                "e5m2 x e4m3 kernels), fp32 accumulation.\n", gpus[0].name.c_str());
+  } else {
+    std::printf("GPU: %s; %s operands, fp32 accumulation; forward-type products write %s "
+                "(column-major D = row-major Y), weight gradients fp32 (cuSPARSELt: %s, it has no "
+                "fp32 output for 16-bit inputs).\n", gpus[0].name.c_str(), dtype_name(dt),
+                dtype_name(dt), dtype_name(dt));
+  }
   std::printf("Backends built: native %s, cuSPARSELt %s. Times in us (median); speed-up = dense "
               "time / time; TFLOP/s counts 2mnk (dense-equivalent).\n\n",
               gemm_backend_built(GemmBackend::kNative) ? "yes" : "no",
               gemm_backend_built(GemmBackend::kCusparselt) ? "yes" : "no");
   std::printf("| product | m x n x k | cuBLAS dense | TFLOP/s | cuSPARSELt default | "
-              "cuSPARSELt searched | native | native TFLOP/s (of 1979) | native kernel |\n");
+              "cuSPARSELt searched | native | native TFLOP/s (of %.0f) | native kernel |\n", peak);
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   std::vector<std::string> kernel_rows, lt_plans, dense_algos;
   for (const Case& c : kCases) {
     if (quick && c.m != 3072) continue;
-    const DType out_dt = c.weight_gradient ? DType::kF32 : dt;
-    const Operands o = operands(c, dt, out_dt);
+    const Types ty = types(c, dt);
+    const Operands o = operands(c, ty);
     const double dense_us = time_us(1, [&](int) { gemm::cublaslt_mm(o.dense_problem()); });
     dense_algos.push_back(detail::concat(c.what, ": ", gemm::cublaslt_describe(o.dense_problem())));
     std::string lt_default = "-", lt_searched = "-";
 #ifdef SPARSE24_WITH_CUSPARSELT
     for (bool search : {false, true}) {  // cuSPARSELt writes 16-bit results of 16-bit inputs
+      if (ty.s != ty.b) break;  // no mixed fp8 kernels
       const auto plan = gemm::CusparseltGemm::create(o.sparse16(), search);
       const double us = time_us(1, [&](int) { plan->run(o.sparse16()); });
       (search ? lt_searched : lt_default) =
@@ -150,13 +179,13 @@ int gemm(int argc, char** argv) {
     const double us = time_us(1, [&](int) { gemm::native_mm(o.sparse()); });
     native = detail::concat(int(us + 0.5), " (", ratio(dense_us, us), ")");
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.0f (%.0f%%)", tflops(c, us), 100.0 * tflops(c, us) / 1979);
+    std::snprintf(buf, sizeof buf, "%.0f (%.0f%%)", tflops(c, us), 100.0 * tflops(c, us) / peak);
     native_tf = buf;
     native_name = chosen.name;
     if (all_kernels) {
       // The same operand with the other metadata layout, for the kernels with K tiles of 128.
       CompressOptions co;
-      co.dtype = dt;
+      co.dtype = ty.s;
       co.layout = MetaLayout::kSm90K128;
       const Sparse24Matrix s128 = prune_magnitude(decompress(o.s), co);
       for (const gemm::Sm90Kernel* k : gemm::native_kernels()) {

@@ -43,7 +43,7 @@ step "GPU tests"
 build-dev/tests/sparse24_gpu_tests --gtest_filter="$filter" 2>&1 | tee "$OUT_DIR/gpu_tests.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error" | head -40
 step "GPU tests under compute-sanitizer (memcheck)"
 SPARSE24_NO_CUDA_CACHE=1 compute-sanitizer --tool memcheck --error-exitcode 3 build-dev/tests/sparse24_gpu_tests \
-  --gtest_filter='Cuda.NonTransposableMaskIsRejected:Cuda.NonFiniteInputs:Cuda.LargeColumnMajorGradientMvue:Cuda.SmallTransformsMatchTheCpu:CudaGemm.AllocatingCallsRunOnTheGpu:CudaGemm.UnsupportedCallsSayWhy:CudaOptim.*:CudaLayers.*:CudaNn.*' \
+  --gtest_filter='Cuda.NonTransposableMaskIsRejected:Cuda.NonFiniteInputs:Cuda.LargeColumnMajorGradientMvue:Cuda.SmallTransformsMatchTheCpu:CudaGemm.AllocatingCallsRunOnTheGpu:CudaGemm.UnsupportedCallsSayWhy:CudaOptim.*:CudaLayers.*:CudaNn.*:CudaCast.*' \
   >"$OUT_DIR/sanitizer.log" 2>&1; echo "compute-sanitizer exit code $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT_DIR/sanitizer.log" | head
 if [ "$bench" = transforms ] || [ "$bench" = all ]; then
   step "bench transforms"

@@ -252,6 +252,16 @@ template <> S24_HD int32_t from_f32<int32_t>(float v, float scale, Overflow) {
   return q >= 2147483520.f ? 2147483647 : (q <= -2147483648.f ? int32_t(-2147483647 - 1) : int32_t(rint_f(q)));
 }
 
+// The FP8 cast of FP8 GEMM operands (quantize_into in tensor.h): value / scale rounded to nearest
+// even; finite values saturate to the largest finite code, +-Inf stays non-finite (e5m2: Inf;
+// e4m3, which has no Inf: NaN) and NaN stays NaN, so an overflow upstream still reaches a loss
+// scaler. T is e4m3_t or e5m2_t.
+template <typename T>
+S24_HD T quantize_f32(float v, float scale) {
+  const bool inf = v > 3.40282347e38f || v < -3.40282347e38f;  // +-Inf (false for NaN)
+  return from_f32<T>(v, scale, inf ? Overflow::kPyTorch : Overflow::kSaturate);
+}
+
 // The types 2:4 values can be stored as (not the uint8 and int32 bookkeeping types).
 template <typename T>
 constexpr bool kIsValueType = !std::is_same_v<T, uint8_t> && !std::is_same_v<T, int32_t>;

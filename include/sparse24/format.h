@@ -111,7 +111,15 @@ struct Sparse24Matrix {
 // layout, zero-filled so that its padding is zero).
 Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scale, Device device,
                              MetaLayout layout = MetaLayout::kCanonical);
-// The sm90 metadata of a canonical mask (CPU): what the CUDA kernels write directly.
+// A compressed matrix (fp32, fp16 or bf16 values without a scale; CPU or CUDA) re-stored with
+// the same mask as `dtype`: fp32/fp16/bf16 round to nearest even (as compressing straight to
+// that dtype does), e4m3/e5m2 are quantized with the per-tensor scale fp8_scale(finite_amax of
+// the values) (tensor.h: quantize_into). A sm90 `layout` adds that metadata. Returns s itself
+// when nothing changes. FP8 GEMMs need the scale of the values they read, known only after
+// they are computed: this is how the layer's FP8 operands are made.
+Sparse24Matrix to_storage(const Sparse24Matrix& s, DType dtype, MetaLayout layout = MetaLayout::kCanonical);
+// The sm90 metadata of a canonical mask, on the mask's device (what the transform kernels write
+// beside the canonical metadata when asked; this rewrites an existing mask).
 Tensor to_sm90_meta(const Mask24& mask, MetaLayout layout, DType dtype);
 
 }  // namespace sparse24

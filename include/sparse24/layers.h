@@ -217,19 +217,31 @@ class SparseLinear {
   // Throws when the GEMMs' weights are not ready (FST before begin_step; CUDA before
   // begin_step or recompress).
   void check_compressed(const char* op) const;
-  // How the weights are compressed: on the CPU in fp32 (converted to weight_dtype after), on
-  // CUDA straight to the compute dtype, with the metadata the native GEMM reads.
+  // How the weights are compressed: in fp32 on the CPU and for FP8 (converted to weight_dtype
+  // after: to_storage), else straight to the GEMMs' dtype.
   CompressOptions weight_storage() const;
+  // The metadata layout the GEMMs read: the native sm90 one on CUDA, canonical on the CPU.
+  MetaLayout storage_layout() const;
+  // The dtype of activations on CUDA (bf16 with e4m3 weights, else weight_dtype); fp32 on the CPU
+  // (the dtype of the outputs forward(x) allocates).
+  DType compute_dtype() const;
   // FST: W and W^T of the current mask for this step's GEMMs (t: a fresh selection's result).
   void compress_fst(Transposable24 t);
   // S-STE: sw_ = beta S(W) of the current masters; a forward also records the mask statistics.
   void update_sste_weight(bool forward);
   // CUDA: the 16-bit weights that begin_step and recompress prepare.
   void prepare_cuda_weights();
-  // CUDA: the compute-dtype dense copy of the sparse forward weight, made once per weight.
-  const Tensor& dense_forward_weight();
+  // CUDA: the sparse forward weight W_eff [out, in] as a dense matrix for the dense GEMMs, made
+  // once per weight: in the compute dtype, or for FP8 an e4m3 copy (with the compressed weight's
+  // scale) in the layout the FP8 GEMM needs: row-major for the forward (x W^T), column-major
+  // for the input gradient (dY W).
+  TensorView dense_forward_weight(bool input_grad);
   void forward_cuda(const TensorView& x, const TensorView& y);
   void backward_cuda(const TensorView& x, const TensorView& dy, const TensorView* dx, uint64_t mvue_seed);
+  // CUDA with e4m3 weights in a sparse mode: the GEMMs of S-STE's FP8 recipe.
+  bool fp8_gemms() const { return on_cuda() && !dense_ && config_.weight_dtype == DType::kF8E4M3; }
+  void forward_fp8(const TensorView& x, const TensorView& y, const TensorView* bias);
+  void backward_fp8(const TensorView& x, const TensorView& dy, const TensorView* dx, uint64_t mvue_seed);
 
   LinearConfig config_;
   Tensor w_, b_, dw_, db_;  // fp32 masters and gradients
@@ -244,9 +256,10 @@ class SparseLinear {
   double flip_rate_;
   // CUDA: the compute-dtype weights of dense GEMMs
   Tensor wc_, bc_;           // W (dense mode, after the switch) and the bias
-  Tensor wsd_;               // the sparse forward weight decompressed (GemmChoice dense, S-STE's dX)
+  // The sparse forward weight decompressed for the dense GEMMs (GemmChoice dense, S-STE's dX),
+  // made on demand, dropped when ws_ / sw_ change; FP8: wsd_ row-major, wsdt_ = its transpose.
+  Tensor wsd_, wsdt_;
   bool prepared_ = false;    // begin_step or recompress ran since the last (re)initialisation
-  bool wsd_fresh_ = false;   // wsd_ matches the current ws_ / sw_
   // S-STE
   Sparse24Matrix sw_;        // beta * S(W) of the latest forward
   bool sw_valid_ = false;

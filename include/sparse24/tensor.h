@@ -94,6 +94,19 @@ void set_alloc_poison(bool on);
 // even (overflow to Inf), on one device: any strides on the CPU, one layout on CUDA.
 void copy_into(const TensorView& dst, const TensorView& src);
 
+// ---- FP8 casts with a per-tensor scale (the operands of FP8 GEMMs; docs/DTYPES.md) -------------
+// The largest |x| over the finite elements of a matrix (fp32, fp16 or bf16, any layout, CPU or
+// CUDA); 0 when there are none. On CUDA the result is read back (synchronises).
+float finite_amax(const TensorView& x);
+// The per-tensor scale that maps amax to the largest finite value of an fp8 dtype: amax / 448
+// (e4m3) or amax / 57344 (e5m2); 1 when that is 0 or not finite (an all-zero tensor).
+float fp8_scale(float amax, DType fp8);
+// dst = quantize_f32(src / scale) (dtype.h: round to nearest even, finite values saturate, Inf and
+// NaN stay non-finite). dst: an e4m3 or e5m2 matrix; src: fp32, fp16 or bf16 of the same shape
+// on the same device; any strides on both (a column-major dst makes a transposed copy, as FP8
+// GEMMs need for their K-major operands). scale must be finite and > 0.
+void quantize_into(const TensorView& dst, const TensorView& src, float scale);
+
 // Sets every byte of a contiguous tensor (CPU or CUDA) to zero: +0 for the float dtypes.
 void fill_zeros(const TensorView& t);
 

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "cuda/cast_cuda.h"
 #include "cuda/runtime.h"
 #include "sparse24/error.h"
 
@@ -117,13 +118,39 @@ Sm90Meta sm90_meta(MetaLayout layout, int64_t rows, int64_t cols, DType dtype) {
 }
 
 Tensor to_sm90_meta(const Mask24& mask, MetaLayout layout, DType dtype) {
-  S24_CHECK(mask.device() == Device::kCPU, kDevice, "to_sm90_meta: CPU masks only");
   const Sm90Meta g = sm90_meta(layout, mask.rows(), mask.cols(), dtype);
-  Tensor out = Tensor::empty({g.bytes()}, DType::kU8);
-  std::memset(out.data<uint8_t>(), 0, size_t(g.bytes()));
+  Tensor out = Tensor::empty({g.bytes()}, DType::kU8, mask.device());
+  fill_zeros(out);
+  if (mask.device() == Device::kCUDA) {
+    cuda::scatter_sm90_meta(out.data<uint8_t>(), mask, g);
+    return out;
+  }
   const uint8_t* in = mask.codes().data<uint8_t>();
   for (int64_t r = 0; r < mask.rows(); ++r)
     for (int64_t b = 0; b < mask.row_bytes(); ++b) out.data<uint8_t>()[g.offset(r, b)] = in[r * mask.row_bytes() + b];
+  return out;
+}
+
+Sparse24Matrix to_storage(const Sparse24Matrix& s, DType dtype, MetaLayout layout) {
+  S24_CHECK(is_input_dtype(s.dtype) && s.scale == 1.f, kDType, "to_storage: the values must be fp32, fp16 or bf16 "
+            "without a scale, got ", dtype_name(s.dtype), " with scale ", s.scale);
+  S24_CHECK(is_input_dtype(dtype) || is_fp8(dtype), kDType, "to_storage: cannot re-store values as ",
+            dtype_name(dtype), " (fp32, fp16, bf16, e4m3 or e5m2)");
+  if (dtype == s.dtype && layout == s.layout) return s;
+  Sparse24Matrix out;
+  out.rows = s.rows;
+  out.cols = s.cols;
+  out.dtype = dtype;
+  out.mask = s.mask;
+  out.values = Tensor::matrix(s.values.rows(), s.values.cols(), dtype, Layout::kRowMajor, s.device());
+  if (is_fp8(dtype)) {
+    out.scale = fp8_scale(finite_amax(s.values), dtype);
+    quantize_into(out.values, s.values, out.scale);
+  } else {
+    copy_into(out.values, s.values);
+  }
+  out.layout = layout;
+  if (layout != MetaLayout::kCanonical) out.hw_meta = to_sm90_meta(out.mask, layout, dtype);
   return out;
 }
 

@@ -1,5 +1,6 @@
 // The CUDA entry points of a build without CUDA: every device request is a clear error (and no
 // GPU is ever listed), so a CUDA tensor can never reach a kernel that is not there.
+#include "cuda/cast_cuda.h"
 #include "cuda/nn_cuda.h"
 #include "cuda/optim_cuda.h"
 #include "cuda/runtime.h"
@@ -39,6 +40,10 @@ double sum_squares(const void*, DType, int64_t) { no_cuda(); }
 bool scale_in_place(void*, DType, int64_t, float) { no_cuda(); }
 void masked_decay(const TensorView&, const TensorView&, const Mask24&, float) { no_cuda(); }
 double flip_rate(const Mask24&, const Mask24&) { no_cuda(); }
+
+float finite_amax(const TensorView&) { no_cuda(); }
+void quantize(const TensorView&, const TensorView&, float) { no_cuda(); }
+void scatter_sm90_meta(uint8_t*, const Mask24&, const Sm90Meta&) { no_cuda(); }
 
 void nn::gelu_forward(void*, const void*, DType, int64_t) { no_cuda(); }
 void nn::gelu_backward(void*, const void*, const void*, DType, int64_t) { no_cuda(); }

@@ -1,10 +1,13 @@
 #include "sparse24/tensor.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <sstream>
 
+#include "cuda/cast_cuda.h"
 #include "cuda/runtime.h"
 #include "sparse24/error.h"
 
@@ -190,6 +193,52 @@ void copy_into(const TensorView& dst, const TensorView& src) {
       each([](const char* from, char* to) {
         *reinterpret_cast<D*>(to) = from_f32<D>(to_f32(*reinterpret_cast<const S*>(from)), 1.f, Overflow::kPyTorch);
       });
+    });
+  });
+}
+
+float finite_amax(const TensorView& x) {
+  S24_CHECK(x.is_matrix(), kShape, "finite_amax: expected a matrix, got ", x.describe());
+  S24_CHECK(is_input_dtype(x.dtype), kDType, "finite_amax: ", x.describe(), " must be fp32, fp16 or bf16");
+  if (x.numel() == 0) return 0.f;
+  if (x.device == Device::kCUDA) return cuda::finite_amax(x);
+  float amax = 0.f;
+  dispatch_input_dtype(x.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (int64_t i = 0; i < x.rows(); ++i)
+      for (int64_t j = 0; j < x.cols(); ++j) {
+        const float a = std::fabs(to_f32(*x.at<const T>(i, j)));
+        if (a <= dtype_max(DType::kF32)) amax = std::max(amax, a);  // NaN and Inf fail the test
+      }
+  });
+  return amax;
+}
+
+float fp8_scale(float amax, DType fp8) {
+  S24_CHECK(is_fp8(fp8), kDType, "fp8_scale: ", dtype_name(fp8), " is not an fp8 dtype (e4m3, e5m2)");
+  const float scale = amax / dtype_max(fp8);
+  return scale > 0.f && std::isfinite(scale) ? scale : 1.f;
+}
+
+void quantize_into(const TensorView& dst, const TensorView& src, float scale) {
+  S24_CHECK(dst.is_matrix() && src.is_matrix() && dst.rows() == src.rows() && dst.cols() == src.cols(), kShape,
+            "quantize_into: dst ", dst.describe(), " and src ", src.describe(), " must be matrices of one shape");
+  S24_CHECK(is_fp8(dst.dtype), kDType, "quantize_into: dst ", dst.describe(), " must be e4m3 or e5m2");
+  S24_CHECK(is_input_dtype(src.dtype), kDType, "quantize_into: src ", src.describe(), " must be fp32, fp16 or bf16");
+  S24_CHECK(dst.device == src.device, kDevice, "quantize_into: dst ", dst.describe(), " and src ", src.describe(),
+            " must be on one device");
+  S24_CHECK(std::isfinite(scale) && scale > 0.f, kValue, "quantize_into: scale must be finite and > 0, got ", scale);
+  if (src.numel() == 0) return;
+  if (src.device == Device::kCUDA) return cuda::quantize(dst, src, scale);
+  dispatch_input_dtype(src.dtype, [&](auto stag) {
+    dispatch_dtype(dst.dtype, [&](auto dtag) {
+      using S = typename decltype(stag)::type;
+      using D = typename decltype(dtag)::type;
+      if constexpr (std::is_same_v<D, e4m3_t> || std::is_same_v<D, e5m2_t>) {
+        for (int64_t i = 0; i < src.rows(); ++i)
+          for (int64_t j = 0; j < src.cols(); ++j)
+            *dst.at<D>(i, j) = quantize_f32<D>(to_f32(*src.at<const S>(i, j)), scale);
+      }
     });
   });
 }

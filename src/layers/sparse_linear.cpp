@@ -33,8 +33,6 @@ const char* sparse_mode_name(SparseMode mode) {
 
 namespace {
 
-constexpr float kE4m3Max = 448.f, kE5m2Max = 57344.f;
-
 // A B for matrices of any float dtype and layout: a fresh fp32 [a.rows x b.cols]. Runs the CPU
 // backend's dense matmul (cpu/nn_cpu.h) on B^T, which sums every element's products in
 // increasing k from +0, one rounding per addition, as the 2:4 kernel does: a dense product with
@@ -70,60 +68,17 @@ void store(const TensorView& dst, const Tensor& src) {
   });
 }
 
-// Largest finite |v| of an fp32 buffer (0 when there is none).
-float finite_amax(const float* p, int64_t count) {
-  float amax = 0.f;
-  for (int64_t i = 0; i < count; ++i)
-    if (std::isfinite(p[i])) amax = std::max(amax, std::fabs(p[i]));
-  return amax;
-}
-
-float fp8_scale(float amax, DType dt) {
-  const float scale = amax / (dt == DType::kF8E4M3 ? kE4m3Max : kE5m2Max);
-  return scale > 0.f && std::isfinite(scale) ? scale : 1.f;
-}
-
-// FP8 simulation: a fp32 row-major copy of x rounded through `dt` (e4m3 or e5m2) with the
-// per-tensor scale amax / max. Non-finite values pass unchanged (an overflow must reach the loss
-// scaler, and saturation would hide it).
+// FP8 simulation: x quantized to `dt` (e4m3 or e5m2) with its per-tensor scale (tensor.h:
+// fp8_scale, quantize_into), decoded into a fp32 row-major matrix and multiplied back by the
+// scale: the values an FP8 GEMM reads. Inf becomes NaN in e4m3 (no Inf there) and stays Inf in
+// e5m2, so an overflow still reaches the loss scaler.
 Tensor fake_quant(const TensorView& x, DType dt) {
-  Tensor q = to_f32_row_major(x);
-  float* p = q.data<float>();
-  const int64_t count = q.numel();
-  const float scale = fp8_scale(finite_amax(p, count), dt);
-  for (int64_t i = 0; i < count; ++i) {
-    if (!std::isfinite(p[i])) continue;
-    p[i] = dt == DType::kF8E4M3 ? e4m3_to_f32(f32_to_e4m3(p[i] / scale, Overflow::kSaturate)) * scale
-                                : e5m2_to_f32(f32_to_e5m2(p[i] / scale, Overflow::kSaturate)) * scale;
-  }
-  return q;
-}
-
-// An fp32 compressed matrix re-stored as `dt` (same metadata): fp16/bf16 round to nearest even
-// (what compressing straight to that dtype gives), fp8 with the per-tensor scale amax / max and
-// saturation. fp32 is returned as is.
-Sparse24Matrix to_storage(const Sparse24Matrix& s, DType dt) {
-  if (dt == DType::kF32) return s;
-  const bool fp8 = is_fp8(dt);
-  const float* v = s.values.data<float>();
-  const int64_t count = s.values.numel();
-  const float scale = fp8 ? fp8_scale(finite_amax(v, count), dt) : 1.f;
-  Sparse24Matrix out;
-  out.rows = s.rows;
-  out.cols = s.cols;
-  out.dtype = dt;
-  out.scale = scale;
-  out.layout = s.layout;
-  out.mask = s.mask;
-  out.values = Tensor::matrix(s.values.rows(), s.values.cols(), dt);
-  const Overflow ov = fp8 ? Overflow::kSaturate : Overflow::kPyTorch;
-  dispatch_dtype(dt, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    if constexpr (kIsValueType<T>) {
-      T* o = out.values.data<T>();
-      for (int64_t i = 0; i < count; ++i) o[i] = from_f32<T>(v[i], scale, ov);
-    }
-  });
+  const float scale = fp8_scale(finite_amax(x), dt);
+  Tensor q = Tensor::matrix(x.rows(), x.cols(), dt);
+  quantize_into(q, x, scale);
+  Tensor out = to_f32_row_major(q);
+  float* p = out.data<float>();
+  for (int64_t i = 0; i < out.numel(); ++i) p[i] *= scale;
   return out;
 }
 
@@ -157,12 +112,16 @@ void validate(const LinearConfig& c) {
             kValue, "SparseLinear: unknown dense_switch ", int(c.dense_switch));
   S24_CHECK(c.device == Device::kCPU || c.device == Device::kCUDA, kValue, "SparseLinear: unknown device ",
             int(c.device));
-  S24_CHECK(c.device == Device::kCPU || c.weight_dtype == DType::kF16 || c.weight_dtype == DType::kBF16,
-            kDType, "SparseLinear: on CUDA weight_dtype is the compute dtype of the GEMMs and must be "
-            "fp16 or bf16, got ", dtype_name(c.weight_dtype));
+  S24_CHECK(c.device == Device::kCPU || c.weight_dtype != DType::kF32, kDType, "SparseLinear: on CUDA "
+            "weight_dtype is the dtype of the GEMMs and must be fp16, bf16 or e4m3 (FP8 GEMMs on bf16 "
+            "activations), got ", dtype_name(c.weight_dtype));
   S24_CHECK(c.device == Device::kCPU || c.mode == SparseMode::kDense || (c.in % 16 == 0 && c.out % 16 == 0),
             kShape, "SparseLinear (", sparse_mode_name(c.mode), ", cuda): in and out must be multiples of "
             "16 (the K of the 2:4 GEMMs and their 16-byte rows), got in = ", c.in, ", out = ", c.out);
+  S24_CHECK(c.device == Device::kCPU || c.mode == SparseMode::kDense || c.weight_dtype != DType::kF8E4M3 ||
+                (c.in % 32 == 0 && c.out % 32 == 0),
+            kShape, "SparseLinear (", sparse_mode_name(c.mode), ", cuda, e4m3): in and out must be multiples of "
+            "32 (the K of the FP8 2:4 GEMMs), got in = ", c.in, ", out = ", c.out);
 }
 
 // A CPU copy (the tensor itself when it is on the CPU).
@@ -273,8 +232,8 @@ void SparseLinear::set_weights(const TensorView& w, const TensorView* b) {
   step_ = -1;
   *mask_ = Mask24{};
   ws_ = wts_ = sw_ = Sparse24Matrix{};
-  wc_ = bc_ = wsd_ = Tensor();
-  compressed_ = sw_valid_ = prepared_ = wsd_fresh_ = false;
+  wc_ = bc_ = wsd_ = wsdt_ = Tensor();
+  compressed_ = sw_valid_ = prepared_ = false;
   mask_updates_ = 0;
   last_mask_step_ = -1;
   flip_rate_ = std::nan("");
@@ -333,15 +292,12 @@ void SparseLinear::recompress() {
 void SparseLinear::update_sste_weight(bool forward) {
   // beta * S(W) from the current masters. CUDA propagates non-finite weights (NaN outputs)
   // rather than wait for the GPU at every forward to throw.
-  if (on_cuda()) {
-    CompressOptions o = weight_storage();
-    o.non_finite = NonFinite::kPropagate;
-    sw_ = prune_soft_threshold(w_, float(beta_), o);
-  } else {
-    sw_ = to_storage(prune_soft_threshold(w_, float(beta_), f32_storage()), config_.weight_dtype);
-  }
+  CompressOptions o = weight_storage();
+  if (on_cuda()) o.non_finite = NonFinite::kPropagate;
+  sw_ = prune_soft_threshold(w_, float(beta_), o);
+  if (o.dtype != config_.weight_dtype) sw_ = to_storage(sw_, config_.weight_dtype, storage_layout());
   sw_valid_ = true;
-  wsd_fresh_ = false;
+  wsd_ = wsdt_ = Tensor();
   if (forward && step_ != sste_mask_step_) {  // a step's first forward: compare with the previous step's
     if (sste_prev_mask_.defined()) {
       flip_rate_ = flip_rate(sste_prev_mask_, sw_.mask);
@@ -353,19 +309,30 @@ void SparseLinear::update_sste_weight(bool forward) {
 }
 
 CompressOptions SparseLinear::weight_storage() const {
-  if (!on_cuda()) return f32_storage();
+  if (!on_cuda() || is_fp8(config_.weight_dtype)) return f32_storage();
   CompressOptions o;
   o.dtype = config_.weight_dtype;
-  o.layout = native_layout(config_.weight_dtype);  // in and out are multiples of 16 (validate)
+  o.layout = storage_layout();
   return o;
 }
 
+MetaLayout SparseLinear::storage_layout() const {
+  // On CUDA in and out are multiples of 16 (32 for e4m3): validate.
+  return on_cuda() ? native_layout(config_.weight_dtype) : MetaLayout::kCanonical;
+}
+
+DType SparseLinear::compute_dtype() const {
+  if (!on_cuda()) return DType::kF32;
+  return config_.weight_dtype == DType::kF8E4M3 ? DType::kBF16 : config_.weight_dtype;
+}
+
 void SparseLinear::compress_fst(Transposable24 t) {
-  ws_ = on_cuda() ? std::move(t.w) : to_storage(t.w, config_.weight_dtype);
-  wts_ = on_cuda() ? std::move(t.wt) : to_storage(t.wt, config_.weight_dtype);
+  const bool stored = weight_storage().dtype == config_.weight_dtype;  // compressed straight to it
+  ws_ = stored ? std::move(t.w) : to_storage(t.w, config_.weight_dtype, storage_layout());
+  wts_ = stored ? std::move(t.wt) : to_storage(t.wt, config_.weight_dtype, storage_layout());
   ws_.mask = *mask_;  // the same codes: one copy in memory
   compressed_ = true;
-  wsd_fresh_ = false;
+  wsd_ = wsdt_ = Tensor();
 }
 
 void SparseLinear::switch_to_dense(DenseSwitch how) {
@@ -383,8 +350,8 @@ void SparseLinear::switch_to_dense(DenseSwitch how) {
   dense_ = true;
   *mask_ = Mask24{};  // ends the fused masked decay
   ws_ = wts_ = sw_ = Sparse24Matrix{};
-  wsd_ = Tensor();
-  compressed_ = sw_valid_ = wsd_fresh_ = false;
+  wsd_ = wsdt_ = Tensor();
+  compressed_ = sw_valid_ = false;
   sste_prev_mask_ = Mask24{};
   if (on_cuda()) prepare_cuda_weights();  // the 16-bit W the dense GEMMs read from now on
 }
@@ -404,8 +371,8 @@ void SparseLinear::check_io(const char* op, const TensorView& x, const TensorVie
   S24_CHECK(x.device == config_.device && other.device == config_.device, kDevice, op, ": the layer runs on ",
             device_name(config_.device), "; got x ", x.describe(), " and ", other_name, " ", other.describe());
   S24_CHECK(is_input_dtype(x.dtype), kDType, op, ": x ", x.describe(), " must be fp32, fp16 or bf16");
-  S24_CHECK(!on_cuda() || (x.dtype == config_.weight_dtype && other.dtype == config_.weight_dtype), kDType,
-            op, ": on CUDA the activations have the compute dtype ", dtype_name(config_.weight_dtype),
+  S24_CHECK(!on_cuda() || (x.dtype == compute_dtype() && other.dtype == compute_dtype()), kDType,
+            op, ": on CUDA the activations have the compute dtype ", dtype_name(compute_dtype()),
             "; got x ", x.describe(), " and ", other_name, " ", other.describe());
   S24_CHECK(x.cols() == config_.in, kShape, op, ": x ", x.describe(), " has ", x.cols(),
             " features, the layer's in is ", config_.in);
@@ -451,7 +418,7 @@ void SparseLinear::forward(const TensorView& x, const TensorView& y) {
 }
 
 Tensor SparseLinear::forward(const TensorView& x) {
-  Tensor y = Tensor::matrix(x.is_matrix() ? x.rows() : 0, config_.out, on_cuda() ? config_.weight_dtype : DType::kF32,
+  Tensor y = Tensor::matrix(x.is_matrix() ? x.rows() : 0, config_.out, compute_dtype(),
                             Layout::kRowMajor, config_.device);
   forward(x, y);
   return y;
@@ -464,18 +431,23 @@ void SparseLinear::backward(const TensorView& x, const TensorView& dy, const Ten
   if (dx) {
     S24_CHECK(dx->is_matrix() && dx->rows() == x.rows() && dx->cols() == config_.in, kShape, op,
               ": dx ", dx->describe(), " must be ", x.rows(), " x ", config_.in);
-    S24_CHECK(is_input_dtype(dx->dtype) && (!on_cuda() || dx->dtype == config_.weight_dtype), kDType, op,
+    S24_CHECK(is_input_dtype(dx->dtype) && (!on_cuda() || dx->dtype == compute_dtype()), kDType, op,
               ": dx ", dx->describe(), on_cuda() ? " must have the compute dtype " : " must be fp32, fp16 or bf16",
-              on_cuda() ? dtype_name(config_.weight_dtype) : "");
+              on_cuda() ? dtype_name(compute_dtype()) : "");
     S24_CHECK(dx->device == config_.device, kDevice, op, ": dx ", dx->describe(), " must be on the layer's device (",
               device_name(config_.device), ")");
   }
   const bool sparse_dw = !dense_ && config_.sparse.weight_grad;
-  const int64_t n_unit = on_cuda() ? 16 : 4;  // CUDA: N is the K of the 2:4 weight-gradient GEMM
+  // CUDA: N is the K of the 2:4 weight-gradient GEMM (32 for FP8); FP8's dense weight gradient
+  // reads N-byte rows of dY^T and X^T, which cuBLASLt wants 16-byte aligned.
+  const int64_t n_unit = !on_cuda() ? 4 : fp8_gemms() ? (sparse_dw ? 32 : 16) : 16;
   S24_CHECK(!sparse_dw || x.rows() % n_unit == 0, kShape, op, ": the 2:4 weight gradient prunes dY^T "
             "along the tokens in groups of 4, so N must be divisible by ", n_unit,
             on_cuda() ? " on CUDA (the GEMM's K)" : "", "; got N = ", x.rows(), " (x ", x.describe(),
             "); pad the tokens or set GemmChoice::weight_grad = false");
+  S24_CHECK(sparse_dw || !fp8_gemms() || x.rows() % n_unit == 0, kShape, op, ": the FP8 weight gradient "
+            "reads dY^T and X^T in e5m2/e4m3 rows of N bytes, which must be a multiple of 16; got N = ",
+            x.rows(), " (x ", x.describe(), "); pad the tokens");
   check_compressed(op);
   if (config_.bias) nn::bias_backward(db_, dy);  // db += column sums of dY (fp32, in token order)
   if (on_cuda()) return backward_cuda(x, dy, dx, mvue_seed);
@@ -591,6 +563,7 @@ size_t SparseLinear::extra_bytes() const {
   count(wc_);
   count(bc_);
   count(wsd_);
+  count(wsdt_);
   return bytes;
 }
 
@@ -704,8 +677,8 @@ void SparseLinear::apply_saved(Saved&& s) {
   *mask_ = config_.mode == SparseMode::kFst && !dense_ ? to_device(s.mask) : Mask24{};
   sste_prev_mask_ = config_.mode == SparseMode::kSste && !dense_ ? to_device(s.sste_prev_mask) : Mask24{};
   ws_ = wts_ = sw_ = Sparse24Matrix{};
-  wc_ = bc_ = wsd_ = Tensor();
-  compressed_ = sw_valid_ = prepared_ = wsd_fresh_ = false;
+  wc_ = bc_ = wsd_ = wsdt_ = Tensor();
+  compressed_ = sw_valid_ = prepared_ = false;
   // Ready to run at once (evaluation, sampling): FST's W and W^T from the loaded masters and
   // mask (and CUDA's 16-bit copies), as begin_step would make them; training goes on with
   // begin_step as usual.

@@ -99,8 +99,20 @@ Tensor forward_weight(const SparseLinear& l, const Tensor& masters, const Mask24
   return {};
 }
 
+// m as an FP8 GEMM reads it (the CPU layer's simulation): quantized to `dt` with its per-tensor
+// scale, decoded, times the scale; fp32 row-major.
+Tensor fp8_round_trip(const TensorView& m, DType dt) {
+  const float scale = fp8_scale(finite_amax(m), dt);
+  Tensor q = Tensor::matrix(m.rows(), m.cols(), dt);
+  quantize_into(q, m, scale);
+  Tensor out = test::convert(q, DType::kF32);
+  for (int64_t i = 0; i < out.numel(); ++i) out.data<float>()[i] *= scale;
+  return out;
+}
+
 // CPU and CUDA layers built from one config (so one initialisation) agree through a micro-batch
 // and an optimizer step; then the CUDA layer's next step computes with its updated masters.
+// dt: the weights' dtype; with e4m3 (FP8 GEMMs) the activations are bf16.
 void run_case(const Case& cs, DType dt, int64_t n, int64_t in, int64_t out) {
   const std::string what = std::string(cs.name) + " " + dtype_name(dt) + " N=" + std::to_string(n) +
                            " in=" + std::to_string(in) + " out=" + std::to_string(out);
@@ -116,24 +128,26 @@ void run_case(const Case& cs, DType dt, int64_t n, int64_t in, int64_t out) {
   AdamW opt_cpu(oc), opt_gpu(oc);
   cpu.add_parameters(opt_cpu);
   gpu.add_parameters(opt_gpu);
-  const double r16 = dt == DType::kF16 ? 1.0 / 1024 : 1.0 / 128;  // two ulps of a 16-bit output
+  const bool fp8 = dt == DType::kF8E4M3;
+  const DType adt = fp8 ? DType::kBF16 : dt;  // the activations'
+  const double r16 = adt == DType::kF16 ? 1.0 / 1024 : 1.0 / 128;  // two ulps of a 16-bit output
 
   // Step 0 on both devices.
-  const Tensor x = test::convert(test::randn(n, in, 100), dt);
-  const Tensor dy = test::convert(test::randn(n, out, 200), dt);
+  const Tensor x = test::convert(test::randn(n, in, 100), adt);
+  const Tensor dy = test::convert(test::randn(n, out, 200), adt);
   const Tensor x_gpu = x.to(Device::kCUDA), dy_gpu = dy.to(Device::kCUDA);
   cpu.begin_step(0);
   gpu.begin_step(0);
   if (cs.mode == SparseMode::kFst) expect_same_mask(gpu.mask(), cpu.mask(), what + ": mask");
   const Tensor y_cpu = cpu.forward(x);
   const Tensor y_gpu = gpu.forward(x_gpu);
-  EXPECT_EQ(y_gpu.dtype(), dt) << what;
+  EXPECT_EQ(y_gpu.dtype(), adt) << what;
   if (cs.mode == SparseMode::kSste) expect_same_mask(gpu.mask(), cpu.mask(), what + ": S-STE mask");
   const Tensor w_eff = forward_weight(cpu, host(cpu.weight()), cpu.mask());
   expect_close(y_gpu, y_cpu, abs_product(x, w_eff.view().t()), r16, 1e-4 + r16 / 4, what + ": y");
 
   Tensor dx_cpu = Tensor::matrix(n, in, DType::kF32);
-  Tensor dx_gpu = Tensor::matrix(n, in, dt, Layout::kRowMajor, Device::kCUDA);
+  Tensor dx_gpu = Tensor::matrix(n, in, adt, Layout::kRowMajor, Device::kCUDA);
   cpu.backward(x, dy, &dx_cpu.view(), 7);
   gpu.backward(x_gpu, dy_gpu, &dx_gpu.view(), 7);
   expect_close(dx_gpu, dx_cpu, abs_product(dy, w_eff), r16, 1e-4 + r16 / 4, what + ": dx");
@@ -173,18 +187,22 @@ void run_case(const Case& cs, DType dt, int64_t n, int64_t in, int64_t out) {
   // Step 1 on CUDA: its GEMMs read weights prepared from the updated masters (FST: with a new
   // mask, selected from them as the CPU would select it).
   gpu.begin_step(1);
-  const Tensor x1 = test::convert(test::randn(n, in, 101), dt);
+  const Tensor x1 = test::convert(test::randn(n, in, 101), adt);
   const Tensor y1 = gpu.forward(x1.to(Device::kCUDA));
   const Tensor masters = host(gpu.weight()), bias = host(gpu.bias());
   if (cs.mode == SparseMode::kFst) expect_same_mask(gpu.mask(), prune_transposable(masters).mask, what + ": step 1 mask");
   if (cs.mode == SparseMode::kSste)
     expect_same_mask(gpu.mask(), prune_soft_threshold(masters, float(gpu.beta())).mask, what + ": step 1 S-STE mask");
-  // Weights and bias as the GPU stores them (rounded to the compute dtype) give the reference.
+  // Weights and bias as the GPU stores them (rounded to the compute dtype; FP8: x and the weight
+  // quantized as the FP8 GEMM reads them) give the reference.
   const Mask24 mask = cs.mode == SparseMode::kDense ? Mask24{} : gpu.mask().to(Device::kCPU);
-  const Tensor w1 = test::convert(test::convert(forward_weight(gpu, masters, mask), dt), DType::kF32);
-  const Tensor b1 = test::convert(test::convert(TensorView::matrix(bias.view().data, DType::kF32, 1, out), dt), DType::kF32);
-  expect_close(y1, product(x1, w1.view().t(), b1.data<float>()), abs_product(x1, w1.view().t()), r16, 1e-4 + r16 / 4,
-               what + ": step 1 y");
+  const Tensor w_step1 = forward_weight(gpu, masters, mask);
+  const bool fp8_gemm = fp8 && cs.mode != SparseMode::kDense;
+  const Tensor w1 = fp8_gemm ? fp8_round_trip(w_step1, dt) : test::convert(test::convert(w_step1, adt), DType::kF32);
+  const Tensor x1_read = fp8_gemm ? fp8_round_trip(x1, dt) : x1;
+  const Tensor b1 = test::convert(test::convert(TensorView::matrix(bias.view().data, DType::kF32, 1, out), adt), DType::kF32);
+  expect_close(y1, product(x1_read, w1.view().t(), b1.data<float>()), abs_product(x1, w1.view().t()), r16,
+               1e-4 + r16 / 4, what + ": step 1 y");
 }
 
 const Case kCases[] = {
@@ -200,6 +218,14 @@ const Case kCases[] = {
 TEST_F(CudaLayers, EveryModeMatchesTheCpu) {
   for (const Case& cs : kCases)
     for (DType dt : {DType::kF16, DType::kBF16}) run_case(cs, dt, 64, 64, 128);
+}
+
+// e4m3 weights: S-STE's FP8 recipe (e4m3 x and weights, e5m2 dY and MVUE(dY^T)) in both sparse
+// modes, every GEMM choice, against the CPU's simulation of it; a dense layer ignores it (bf16).
+TEST_F(CudaLayers, Fp8GemmsMatchTheCpuSimulation) {
+  for (const Case& cs : kCases) run_case(cs, DType::kF8E4M3, 64, 64, 128);
+  for (const Case& cs : {kCases[1], kCases[2], kCases[4], kCases[5]}) run_case(cs, DType::kF8E4M3, 96, 96, 160);
+  for (const Case& cs : {kCases[2], kCases[5]}) run_case(cs, DType::kF8E4M3, 48, 224, 32);
 }
 
 // Shapes that are no tile multiple (the GEMMs' tiles are 128 or 256 wide), in fp16.
