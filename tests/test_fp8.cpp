@@ -89,6 +89,20 @@ TEST(Fp8Cast, QuantizeIntoAnyLayoutFollowsTheElementRule) {
         }
 }
 
+TEST(Fp8Cast, SecondDestinationGetsTheSameCodes) {
+  const Tensor x = test::convert(test::randn(7, 12, 9), DType::kBF16);
+  Tensor rows = Tensor::matrix(7, 12, DType::kF8E5M2), cols = Tensor::matrix(12, 7, DType::kF8E5M2);
+  const TensorView cols_t = cols.view().t();
+  quantize_into(rows, x, 0.01f, &cols_t);
+  for (int64_t i = 0; i < 7; ++i)
+    for (int64_t j = 0; j < 12; ++j) {
+      EXPECT_EQ(*rows.view().at<uint8_t>(i, j), quantize_f32<e5m2_t>(float(test::get(x, i, j)), 0.01f).bits);
+      EXPECT_EQ(*cols.view().at<uint8_t>(j, i), *rows.view().at<uint8_t>(i, j));
+    }
+  Tensor wrong = Tensor::matrix(7, 12, DType::kF8E4M3);
+  test::expect_error([&] { quantize_into(rows, x, 1.f, &wrong.view()); }, ErrorKind::kShape, "second destination");
+}
+
 TEST(Fp8Cast, BadCallsSayWhy) {
   const Tensor x = test::randn(4, 8, 3);
   Tensor q = Tensor::matrix(4, 8, DType::kF8E4M3);

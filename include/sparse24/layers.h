@@ -30,8 +30,8 @@
 // Devices (LinearConfig::device). CPU: the reference; activations fp32/fp16/bf16 in any layout,
 // GEMMs in fp32 on weights stored as weight_dtype. CUDA: masters and gradients in GPU memory,
 // weight_dtype (fp16 or bf16) is the compute dtype: x, y, dy, dx are CUDA tensors of that dtype
-// (row- or column-major), in and out multiples of 16 in the sparse modes and N too when the weight
-// gradient is 2:4; the 2:4 GEMMs run on the sparse tensor cores (gemm.h, kAuto), the dense
+// (row- or column-major; bf16 when weight_dtype is e4m3, FP8 GEMMs), in and out multiples of 16
+// in the sparse modes (32 for e4m3) and N too when the weight gradient is 2:4; the 2:4 GEMMs run on the sparse tensor cores (gemm.h, kAuto), the dense
 // ones on cuBLASLt. The weights the GEMMs read (FST's compressed W and W^T, a dense layer's
 // 16-bit W) are prepared by begin_step: call it every optimizer step in every mode (the CPU
 // needs it for FST only); S-STE's beta S(W) and the 16-bit bias follow the masters at every
@@ -87,14 +87,15 @@ struct LinearConfig {
   float decay_alpha = 6e-5f;    // FST: masked decay factor (>= 0; 2e-4 for GPT-2 350M and 1.5B)
   GemmChoice sparse;
   // Storage dtype of the compressed weights used by the GEMMs: fp32, fp16, bf16, or e4m3 (FP8,
-  // per-tensor scale amax / 448). With e4m3 the layer runs S-STE's FP8 recipe (simulated on the
-  // CPU, as the reference did): the forward's x is quantized to e4m3 (per-tensor amax scale) and
-  // the backward's dY and MVUE(dY^T) to e5m2 (amax / 57344); the weight-gradient GEMM reads the
-  // e4m3 x. On the CPU ignored in kDense mode and after the dense switch (fp32 GEMMs on the
-  // masters); on CUDA the compute dtype in every mode.
+  // per-tensor scale amax / 448). With e4m3 the sparse modes run S-STE's FP8 recipe (the CPU
+  // simulates it, as the reference did; CUDA runs FP8 GEMMs on bf16 activations): the forward's
+  // x is quantized to e4m3 (per-tensor amax scale, tensor.h: fp8_scale) and the backward's dY and
+  // MVUE(dY^T) to e5m2 (amax / 57344); the weight-gradient GEMM reads the e4m3 x. Ignored in
+  // kDense mode and after the dense switch (CPU: fp32 GEMMs on the masters; CUDA: bf16). On CUDA
+  // fp16 and bf16 are the compute dtype in every mode.
   DType weight_dtype = DType::kF32;
   // Where the masters, gradients and GEMMs live (see the top of this file): CUDA needs
-  // weight_dtype fp16 or bf16 (FP8 GEMMs in the layer are CPU-simulated only in this version).
+  // weight_dtype fp16, bf16 or e4m3.
   Device device = Device::kCPU;
   uint64_t seed = 0;              // init(): the weights' random stream
   int64_t dense_from_step = -1;   // begin_step(s) with s >= this switches to dense; -1: never
@@ -156,7 +157,10 @@ class SparseLinear {
   void forward(const TensorView& x, const TensorView& y);
   Tensor forward(const TensorView& x);  // a fresh [N, out]: fp32 on the CPU, the compute dtype on CUDA
   // Accumulates dW += and db += (fp32) and writes dx = dY W_eff when dx is not null. mvue_seed
-  // seeds MVUE24's draws (use a different one per micro-step and layer).
+  // seeds MVUE24's draws (use a different one per micro-step and layer). CUDA with FP8 GEMMs: the
+  // forward keeps its e4m3 copy of x^T, and a backward given the same x view (memory, shape,
+  // strides) reads it instead of quantizing x again, so x must not change in between (as with
+  // autograd's saved inputs); another view is quantized anew.
   void backward(const TensorView& x, const TensorView& dy, const TensorView* dx, uint64_t mvue_seed);
 
   // Dense fine-tuning from now on (idempotent); frees the compressed weights and the mask, which
@@ -260,6 +264,11 @@ class SparseLinear {
   // made on demand, dropped when ws_ / sw_ change; FP8: wsd_ row-major, wsdt_ = its transpose.
   Tensor wsd_, wsdt_;
   bool prepared_ = false;    // begin_step or recompress ran since the last (re)initialisation
+  // CUDA FP8: the latest forward's x (the view, not its data) and its e4m3 transpose with the
+  // scale, which the backward of the same x view reads instead of quantizing x again.
+  TensorView fp8_x_;
+  Tensor fp8_xt_;
+  float fp8_x_scale_ = 1.f;
   // S-STE
   Sparse24Matrix sw_;        // beta * S(W) of the latest forward
   bool sw_valid_ = false;

@@ -104,8 +104,10 @@ float fp8_scale(float amax, DType fp8);
 // dst = quantize_f32(src / scale) (dtype.h: round to nearest even, finite values saturate, Inf and
 // NaN stay non-finite). dst: an e4m3 or e5m2 matrix; src: fp32, fp16 or bf16 of the same shape
 // on the same device; any strides on both (a column-major dst makes a transposed copy, as FP8
-// GEMMs need for their K-major operands). scale must be finite and > 0.
-void quantize_into(const TensorView& dst, const TensorView& src, float scale);
+// GEMMs need for their K-major operands). scale must be finite and > 0. `also`, when given, is a
+// second destination (same shape, dtype and device as dst, other strides: typically the
+// transposed copy beside a row-major one), written from the same read of src.
+void quantize_into(const TensorView& dst, const TensorView& src, float scale, const TensorView* also = nullptr);
 
 // Sets every byte of a contiguous tensor (CPU or CUDA) to zero: +0 for the float dtypes.
 void fill_zeros(const TensorView& t);

@@ -42,7 +42,7 @@ void masked_decay(const TensorView&, const TensorView&, const Mask24&, float) { 
 double flip_rate(const Mask24&, const Mask24&) { no_cuda(); }
 
 float finite_amax(const TensorView&) { no_cuda(); }
-void quantize(const TensorView&, const TensorView&, float) { no_cuda(); }
+void quantize(const TensorView&, const TensorView&, float, const TensorView*) { no_cuda(); }
 void scatter_sm90_meta(uint8_t*, const Mask24&, const Sm90Meta&) { no_cuda(); }
 
 void nn::gelu_forward(void*, const void*, DType, int64_t) { no_cuda(); }

@@ -220,24 +220,31 @@ float fp8_scale(float amax, DType fp8) {
   return scale > 0.f && std::isfinite(scale) ? scale : 1.f;
 }
 
-void quantize_into(const TensorView& dst, const TensorView& src, float scale) {
+void quantize_into(const TensorView& dst, const TensorView& src, float scale, const TensorView* also) {
   S24_CHECK(dst.is_matrix() && src.is_matrix() && dst.rows() == src.rows() && dst.cols() == src.cols(), kShape,
             "quantize_into: dst ", dst.describe(), " and src ", src.describe(), " must be matrices of one shape");
   S24_CHECK(is_fp8(dst.dtype), kDType, "quantize_into: dst ", dst.describe(), " must be e4m3 or e5m2");
   S24_CHECK(is_input_dtype(src.dtype), kDType, "quantize_into: src ", src.describe(), " must be fp32, fp16 or bf16");
   S24_CHECK(dst.device == src.device, kDevice, "quantize_into: dst ", dst.describe(), " and src ", src.describe(),
             " must be on one device");
+  S24_CHECK(!also || (also->is_matrix() && also->rows() == dst.rows() && also->cols() == dst.cols() &&
+                      also->dtype == dst.dtype && also->device == dst.device),
+            kShape, "quantize_into: the second destination ", also ? also->describe() : "", " must match dst ",
+            dst.describe(), " in shape, dtype and device");
   S24_CHECK(std::isfinite(scale) && scale > 0.f, kValue, "quantize_into: scale must be finite and > 0, got ", scale);
   if (src.numel() == 0) return;
-  if (src.device == Device::kCUDA) return cuda::quantize(dst, src, scale);
+  if (src.device == Device::kCUDA) return cuda::quantize(dst, src, scale, also);
   dispatch_input_dtype(src.dtype, [&](auto stag) {
     dispatch_dtype(dst.dtype, [&](auto dtag) {
       using S = typename decltype(stag)::type;
       using D = typename decltype(dtag)::type;
       if constexpr (std::is_same_v<D, e4m3_t> || std::is_same_v<D, e5m2_t>) {
         for (int64_t i = 0; i < src.rows(); ++i)
-          for (int64_t j = 0; j < src.cols(); ++j)
-            *dst.at<D>(i, j) = quantize_f32<D>(to_f32(*src.at<const S>(i, j)), scale);
+          for (int64_t j = 0; j < src.cols(); ++j) {
+            const D q = quantize_f32<D>(to_f32(*src.at<const S>(i, j)), scale);
+            *dst.at<D>(i, j) = q;
+            if (also) *also->at<D>(i, j) = q;
+          }
       }
     });
   });

@@ -16,8 +16,9 @@ namespace sparse24::cuda {
 float finite_amax(const TensorView& x);
 // dst (e4m3/e5m2) = quantize_f32(src / scale) element by element, any strides on both sides
 // (row- and column-major pairs go through a shared-memory tile, so a transposed copy reads and
-// writes whole lines). Queued.
-void quantize(const TensorView& dst, const TensorView& src, float scale);
+// writes whole lines); also, when given, a second destination of dst's dtype written from the
+// same read of src. Queued.
+void quantize(const TensorView& dst, const TensorView& src, float scale, const TensorView* also);
 // The sm90 metadata of a CUDA mask in layout g: out[g.offset(r, b)] = byte b of mask row r.
 // out holds g.bytes() bytes, zero-filled by the caller (the padding stays zero). Queued.
 void scatter_sm90_meta(uint8_t* out, const Mask24& mask, const Sm90Meta& g);

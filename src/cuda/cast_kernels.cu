@@ -79,18 +79,13 @@ __global__ void __launch_bounds__(kThreads) quantize_flat_kernel(D* dst, const S
   for (int64_t k = i; k < min(n, i + 8); ++k) dst[k] = quantize_f32<D>(to_f32(src[k]), scale);
 }
 
-// Any strides: the 64 x 64 tile at (r0, c0) is read along src's contiguous dimension into shared
-// memory, then written along dst's, 4 elements per thread (one 4-byte store when they are
-// consecutive and aligned). This is the transposing cast of the FP8 GEMMs' K-major operands.
-template <typename S, typename D>
-__global__ void __launch_bounds__(kThreads) quantize_tile_kernel(DeviceMatrix dst, DeviceMatrix src, float scale,
-                                                                 bool vec, bool along_rows) {
-  __shared__ float tile[kTile][kTile + 1];
-  const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  load_tile<S, float, kTile, kTile, kThreads>(src, r0, c0, vec, along_rows, tile);
-  __syncthreads();
+// Writes the 64 x 64 tile at (r0, c0), held as floats in shared memory, quantized into dst (any
+// strides) along dst's contiguous dimension, 4 elements per thread (one 4-byte store when they
+// are consecutive and aligned).
+template <typename D>
+__device__ __forceinline__ void store_tile(const float (*tile)[kTile + 1], const DeviceMatrix& dst, int64_t r0,
+                                           int64_t c0, float scale) {
   const bool down_rows = dst.sr == 1 && dst.sc != 1;  // dst column-major: runs go down a column
-  const int64_t run_stride = down_rows ? dst.sr : dst.sc;
   D* out = static_cast<D*>(const_cast<void*>(dst.data));
   for (int e = threadIdx.x; e < kTile * kTile / 4; e += kThreads) {
     const int lane_dim = 4 * (e % (kTile / 4)), other = e / (kTile / 4);
@@ -101,8 +96,9 @@ __global__ void __launch_bounds__(kThreads) quantize_tile_kernel(DeviceMatrix ds
 #pragma unroll
     for (int k = 0; k < 4; ++k) q.v[k] = quantize_f32<D>(down_rows ? tile[r + k][c] : tile[r][c + k], scale);
     D* at = out + gr * dst.sr + gc * dst.sc;
-    const bool whole = (down_rows ? gr + 4 <= dst.rows : gc + 4 <= dst.cols);
-    if (whole && run_stride == 1 && reinterpret_cast<uintptr_t>(at) % 4 == 0) {
+    const bool whole = down_rows ? gr + 4 <= dst.rows : gc + 4 <= dst.cols;
+    const bool unit = down_rows || dst.sc == 1;  // the 4 elements are consecutive in memory
+    if (whole && unit && reinterpret_cast<uintptr_t>(at) % 4 == 0) {
       *reinterpret_cast<Vec<D, 4>*>(at) = q;
       continue;
     }
@@ -111,6 +107,20 @@ __global__ void __launch_bounds__(kThreads) quantize_tile_kernel(DeviceMatrix ds
       if (rr < dst.rows && cc < dst.cols) out[rr * dst.sr + cc * dst.sc] = q.v[k];
     }
   }
+}
+
+// Any strides: the 64 x 64 tile at (r0, c0) is read along src's contiguous dimension into shared
+// memory, then written into dst and, when also.data is set, into `also` (the FP8 GEMMs' operand
+// and its transposed, K-major copy from one read of src).
+template <typename S, typename D>
+__global__ void __launch_bounds__(kThreads) quantize_tile_kernel(DeviceMatrix dst, DeviceMatrix also, DeviceMatrix src,
+                                                                 float scale, bool vec, bool along_rows) {
+  __shared__ float tile[kTile][kTile + 1];
+  const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
+  load_tile<S, float, kTile, kTile, kThreads>(src, r0, c0, vec, along_rows, tile);
+  __syncthreads();
+  store_tile<D>(tile, dst, r0, c0, scale);
+  if (also.data) store_tile<D>(tile, also, r0, c0, scale);
 }
 
 __global__ void __launch_bounds__(kThreads) scatter_sm90_meta_kernel(uint8_t* out, const uint8_t* codes, int64_t rows,
@@ -148,9 +158,10 @@ float finite_amax(const TensorView& x) {
   return amax;
 }
 
-void quantize(const TensorView& dst, const TensorView& src, float scale) {
+void quantize(const TensorView& dst, const TensorView& src, float scale, const TensorView* also) {
   const DeviceMatrix d = device_matrix(dst), s = device_matrix(src);
-  const bool same_run = run_order(d) >= 0 && run_order(d) == run_order(s);
+  const DeviceMatrix a = also ? device_matrix(*also) : DeviceMatrix{nullptr, 0, 0, 0, 0};
+  const bool same_run = !also && run_order(d) >= 0 && run_order(d) == run_order(s);
   dispatch_input_dtype(src.dtype, [&](auto stag) {
     dispatch_fp8(dst.dtype, [&](auto dtag) {
       using S = typename decltype(stag)::type;
@@ -165,7 +176,7 @@ void quantize(const TensorView& dst, const TensorView& src, float scale) {
         const bool vec = vector_friendly(src, &along_rows);
         const dim3 grid(unsigned((src.cols() + kTile - 1) / kTile), unsigned((src.rows() + kTile - 1) / kTile));
         S24_CHECK(grid.y <= 65535u, kShape, "quantize_into: ", src.describe(), " has too many rows for one launch");
-        quantize_tile_kernel<S, D><<<grid, kThreads>>>(d, s, scale, vec, along_rows);
+        quantize_tile_kernel<S, D><<<grid, kThreads>>>(d, a, s, scale, vec, along_rows);
       }
     });
   });

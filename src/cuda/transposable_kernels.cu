@@ -120,46 +120,70 @@ struct TransposableParams {
   Sm90Meta w_hwg, wt_hwg;      // their geometries
 };
 
-// Two kept values as stored: from_f32 of each. With `fast` (scale 1 and both values finite) the
-// 16-bit outputs take the one packed hardware conversion, which rounds exactly as from_f32's own
-// device path does for finite values (the saturating clamp included).
+// Storage types kept as packed pairs of 16-bit values, whose kept values are picked by byte permutes.
 template <typename Out>
-__device__ __forceinline__ Vec<Out, 2> convert_pair(float x0, float x1, bool fast, const TransposableParams& p) {
-  Vec<Out, 2> r;
-  if constexpr (std::is_same_v<Out, f16_t>) {
-    if (fast) {
-      if (p.overflow == Overflow::kSaturate) {
-        x0 = fminf(fmaxf(x0, -65504.f), 65504.f);
-        x1 = fminf(fmaxf(x1, -65504.f), 65504.f);
-      }
-      const __half2 h = __floats2half2_rn(x0, x1);
-      r.v[0].bits = __half_as_ushort(h.x);
-      r.v[1].bits = __half_as_ushort(h.y);
-      return r;
-    }
-  } else if constexpr (std::is_same_v<Out, bf16_t>) {
-    if (fast) {
-      if (p.overflow == Overflow::kSaturate) {
-        constexpr float kMax = 3.38953139e38f;
-        x0 = fminf(fmaxf(x0, -kMax), kMax);
-        x1 = fminf(fmaxf(x1, -kMax), kMax);
-      }
-      const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
-      r.v[0].bits = __bfloat16_as_ushort(h.x);
-      r.v[1].bits = __bfloat16_as_ushort(h.y);
-      return r;
-    }
+constexpr bool kHalfOut = std::is_same_v<Out, f16_t> || std::is_same_v<Out, bf16_t>;
+
+// Two finite floats stored with scale 1 as a packed pair (x0 in the low half): from_f32's bits by
+// one hardware conversion. With kSaturate, .satfinite (an overflow after rounding becomes the
+// largest finite value) equals from_f32's clamp before rounding for finite inputs.
+template <typename Out>
+__device__ __forceinline__ uint32_t pack_pair(float x0, float x1, Overflow ov) {
+  constexpr bool f16 = std::is_same_v<Out, f16_t>;
+  uint32_t r;
+  if (ov == Overflow::kSaturate) {
+    if constexpr (f16) asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
+    else asm("cvt.rn.satfinite.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
+  } else {
+    if constexpr (f16) asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
+    else asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
   }
-  r.v[0] = from_f32<Out>(x0, p.scale, p.overflow);
-  r.v[1] = from_f32<Out>(x1, p.scale, p.overflow);
   return r;
+}
+
+// Element c of a block row held as 32-bit words (one float, or two 16-bit values low half first).
+template <typename In>
+__device__ __forceinline__ In element(const uint32_t* row, int c) {
+  if constexpr (sizeof(In) == 4) return __uint_as_float(row[c]);
+  else return In{uint16_t(row[c / 2] >> (16 * (c % 2)))};
 }
 
 // An input element as float by the hardware conversion alone: to_f32's value for every input
 // but a NaN (whose payload to_f32 keeps and the hardware need not).
 __device__ __forceinline__ float hw_to_f32(float x) { return x; }
 __device__ __forceinline__ float hw_to_f32(f16_t x) { return __half2float(__ushort_as_half(x.bits)); }
-__device__ __forceinline__ float hw_to_f32(bf16_t x) { return to_f32(x); }
+__device__ __forceinline__ float hw_to_f32(bf16_t x) { return __uint_as_float(uint32_t(x.bits) << 16); }
+
+// Group codes and value selectors of the four nibbles of a 16-bit kept mask (bit 4r + c: column c
+// of row r kept), by byte-permute table lookups on n / 2 for a nibble n (0..7; two set bits give
+// 1..6). Byte r of `codes` is row r's group code (a | b << 2 for kept columns a < b; a nibble
+// that is not a valid pair gets the code the table gives and is reported elsewhere); sel[0] and
+// sel[1] hold rows 0-1 and 2-3, 16 bits each: the selector that takes 16-bit values a and b of
+// the row's two words (bytes 2a, 2a + 1, 2b, 2b + 1).
+struct PairPicks {
+  uint32_t codes, sel[2];
+};
+__device__ __forceinline__ PairPicks pair_picks(uint32_t kept) {
+  const uint32_t n = (kept >> 1) & 0x7777u;  // per nibble: the table index
+  PairPicks r;
+  r.codes = __byte_perm(0x09080400u, 0x000E0D0Cu, n);            // n/2 -> code: 0 4 8 9 12 13 14 0
+  const uint32_t ab = __byte_perm(0x21201000u, 0x00323130u, n);  // n/2 -> a | b << 4, the same pairs
+  r.sel[0] = __byte_perm(0x76543210u, 0, ab);                    // value i -> bytes 2i | 2i + 1 << 4
+  r.sel[1] = __byte_perm(0x76543210u, 0, ab >> 16);
+  return r;
+}
+// Row r's selector of a PairPicks (the permute reads the low 16 bits).
+__device__ __forceinline__ uint32_t row_sel(const PairPicks& pk, int r) { return pk.sel[r / 2] >> (16 * (r % 2)); }
+
+// Two kept values as stored (from_f32 of each): the path for non-finite blocks, scales other than
+// 1 and storage types that are not 16-bit.
+template <typename Out>
+__device__ __forceinline__ Vec<Out, 2> convert_pair(const float x[4], uint32_t code, const TransposableParams& p) {
+  Vec<Out, 2> r;
+  r.v[0] = from_f32<Out>(pick4_bits(x, code & 3), p.scale, p.overflow);
+  r.v[1] = from_f32<Out>(pick4_bits(x, (code >> 2) & 3), p.scale, p.overflow);
+  return r;
+}
 
 // The W^T tile in shared memory: 64 rows (W's columns) x 32 values, its 16-byte chunks XOR-
 // swizzled by the row's block column (row / 4) so that the 8 block columns of a warp, which
@@ -183,18 +207,11 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   __shared__ WtTile<Out> wt_vals;
   __shared__ alignas(16) uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
   __shared__ alignas(8) uint8_t mask_tile[kTile][kTile / 8];  // a given mask's bytes for the tile
+  constexpr int kWords = int(sizeof(In));                    // 32-bit words per block row
+  using Row = Vec<uint32_t, kWords>;
   const bool direct = vec && along_rows;
   const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  In(*tile)[kPitch] = reinterpret_cast<In(*)[kPitch]>(input_smem);
-  if (!direct) load_tile<In, In, kTile, kTile, kThreads, kPitch>(w, r0, c0, vec, along_rows, tile);
-  if (p.given_mask) {
-    const int64_t t_rows = min(int64_t(kTile), w.rows - r0), t_bytes = (min(int64_t(kTile), w.cols - c0) / 4 + 1) / 2;
-    for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
-      const int lr = e / (kTile / 8), k = e % (kTile / 8);
-      if (lr < t_rows && k < t_bytes) mask_tile[lr][k] = p.given_mask[(r0 + lr) * p.w_row_bytes + c0 / 8 + k];
-    }
-  }
-  if (!direct || p.given_mask) __syncthreads();
+  const int t_rows = int(min(int64_t(kTile), w.rows - r0)), t_cols = int(min(int64_t(kTile), w.cols - c0));
 
   // A warp covers 4 block rows x 8 block columns: lanes 1 apart (bj, bj + 1) share W's metadata
   // bytes, lanes 8 apart (bi, bi + 1) share W^T's; row-major loads and W's stores stay 32-128
@@ -202,44 +219,70 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int bi = 4 * (warp / 2) + lane / 8, bj = 8 * (warp % 2) + lane % 8;
   const int64_t row0 = r0 + 4 * bi, col0 = c0 + 4 * bj;  // the block's first element
-  const bool inside = row0 < w.rows && col0 < w.cols;
-  // Row r of the thread's 4x4 block (zeros outside the matrix), from the tile or from W (one
-  // 64-bit address per block, rows a stride apart).
-  const In* src = static_cast<const In*>(w.data) + row0 * w.sr + col0;
-  const auto load_row = [&](int r) {
-    if (!direct) return *reinterpret_cast<const Vec<In, 4>*>(&tile[4 * bi + r][4 * bj]);
-    if (inside) return *reinterpret_cast<const Vec<In, 4>*>(src + r * w.sr);
-    return Vec<In, 4>{};
-  };
-  // As floats: the hardware conversion first, exact for all but NaNs; a block holding a NaN or
-  // Inf (|x| as bits at least Inf's) is read and converted again by to_f32, which keeps NaN
-  // payloads.
-  float blk[4][4];
-  uint32_t max_bits = 0;
+  const bool inside = 4 * bi < t_rows && 4 * bj < t_cols;
+
+  // The thread's 4x4 block as raw words, zeros outside the matrix. Row-major input is read
+  // straight from W, before anything waits (one pointer stepping a row stride).
+  uint32_t raw[4][kWords] = {};
+  if (direct && inside) {
+    const char* src = static_cast<const char*>(w.data) + (row0 * w.sr + col0) * int64_t(sizeof(In));
+    const int64_t stride = w.sr * int64_t(sizeof(In));
 #pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    const Vec<In, 4> x = load_row(r);
+    for (int r = 0; r < 4; ++r, src += stride) {
+      const Row x = *reinterpret_cast<const Row*>(src);
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      blk[r][c] = hw_to_f32(x.v[c]);
-      max_bits = max(max_bits, f32_to_bits(blk[r][c]) & 0x7FFFFFFFu);
+      for (int k = 0; k < kWords; ++k) raw[r][k] = x.v[k];
     }
   }
-  const bool finite = max_bits < 0x7F800000u;
-  if (!finite) {
+  In(*tile)[kPitch] = reinterpret_cast<In(*)[kPitch]>(input_smem);
+  if (!direct) load_tile<In, In, kTile, kTile, kThreads, kPitch>(w, r0, c0, vec, along_rows, tile);
+  if (p.given_mask) {
+    // The tile's bytes of the given mask: one 8-byte load per row when the rows are whole and aligned.
+    const uint8_t* src = p.given_mask + r0 * p.w_row_bytes + c0 / 8;
+    const int t_bytes = (t_cols / 4 + 1) / 2;
+    if (t_bytes == kTile / 8 && p.w_row_bytes % 8 == 0 && reinterpret_cast<uintptr_t>(p.given_mask) % 8 == 0) {
+      if (int(threadIdx.x) < t_rows)
+        *reinterpret_cast<uint2*>(mask_tile[threadIdx.x]) = *reinterpret_cast<const uint2*>(src + threadIdx.x * p.w_row_bytes);
+    } else {
+      static_assert(kTile * (kTile / 8) % kThreads == 0, "whole passes over the mask tile");
+#pragma unroll
+      for (int i = 0; i < kTile * (kTile / 8) / kThreads; ++i) {
+        const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTile / 8), k = e % (kTile / 8);
+        if (lr < t_rows && k < t_bytes) mask_tile[lr][k] = src[lr * p.w_row_bytes + k];
+      }
+    }
+  }
+  if (!direct || p.given_mask) __syncthreads();
+  if (!direct) {
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const Vec<In, 4> x = load_row(r);
+      const Row x = *reinterpret_cast<const Row*>(&tile[4 * bi + r][4 * bj]);
 #pragma unroll
-      for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(x.v[c]);
+      for (int k = 0; k < kWords; ++k) raw[r][k] = x.v[k];
     }
   }
+
+  // Finite block: every |x| (as bits) below Inf's; 16-bit inputs are checked two per word.
+  bool finite;
+  if constexpr (kWords == 4) {
+    uint32_t m = 0;
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) m = max(m, raw[r][k] & 0x7FFFFFFFu);
+    finite = m < 0x7F800000u;
+  } else {
+    uint32_t m = 0;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) m = __vimax3_u16x2(m, raw[r][0] & 0x7FFF7FFFu, raw[r][1] & 0x7FFF7FFFu);
+    finite = max(m & 0xFFFFu, m >> 16) < rules::non_finite_key(In{});
+  }
+  // Non-finite weights: the block's first NaN/Inf in row-major order (kind 1).
   if (inside && !finite && p.check_finite) {
-    // The block's first NaN/Inf in row-major order: the smallest position it holds (kind 1).
     int k = 15;
 #pragma unroll
     for (int j = 14; j >= 0; --j)
-      if (!rules::is_finite_f(blk[j / 4][j % 4])) k = j;
+      if (!rules::is_finite_f(to_f32(element<In>(raw[j / 4], j % 4)))) k = j;
     report_first(p.bad, 2 * ((row0 + k / 4) * w.cols + col0 + k % 4) + 1);
   }
 
@@ -260,10 +303,11 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     valid = valid && per_col == 0x2222u;
     if (inside && !valid) report_first(p.bad, 2 * (row0 * w.cols + col0));  // kind 0: mask
   } else {
+    // |x| by the hardware conversions: exact for every input but a NaN, which stays a NaN (the
+    // reference search, which NaN/Inf blocks take, sees no payloads).
     float absw[16];
 #pragma unroll
-    for (int k = 0; k < 16; ++k) absw[k] = rules::abs_f(blk[k / 4][k % 4]);
-    // A block with NaN/Inf (reported above) takes the reference search itself.
+    for (int k = 0; k < 16; ++k) absw[k] = rules::abs_f(hw_to_f32(element<In>(raw[k / 4], k % 4)));
     const uint16_t pairs = finite ? best_transposable_finite(absw) : rules::best_transposable(absw);
 #pragma unroll
     for (int r = 0; r < 4; ++r) kept |= ((kPairBits >> (4 * ((pairs >> (3 * r)) & 7))) & 0xF) << (4 * r);
@@ -273,84 +317,118 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   kept_t ^= t ^ (t << 3);
   t = (kept_t ^ (kept_t >> 6)) & 0x00CCu;
   kept_t ^= t ^ (t << 6);
-  // The group code of a row of the mask: a two-bit nibble n maps to code nibble n / 2 of this table.
-  const auto code_of = [](uint32_t nibble) { return (0x0EDC9840u >> (4 * (nibble >> 1))) & 0xFu; };
-  const bool fast = finite && p.scale == 1.f;
+  const PairPicks pk = pair_picks(kept), pk_t = pair_picks(kept_t);
 
-  // W: rows row0 + r, group g; the four row codes travel to the even lane in one shuffle.
-  const int64_t g = col0 / 4;
-  uint32_t codes = 0;
+  // Metadata: a byte = this block's code | the next block's << 4, four rows' bytes at once (the
+  // next block's codes come in one shuffle: bj + 1 for W, bi + 1 for W^T).
+  const uint32_t odd_codes = __shfl_down_sync(0xFFFFFFFFu, pk.codes, 1);
+  const uint32_t odd_codes_t = __shfl_down_sync(0xFFFFFFFFu, pk_t.codes, 8);
+  const uint32_t bytes = pk.codes | (4 * (bj + 1) < t_cols ? odd_codes : 0) << 4;
+  const uint32_t bytes_t = pk_t.codes | (4 * (bi + 1) < t_rows ? odd_codes_t : 0) << 4;
+
+  // Values. W: row row0 + r keeps group g = col0 / 4; W^T: tile row 4bj + c keeps the two rows of
+  // the pattern with a one in column c, as group bi.
+  const int64_t g = col0 / 4, w_stride = (w.cols / 2) * int64_t(sizeof(Out));
+  char* wv = static_cast<char*>(p.w_values) + (row0 * (w.cols / 2) + 2 * g) * int64_t(sizeof(Out));
+  if (kHalfOut<Out> && finite && p.scale == 1.f) {
+    // 16-bit storage, finite block, scale 1: the block as stored (per row two words of packed
+    // values; the input's own bits when the types match), then byte-permute picks. W^T's column c
+    // is first gathered as two words (rows 0-1, rows 2-3).
+    uint32_t h[4][2];
 #pragma unroll
-  for (int r = 0; r < 4; ++r) codes |= code_of((kept >> (4 * r)) & 0xF) << (4 * r);
-  const uint32_t odd_codes = __shfl_down_sync(0xFFFFFFFFu, codes, 1);  // bj + 1's codes
-  if (inside) {
-    Out* wv = static_cast<Out*>(p.w_values) + row0 * (w.cols / 2) + 2 * g;
+    for (int r = 0; r < 4; ++r)
 #pragma unroll
-    for (int r = 0; r < 4; ++r, wv += w.cols / 2) {
-      const uint32_t code = (codes >> (4 * r)) & 0xF;
-      *reinterpret_cast<Vec<Out, 2>*>(wv) =
-          convert_pair<Out>(pick4_bits(blk[r], code & 3), pick4_bits(blk[r], code >> 2), fast, p);
+      for (int k = 0; k < 2; ++k)
+        if constexpr (std::is_same_v<In, Out>) h[r][k] = raw[r][k];
+        else
+          h[r][k] = pack_pair<Out>(hw_to_f32(element<In>(raw[r], 2 * k)), hw_to_f32(element<In>(raw[r], 2 * k + 1)),
+                                   p.overflow);
+    if (inside) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r, wv += w_stride)
+        *reinterpret_cast<uint32_t*>(wv) = __byte_perm(h[r][0], h[r][1], row_sel(pk, r));
     }
-    if (bj % 2 == 0) {
-      const uint32_t odd = col0 + 4 < w.cols ? odd_codes : 0;
-      uint8_t* wm = p.w_meta + row0 * p.w_row_bytes + g / 2;
 #pragma unroll
-      for (int r = 0; r < 4; ++r, wm += p.w_row_bytes) {
-        const uint8_t byte = uint8_t(((codes >> (4 * r)) & 0xF) | ((odd >> (4 * r)) & 0xF) << 4);
-        *wm = byte;
-        if (p.w_hw) p.w_hw[p.w_hwg.offset(row0 + r, g / 2)] = byte;
-      }
+    for (int c = 0; c < 4; ++c) {
+      const uint32_t half = c % 2 ? 0x7632u : 0x5410u;
+      const uint32_t lo = __byte_perm(h[0][c / 2], h[1][c / 2], half), hi = __byte_perm(h[2][c / 2], h[3][c / 2], half);
+      *reinterpret_cast<uint32_t*>(wt_vals.at(4 * bj + c, 2 * bi)) = __byte_perm(lo, hi, row_sel(pk_t, c));
+    }
+  } else {
+    // Any other case: the block as floats (to_f32 where a NaN may be present, keeping payloads),
+    // the kept values picked and converted one by one.
+    float blk[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) blk[r][c] = hw_to_f32(element<In>(raw[r], c));
+    if (!finite) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(element<In>(raw[r], c));
+    }
+    if (inside) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r, wv += w_stride)
+        *reinterpret_cast<Vec<Out, 2>*>(wv) = convert_pair<Out>(blk[r], pk.codes >> (8 * r), p);
+    }
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const float col[4] = {blk[0][c], blk[1][c], blk[2][c], blk[3][c]};
+      *reinterpret_cast<Vec<Out, 2>*>(wt_vals.at(4 * bj + c, 2 * bi)) = convert_pair<Out>(col, pk_t.codes >> (8 * c), p);
     }
   }
-
-  // W^T: tile row 4bj + c keeps the two rows of the pattern with a one in column c, as group bi.
-  uint32_t codes_t = 0;
+  if (inside && bj % 2 == 0) {
+    uint8_t* wm = p.w_meta + row0 * p.w_row_bytes + g / 2;
 #pragma unroll
-  for (int c = 0; c < 4; ++c) codes_t |= code_of((kept_t >> (4 * c)) & 0xF) << (4 * c);
-  const uint32_t odd_codes_t = __shfl_down_sync(0xFFFFFFFFu, codes_t, 8);  // bi + 1's codes
-  const uint32_t odd_t = row0 + 4 < w.rows ? odd_codes_t : 0;
+    for (int r = 0; r < 4; ++r, wm += p.w_row_bytes) {
+      const uint8_t byte = uint8_t(bytes >> (8 * r));
+      *wm = byte;
+      if (p.w_hw) p.w_hw[p.w_hwg.offset(row0 + r, g / 2)] = byte;
+    }
+  }
+  if (bi % 2 == 0) {
 #pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    const uint32_t code = (codes_t >> (4 * c)) & 0xF;
-    const float col[4] = {blk[0][c], blk[1][c], blk[2][c], blk[3][c]};
-    *reinterpret_cast<Vec<Out, 2>*>(wt_vals.at(4 * bj + c, 2 * bi)) =
-        convert_pair<Out>(pick4_bits(col, code & 3), pick4_bits(col, code >> 2), fast, p);
-    if (bi % 2 == 0) wt_meta[4 * bj + c][bi / 2] = uint8_t(code | ((odd_t >> (4 * c)) & 0xF) << 4);
+    for (int c = 0; c < 4; ++c) wt_meta[4 * bj + c][bi / 2] = uint8_t(bytes_t >> (8 * c));
   }
   __syncthreads();
 
   // Write the W^T tile: rows c0.., values from slot r0/2, metadata from byte r0/8; whole rows of
   // the tile go out as 16-byte vectors when the tile is full and the rows are 16-byte aligned.
-  Out* tv = static_cast<Out*>(p.wt_values);
-  const int64_t t_rows = min(int64_t(kTile), w.cols - c0), t_vals = min(int64_t(kTile), w.rows - r0) / 2;
-  const int64_t t_bytes = (min(int64_t(kTile), w.rows - r0) / 4 + 1) / 2;
+  const int t_vals = t_rows / 2, t_bytes = (t_rows / 4 + 1) / 2;
+  const int64_t wt_row_vals = w.rows / 2;
+  Out* tv = static_cast<Out*>(p.wt_values) + c0 * wt_row_vals + r0 / 2;
   constexpr int kChunks = WtTile<Out>::kChunks;
-  if (t_vals == kTile / 2 && ((w.rows / 2) * int64_t(sizeof(Out))) % 16 == 0) {
-    for (int e = threadIdx.x; e < kTile * kChunks; e += kThreads) {
-      const int lr = e / kChunks, k = e % kChunks;
-      if (lr < t_rows)
-        reinterpret_cast<uint4*>(tv + (c0 + lr) * (w.rows / 2) + r0 / 2)[k] =
+  static_assert(kTile * (kTile / 2) % kThreads == 0, "whole passes over the W^T tile");
+  if (t_vals == kTile / 2 && (wt_row_vals * int64_t(sizeof(Out))) % 16 == 0) {
+#pragma unroll
+    for (int i = 0; i < (kTile * kChunks + kThreads - 1) / kThreads; ++i) {
+      const int e = int(threadIdx.x) + i * kThreads, lr = e / kChunks, k = e % kChunks;
+      if (e < kTile * kChunks && lr < t_cols)
+        reinterpret_cast<uint4*>(tv + lr * wt_row_vals)[k] =
             reinterpret_cast<const uint4*>(wt_vals.v[lr])[WtTile<Out>::chunk(lr, k)];
     }
   } else {
-    for (int e = threadIdx.x; e < kTile * (kTile / 2); e += kThreads) {
-      const int lr = e / (kTile / 2), k = e % (kTile / 2);
-      if (lr < t_rows && k < t_vals) tv[(c0 + lr) * (w.rows / 2) + r0 / 2 + k] = *wt_vals.at(lr, k);
+    for (int i = 0; i < kTile * (kTile / 2) / kThreads; ++i) {
+      const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTile / 2), k = e % (kTile / 2);
+      if (lr < t_cols && k < t_vals) tv[lr * wt_row_vals + k] = *wt_vals.at(lr, k);
     }
   }
   if (p.wt_hw) {
     for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
       const int lr = e / (kTile / 8), k = e % (kTile / 8);
-      if (lr < t_rows && k < t_bytes) p.wt_hw[p.wt_hwg.offset(c0 + lr, r0 / 8 + k)] = wt_meta[lr][k];
+      if (lr < t_cols && k < t_bytes) p.wt_hw[p.wt_hwg.offset(c0 + lr, r0 / 8 + k)] = wt_meta[lr][k];
     }
   }
+  uint8_t* tm = p.wt_meta + c0 * p.wt_row_bytes + r0 / 8;
   if (t_bytes == kTile / 8 && p.wt_row_bytes % 8 == 0) {
-    for (int lr = threadIdx.x; lr < t_rows; lr += kThreads)
-      *reinterpret_cast<uint2*>(p.wt_meta + (c0 + lr) * p.wt_row_bytes + r0 / 8) = *reinterpret_cast<const uint2*>(wt_meta[lr]);
+    if (int(threadIdx.x) < t_cols)
+      *reinterpret_cast<uint2*>(tm + threadIdx.x * p.wt_row_bytes) = *reinterpret_cast<const uint2*>(wt_meta[threadIdx.x]);
   } else {
-    for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
-      const int lr = e / (kTile / 8), k = e % (kTile / 8);
-      if (lr < t_rows && k < t_bytes) p.wt_meta[(c0 + lr) * p.wt_row_bytes + r0 / 8 + k] = wt_meta[lr][k];
+    for (int i = 0; i < kTile * (kTile / 8) / kThreads; ++i) {
+      const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTile / 8), k = e % (kTile / 8);
+      if (lr < t_cols && k < t_bytes) tm[lr * p.wt_row_bytes + k] = wt_meta[lr][k];
     }
   }
 }

@@ -24,15 +24,27 @@
 namespace sparse24 {
 namespace {
 
-// src quantized to `dt` with its own per-tensor scale into a fresh CUDA matrix; transposed: the
-// copy holds src^T row-major (src column-major), the K-major form of a weight gradient's operand.
-// Returns the scale.
-float quantized(const TensorView& src, DType dt, bool transposed, Tensor& out) {
-  const float scale = fp8_scale(finite_amax(src), dt);
-  out = transposed ? Tensor::matrix(src.cols(), src.rows(), dt, Layout::kRowMajor, Device::kCUDA)
-                   : Tensor::matrix(src.rows(), src.cols(), dt, Layout::kRowMajor, Device::kCUDA);
-  quantize_into(transposed ? out.view().t() : out.view(), src, scale);
+// The per-tensor scale of src quantized to `dt` (reads the amax back: one synchronisation).
+float scale_of(const TensorView& src, DType dt) { return fp8_scale(finite_amax(src), dt); }
+
+// src ([n, k] on CUDA) quantized to `dt` with its own scale, in one pass, into the fresh matrices
+// asked for (at least one): `rows` [n, k] row-major (the K-major A of a product over k) and `cols`
+// holding src^T row-major (src column-major: the K-major operand of a product over n). Returns
+// the scale.
+float quantize_fp8(const TensorView& src, DType dt, Tensor* rows, Tensor* cols) {
+  const float scale = scale_of(src, dt);
+  if (rows) *rows = Tensor::matrix(src.rows(), src.cols(), dt, Layout::kRowMajor, Device::kCUDA);
+  if (cols) *cols = Tensor::matrix(src.cols(), src.rows(), dt, Layout::kRowMajor, Device::kCUDA);
+  const TensorView cols_view = cols ? cols->view().t() : TensorView{};
+  if (rows) quantize_into(*rows, src, scale, cols ? &cols_view : nullptr);
+  else quantize_into(cols_view, src, scale);
   return scale;
+}
+
+// The same view: one tensor's memory, shape, strides and dtype.
+bool same_view(const TensorView& a, const TensorView& b) {
+  return a.data == b.data && a.dtype == b.dtype && a.rank == b.rank && a.shape[0] == b.shape[0] &&
+         a.shape[1] == b.shape[1] && a.strides[0] == b.strides[0] && a.strides[1] == b.strides[1];
 }
 
 }  // namespace
@@ -85,7 +97,11 @@ void SparseLinear::forward_fp8(const TensorView& x, const TensorView& y, const T
   const Sparse24Matrix& s = config_.mode == SparseMode::kFst ? ws_ : sw_;
   Tensor xq;
   GemmOptions o;
-  o.alpha = quantized(x, DType::kF8E4M3, false, xq);  // s's own scale multiplies too
+  // x^T in e4m3 for the backward's weight gradient, from the same read of x (kept, as autograd
+  // keeps a forward's inputs, until a backward with this x view uses it).
+  o.alpha = quantize_fp8(x, DType::kF8E4M3, &xq, &fp8_xt_);  // s's own scale multiplies too
+  fp8_x_ = x;
+  fp8_x_scale_ = o.alpha;
   if (config_.sparse.forward) {
     mm_into(y, xq, t(s), bias, o);
   } else {
@@ -123,10 +139,15 @@ void SparseLinear::backward_cuda(const TensorView& x, const TensorView& dy, cons
 
 void SparseLinear::backward_fp8(const TensorView& x, const TensorView& dy, const TensorView* dx,
                                 uint64_t mvue_seed) {
+  // dY in e5m2 as the GEMMs that read it want it, from one pass: row-major for dX's A, dY^T
+  // row-major for the dense dW's A (the 2:4 dW prunes the unquantized dY^T instead).
+  const bool dense_dw = !config_.sparse.weight_grad;
+  Tensor dyq, dyt;
+  const float dy_scale =
+      dx || dense_dw ? quantize_fp8(dy, DType::kF8E5M2, dx ? &dyq : nullptr, dense_dw ? &dyt : nullptr) : 1.f;
   if (dx) {
-    Tensor dyq;
     GemmOptions o;
-    o.alpha = quantized(dy, DType::kF8E5M2, false, dyq);
+    o.alpha = dy_scale;
     if (config_.mode == SparseMode::kFst && config_.sparse.input_grad) {
       mm_into(*dx, dyq, t(wts_), nullptr, o);  // dY ((W^T)_s)^T, 2:4 along out
     } else {
@@ -135,19 +156,26 @@ void SparseLinear::backward_fp8(const TensorView& x, const TensorView& dy, const
       dense_mm_into(*dx, dyq, dense_forward_weight(true), nullptr, o);
     }
   }
-  Tensor xt;  // X^T in e4m3: the K-major (column-major) X both weight-gradient GEMMs read
+  // X^T in e4m3, the K-major (column-major) X both weight-gradient GEMMs read: the forward's copy
+  // when this is its x, else made now.
+  Tensor xt;
   GemmOptions accumulate;
   accumulate.beta = 1.f;
-  accumulate.alpha = quantized(x, DType::kF8E4M3, true, xt);
-  if (config_.sparse.weight_grad) {
+  if (fp8_xt_.defined() && same_view(x, fp8_x_)) {
+    xt = std::move(fp8_xt_);
+    accumulate.alpha = fp8_x_scale_;
+  } else {
+    accumulate.alpha = quantize_fp8(x, DType::kF8E4M3, nullptr, &xt);
+  }
+  fp8_xt_ = Tensor();
+  if (!dense_dw) {
     CompressOptions o;
     o.dtype = DType::kF32;  // e5m2 after, with the scale of MVUE's values (to_storage)
     o.non_finite = NonFinite::kPropagate;
     const Sparse24Matrix s = to_storage(prune_mvue(dy.t(), mvue_seed, o), DType::kF8E5M2, storage_layout());
     mm_into(dw_, s, xt.view().t(), accumulate);
   } else {
-    Tensor dyt;  // dY^T in e5m2, row-major: the K-major A of dY^T X
-    accumulate.alpha *= quantized(dy, DType::kF8E5M2, true, dyt);
+    accumulate.alpha *= dy_scale;
     dense_mm_into(dw_, dyt, xt.view().t(), nullptr, accumulate);
   }
 }

@@ -67,6 +67,19 @@ TEST_F(CudaCast, AmaxAndQuantizeMatchTheCpuBitForBit) {
             const Tensor g = host(got);
             ASSERT_EQ(std::memcmp(g.data<uint8_t>(), want.data<uint8_t>(), size_t(rows * cols)), 0)
                 << what << " -> " << got.view().describe();
+            // Both layouts from one pass (the layer's operand and its transpose).
+            Tensor both = Tensor::matrix(rows, cols, dt, dst_layout, Device::kCUDA);
+            Tensor other = Tensor::matrix(rows, cols, dt,
+                                          dst_layout == Layout::kRowMajor ? Layout::kColMajor : Layout::kRowMajor,
+                                          Device::kCUDA);
+            quantize_into(both, xg, scale, &other.view());
+            Tensor other_want = Tensor::matrix(rows, cols, dt, other.view().is_row_major() ? Layout::kRowMajor
+                                                                                          : Layout::kColMajor);
+            quantize_into(other_want, x, scale);
+            const Tensor b = host(both), o = host(other);
+            ASSERT_EQ(std::memcmp(b.data<uint8_t>(), want.data<uint8_t>(), size_t(rows * cols)), 0) << what << " (pair)";
+            ASSERT_EQ(std::memcmp(o.data<uint8_t>(), other_want.data<uint8_t>(), size_t(rows * cols)), 0)
+                << what << " (pair, second)";
             ++checked;
           }
       }

@@ -228,6 +228,26 @@ TEST_F(CudaLayers, Fp8GemmsMatchTheCpuSimulation) {
   for (const Case& cs : {kCases[2], kCases[5]}) run_case(cs, DType::kF8E4M3, 48, 224, 32);
 }
 
+// FP8: the backward reuses the forward's e4m3 x^T when given the same x view, and quantizes x
+// anew for another view; both give the same gradients bit for bit.
+TEST_F(CudaLayers, Fp8BackwardReusesTheForwardsQuantizedInput) {
+  for (SparseMode mode : {SparseMode::kFst, SparseMode::kSste}) {
+    LinearConfig c = layer_config(mode, 64, 96, DType::kF8E4M3, Device::kCUDA);
+    c.seed = 5;
+    SparseLinear a(c), b(c);
+    const Tensor x = test::convert(test::randn(48, 64, 6), DType::kBF16).to(Device::kCUDA);
+    const Tensor x_copy = Tensor::copy_of(x, Device::kCUDA);
+    const Tensor dy = test::convert(test::randn(48, 96, 7), DType::kBF16).to(Device::kCUDA);
+    a.begin_step(0);
+    b.begin_step(0);
+    const Tensor ya = a.forward(x), yb = b.forward(x);
+    a.backward(x, dy, nullptr, 1);       // the forward's copy
+    b.backward(x_copy, dy, nullptr, 1);  // quantized again
+    const Tensor ga = host(a.weight_grad()), gb = host(b.weight_grad());
+    EXPECT_EQ(std::memcmp(ga.data<float>(), gb.data<float>(), size_t(ga.numel()) * 4), 0) << sparse_mode_name(mode);
+  }
+}
+
 // Shapes that are no tile multiple (the GEMMs' tiles are 128 or 256 wide), in fp16.
 TEST_F(CudaLayers, ShapesOffTheTiles) {
   for (const Case& cs : {kCases[0], kCases[1], kCases[4]}) {
