@@ -19,5 +19,8 @@ struct GpuInfo {
 };
 // GPUs the CUDA runtime sees (empty without CUDA or without a GPU; `why` says which).
 std::vector<GpuInfo> list_gpus(std::string* why = nullptr);
+// The index of the calling thread's current GPU (cudaSetDevice chooses it; CUDA tensors live on
+// it). Throws kDevice in a build without CUDA.
+int current_gpu();
 
 }  // namespace sparse24

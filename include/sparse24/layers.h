@@ -218,6 +218,8 @@ class SparseLinear {
   void check_io(const char* op, const TensorView& x, const TensorView& other, int64_t other_cols,
                 const char* other_name) const;
   bool on_cuda() const { return config_.device == Device::kCUDA; }
+  // CUDA: throws kDevice unless the current GPU is the one the layer was made on.
+  void check_gpu(const char* op) const;
   // Throws when the GEMMs' weights are not ready (FST before begin_step; CUDA before
   // begin_step or recompress).
   void check_compressed(const char* op) const;
@@ -248,6 +250,7 @@ class SparseLinear {
   void backward_fp8(const TensorView& x, const TensorView& dy, const TensorView* dx, uint64_t mvue_seed);
 
   LinearConfig config_;
+  int gpu_ = -1;            // CUDA: the GPU the layer's memory is on (current_gpu at construction)
   Tensor w_, b_, dw_, db_;  // fp32 masters and gradients
   bool dense_ = false;
   int64_t step_ = -1;

@@ -35,5 +35,6 @@ int cpu_threads() {
 }
 
 std::vector<GpuInfo> list_gpus(std::string* why) { return cuda::gpus(why); }
+int current_gpu() { return cuda::current_gpu(); }
 
 }  // namespace sparse24

@@ -43,12 +43,16 @@ size_t size_class(size_t bytes) {
   return (std::max<size_t>(bytes, 1) + unit - 1) / unit * unit;
 }
 
-int current_device() {
+}  // namespace
+
+int current_gpu() {
   int dev = 0;
   check(cudaGetDevice(&dev), "cudaGetDevice");
   S24_CHECK(dev < kMaxGpus, kDevice, "GPU index ", dev, " beyond the ", kMaxGpus, " supported");
   return dev;
 }
+
+namespace {
 bool caching() {
   static const bool on = [] {
     const char* v = std::getenv("SPARSE24_NO_CUDA_CACHE");
@@ -61,7 +65,7 @@ bool caching() {
 void release_cached_memory() {
   BlockCache& c = block_cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  const int dev = current_device();
+  const int dev = current_gpu();
   for (auto& [size, p] : c.free[dev]) cudaFree(p);
   c.free[dev].clear();
 }
@@ -74,7 +78,7 @@ std::shared_ptr<void> alloc(size_t bytes) {
     return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
   }
   BlockCache& c = block_cache();
-  const int dev = current_device();
+  const int dev = current_gpu();
   const size_t cls = size_class(bytes);
   void* p = nullptr;
   {
@@ -108,7 +112,7 @@ void copy(void* dst, bool dst_on_gpu, const void* src, bool src_on_gpu, size_t b
 namespace {
 unsigned long long* report_slot() {
   static thread_local unsigned long long* slot[kMaxGpus] = {};
-  const int dev = current_device();
+  const int dev = current_gpu();
   if (!slot[dev]) check(cudaMalloc(&slot[dev], sizeof(unsigned long long)), "cudaMalloc");
   return slot[dev];
 }

@@ -20,6 +20,7 @@ std::shared_ptr<void> alloc(size_t bytes);
 // Copies between host and device memory; each side's location is given.
 void copy(void* dst, bool dst_on_gpu, const void* src, bool src_on_gpu, size_t bytes);
 std::vector<GpuInfo> gpus(std::string* why);
+int current_gpu();
 // The device slot where a kernel reports the first offending input position (a non-finite
 // value, an invalid mask block): reset it before the launch, read it (synchronising) after.
 // Reading gives the lowest index reported, or -1 for none.

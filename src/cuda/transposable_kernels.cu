@@ -26,77 +26,121 @@ constexpr uint32_t kPairBits = 0xCA6953u;
 S24_HD constexpr int pair_of_bits(int m) {
   return rules::pair_index(m & 1 ? 0 : (m & 2 ? 1 : 2), m & 8 ? 3 : (m & 4 ? 2 : 1));
 }
+// Pair p's two columns as a nibble (compile-time use).
+S24_HD constexpr uint32_t pair_bits(int p) { return (kPairBits >> (4 * p)) & 0xF; }
 
-// x[i] for a run-time i in 0..5, by three levels of selects on i's bits.
-S24_HD float pick6(const float x[6], int i) {
-  const float x01 = i & 1 ? x[1] : x[0], x23 = i & 1 ? x[3] : x[2], x45 = i & 1 ? x[5] : x[4];
-  return i & 4 ? x45 : (i & 2 ? x23 : x01);
+// Non-negative floats, +0 to +Inf, order as their bit patterns read as unsigned integers, so
+// their maximum is an integer maximum (VIMNMX3 takes three operands at once).
+S24_HD uint32_t fkey(float x) { return f32_to_bits(x); }
+S24_HD uint32_t umax3(uint32_t a, uint32_t b, uint32_t c) {
+#if defined(__CUDA_ARCH__)
+  return __vimax3_u32(a, b, c);
+#else
+  return a > b ? (a > c ? a : c) : (b > c ? b : c);
+#endif
+}
+S24_HD uint32_t umax6(const uint32_t x[6]) {
+  const uint32_t lo = umax3(x[0], x[1], x[2]), hi = umax3(x[3], x[4], x[5]);
+  return lo > hi ? lo : hi;
 }
 
-// rules::best_transposable for a block of finite |w| (absw[4 * r + c]), with the same result.
+// s[p] of the pair whose columns are the two set bits of a run-time nibble m, by selects on
+// bits 0-2: with bit 0, the pair (0, b) for b = 1, 2, 3 as bit 1 / bit 2 / neither;
+// without it, (1, 2), (1, 3) or (2, 3).
+S24_HD float pick_pair(const float s[6], uint32_t m) {
+  const float with0 = m & 2 ? s[0] : (m & 4 ? s[1] : s[2]);
+  const float without0 = m & 2 ? (m & 4 ? s[3] : s[4]) : s[5];
+  return m & 1 ? with0 : without0;
+}
+
+// rules::best_transposable for a block of finite |w| (absw[4 * r + c]), with the same result,
+// returned as the kept mask: bit 4r + c for a kept (r, c), so nibble r is row r's pair's columns.
+//
 // A pattern is a prefix (p0, p1), rows 0-1, and a completion (p2, p3) that fills every column to
 // two; score = A + B with A = s0[p0] + s1[p1] and B = s2[p2] + s3[p3], in float. Float addition
 // (round to nearest) is monotone in each operand, so the best completion of a prefix scores
 // T = A + (its largest B), and the first pattern in tie-break (lexicographic) order with the
 // maximal score S is: the first prefix with T == S, completed by its first (p2 order) completion
 // with A + B == S. A prefix's completions depend only on the columns it fills:
-//   p1 == p0:      rows 2-3 both keep pair 5 - p0 (one completion);
+//   p1 == p0:      rows 2-3 both keep the two columns neither prefix row keeps (one completion);
 //   p1 == 5 - p0:  the four columns once each: (q, 5 - q) for q = 0..5 (six completions);
-//   otherwise:     the pairs share a column; the completions are (u, v) and (v, u), u < v, the two
-//                  pairs joining the column neither prefix row keeps with each unshared column.
-// So 36 prefix scores T replace the 90 pattern scores, and only the winning prefix's completions
-// are looked at again. Every sum is the float sum best_transposable forms (same operands, same
-// order); with finite inputs no sum is NaN (sums may overflow to +Inf, which stays monotone).
-S24_HD uint16_t best_transposable_finite(const float absw[16]) {
+//   otherwise:     the rows share a column; column z is kept by neither, x < y by one each. Both
+//                  completion rows keep z, one of them x and the other y; (z, x) comes first in
+//                  pair order whatever z is, so the completions are (z|x, z|y), then (z|y, z|x).
+// Every sum is the float sum best_transposable forms (same operands, same order; a + b == b + a
+// exactly); with finite inputs no sum is NaN (sums may overflow to +Inf, which stays monotone).
+//
+// The first prefix with T == S, in two steps (lexicographic order is p0-major): per group p0,
+// the first p1 whose T is the group's largest; then the first group with the largest maximum (a
+// strict `>` running scan: a later group that only ties loses). Maxima and equalities are taken
+// on the exact float bits, so none differs from the float comparison.
+//
+// A prefix is carried as a compile-time code: its rows' columns m0 | m1 << 4, its first
+// completion's m2 << 8 | m3 << 12 (the second one swaps rows 2 and 3), and bit 16 for the
+// six-completion kind.
+S24_HD constexpr uint32_t prefix_code(int p0, int p1) {
+  const uint32_t m0 = pair_bits(p0), m1 = pair_bits(p1);
+  const uint32_t once = m0 ^ m1, none = 0xF & ~(m0 | m1);  // columns kept by one / no prefix row
+  const uint32_t x = once & (0u - once);                  // the lower column kept once
+  return m0 | m1 << 4 | (none | x) << 8 | (none | (once ^ x)) << 12 | (once == 0xF ? 1u << 16 : 0u);
+}
+
+S24_HD uint32_t best_transposable_finite(const float absw[16]) {
   float s[4][6];  // s[r][p]: row r's pair p
   S24_UNROLL
   for (int r = 0; r < 4; ++r)
     S24_UNROLL
     for (int p = 0; p < 6; ++p) s[r][p] = absw[4 * r + rules::pair_a(p)] + absw[4 * r + rules::pair_b(p)];
-  float b_disjoint = s[2][0] + s[3][5];  // the largest B over (q, 5 - q)
+  float bd[6];  // B of the six completions (q, 5 - q) of a p1 == 5 - p0 prefix, and their largest
+  uint32_t bd_key[6];
   S24_UNROLL
-  for (int q = 1; q < 6; ++q) b_disjoint = fmaxf(b_disjoint, s[2][q] + s[3][5 - q]);
+  for (int q = 0; q < 6; ++q) bd[q] = s[2][q] + s[3][5 - q], bd_key[q] = fkey(bd[q]);
+  const float bd_max = f32_from_bits(umax6(bd_key));
 
-  // The first prefix with the largest T, in lexicographic order; `code` holds p0 | p1 << 3 and
-  // its first completion u << 6 | v << 9, plus bit 12 for the six-completion kind.
-  float best = -1.f;
-  uint32_t code = 0;
+  // The first prefix with the largest T, scanning the prefixes in lexicographic order three at a
+  // time (p1 = 0..2, then 3..5, of each p0): a triple whose largest T beats `best` strictly
+  // replaces it, by its first prefix reaching that largest T. Keys are the T's float bits.
+  uint32_t best = 0, code = 0;
   S24_UNROLL
   for (int p0 = 0; p0 < 6; ++p0)
     S24_UNROLL
-    for (int p1 = 0; p1 < 6; ++p1) {
-      const int m0 = (kPairBits >> (4 * p0)) & 0xF, m1 = (kPairBits >> (4 * p1)) & 0xF;
-      const int free_col = 0xF & ~(m0 | m1);  // kept by neither row (one column, when they share one)
-      int u = 5 - p0, v = 5 - p0;
-      float bmax = 0.f;
-      if (p0 == p1) {
-        bmax = s[2][u] + s[3][v];
-      } else if (p1 == 5 - p0) {
-        u = 0, v = 5, bmax = b_disjoint;
-      } else {
-        const int own0 = m0 & ~m1, own1 = m1 & ~m0;  // each row's unshared column
-        const int c0 = pair_of_bits(free_col | own0), c1 = pair_of_bits(free_col | own1);
-        u = c0 < c1 ? c0 : c1, v = c0 < c1 ? c1 : c0;
-        bmax = fmaxf(s[2][u] + s[3][v], s[2][v] + s[3][u]);
+    for (int h = 0; h < 6; h += 3) {
+      uint32_t t[3];
+      S24_UNROLL
+      for (int i = 0; i < 3; ++i) {
+        const int p1 = h + i;
+        float bmax;  // the prefix's largest B (compile-time kind)
+        if (p1 == p0) {
+          bmax = s[2][5 - p0] + s[3][5 - p0];
+        } else if (p1 == 5 - p0) {
+          bmax = bd_max;
+        } else {
+          const int m0c = int(pair_bits(p0)), m1c = int(pair_bits(p1)), z = 0xF & ~(m0c | m1c);
+          const int u = pair_of_bits(z | (m0c & ~m1c)), v = pair_of_bits(z | (m1c & ~m0c));
+          bmax = fmaxf(s[2][u] + s[3][v], s[2][v] + s[3][u]);
+        }
+        t[i] = fkey((s[0][p0] + s[1][p1]) + bmax);
       }
-      const float t = (s[0][p0] + s[1][p1]) + bmax;
-      if (t > best) {
-        best = t;
-        code = uint32_t(p0 | p1 << 3 | u << 6 | v << 9 | (p1 == 5 - p0 ? 1 << 12 : 0));
-      }
+      const uint32_t m = umax3(t[0], t[1], t[2]);
+      const bool win = (p0 == 0 && h == 0) || m > best;
+      uint32_t c = win ? prefix_code(p0, h + 2) : code;
+      c = win && t[1] == m ? prefix_code(p0, h + 1) : c;
+      code = win && t[0] == m ? prefix_code(p0, h) : c;
+      best = win ? m : best;
     }
+  const float a = pick_pair(s[0], code & 0xF) + pick_pair(s[1], (code >> 4) & 0xF);  // the winning prefix's A
+  const float score = f32_from_bits(best);  // S
 
-  // The winning prefix's first completion reaching `best`.
-  const int p0 = code & 7, p1 = (code >> 3) & 7, u = (code >> 6) & 7, v = (code >> 9) & 7;
-  const float a = pick6(s[0], p0) + pick6(s[1], p1);
-  int q = 5;  // six completions: the first q with a + B(q, 5 - q) == best (q = 5 if none before)
+  // Its first completion reaching S. Six completions: row 2 of the first q with
+  // a + B(q, 5 - q) == S (q = 5 if no earlier one). One or two: (m2, m3) unless only the
+  // swapped one reaches S (with one completion, it reaches S).
+  uint32_t mq = pair_bits(5);
   S24_UNROLL
-  for (int k = 4; k >= 0; --k)
-    if (a + (s[2][k] + s[3][5 - k]) == best) q = k;
-  // One or two completions: (u, v) unless only (v, u) reaches best.
-  const bool first = a + (pick6(s[2], u) + pick6(s[3], v)) == best;
-  const int p2 = code >> 12 ? q : (first ? u : v), p3 = code >> 12 ? 5 - q : (first ? v : u);
-  return uint16_t(p0 | p1 << 3 | p2 << 6 | p3 << 9);
+  for (int q = 4; q >= 0; --q) mq = a + bd[q] == score ? pair_bits(q) : mq;
+  const uint32_t m2 = (code >> 8) & 0xF, m3 = (code >> 12) & 0xF;
+  const bool first = a + (pick_pair(s[2], m2) + pick_pair(s[3], m3)) == score;
+  const uint32_t rows23 = code >> 16 ? mq | (mq ^ 0xF) << 4 : (first ? m2 | m3 << 4 : m3 | m2 << 4);
+  return (code & 0xFF) | rows23 << 8;
 }
 
 // ---- The kernel ------------------------------------------------------------------------------
@@ -153,6 +197,11 @@ __device__ __forceinline__ In element(const uint32_t* row, int c) {
 __device__ __forceinline__ float hw_to_f32(float x) { return x; }
 __device__ __forceinline__ float hw_to_f32(f16_t x) { return __half2float(__ushort_as_half(x.bits)); }
 __device__ __forceinline__ float hw_to_f32(bf16_t x) { return __uint_as_float(uint32_t(x.bits) << 16); }
+// |x| as float, the same way (rules::abs_f of hw_to_f32): for fp16 the conversion takes the
+// absolute value as an operand modifier (HADD2.F32 of |h|), no separate AND.
+__device__ __forceinline__ float hw_abs_f32(float x) { return rules::abs_f(x); }
+__device__ __forceinline__ float hw_abs_f32(f16_t x) { return __half2float(__habs(__ushort_as_half(x.bits))); }
+__device__ __forceinline__ float hw_abs_f32(bf16_t x) { return rules::abs_f(hw_to_f32(x)); }
 
 // Group codes and value selectors of the four nibbles of a 16-bit kept mask (bit 4r + c: column c
 // of row r kept), by byte-permute table lookups on n / 2 for a nibble n (0..7; two set bits give
@@ -218,7 +267,9 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   // contiguous bytes per block row.
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int bi = 4 * (warp / 2) + lane / 8, bj = 8 * (warp % 2) + lane % 8;
-  const int64_t row0 = r0 + 4 * bi, col0 = c0 + 4 * bj;  // the block's first element
+  // The block's first element. Rows fit 32 bits (the launch has at most 65535 tile rows): formed
+  // in 32 bits, row0's upper half is a known zero and takes no register through the search.
+  const int64_t row0 = uint32_t(blockIdx.y * kTile + 4 * bi), col0 = c0 + 4 * bj;
   const bool inside = 4 * bi < t_rows && 4 * bj < t_cols;
 
   // The thread's 4x4 block as raw words, zeros outside the matrix. Row-major input is read
@@ -307,10 +358,14 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     // reference search, which NaN/Inf blocks take, sees no payloads).
     float absw[16];
 #pragma unroll
-    for (int k = 0; k < 16; ++k) absw[k] = rules::abs_f(hw_to_f32(element<In>(raw[k / 4], k % 4)));
-    const uint16_t pairs = finite ? best_transposable_finite(absw) : rules::best_transposable(absw);
+    for (int k = 0; k < 16; ++k) absw[k] = hw_abs_f32(element<In>(raw[k / 4], k % 4));
+    if (finite) {
+      kept = best_transposable_finite(absw);
+    } else {
+      const uint16_t pairs = rules::best_transposable(absw);
 #pragma unroll
-    for (int r = 0; r < 4; ++r) kept |= ((kPairBits >> (4 * ((pairs >> (3 * r)) & 7))) & 0xF) << (4 * r);
+      for (int r = 0; r < 4; ++r) kept |= ((kPairBits >> (4 * ((pairs >> (3 * r)) & 7))) & 0xF) << (4 * r);
+    }
   }
   // The same mask transposed (bit 4c + r): W^T's block is the transpose of W's.
   uint32_t kept_t = kept, t = (kept_t ^ (kept_t >> 3)) & 0x0A0Au;

@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <string>
 
@@ -158,12 +159,14 @@ std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& 
   return out;
 }
 
-// The workspace of the launch in progress; launches are serialised (launch_mutex) so that no
-// thread grows (frees) the buffer between another's get and its kernel's launch.
+// The workspace of the launch in progress, one per GPU (memory of one device is no use to a
+// kernel on another); launches are serialised (launch_mutex) so that no thread grows (frees) the
+// buffer between another's get and its kernel's launch. Never destroyed: at exit CUDA may be torn
+// down before static destructors run.
 std::mutex launch_mutex;
 void* workspace(size_t bytes) {
-  static cuda::Scratch scratch;
-  return scratch.get(bytes);
+  static auto* scratch = new std::map<int, cuda::Scratch>();
+  return (*scratch)[cuda::current_gpu()].get(bytes);
 }
 
 void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "layers/binary_io.h"
+#include "sparse24/build_info.h"
 #include "sparse24/error.h"
 #include "sparse24/gemm.h"
 #include "sparse24/nn.h"
@@ -174,6 +175,7 @@ Mask24 read_mask(binio::Reader& r, const char* name, int64_t rows, int64_t cols,
 SparseLinear::SparseLinear(const LinearConfig& config)
     : config_(config), mask_(std::make_unique<Mask24>()), flip_rate_(std::nan("")) {
   validate(config_);
+  if (on_cuda()) gpu_ = current_gpu();
   const Device dev = config_.device;
   w_ = Tensor::matrix(config_.out, config_.in, DType::kF32, Layout::kRowMajor, dev);
   dw_ = Tensor::matrix(config_.out, config_.in, DType::kF32, Layout::kRowMajor, dev);
@@ -263,6 +265,7 @@ const Mask24& SparseLinear::mask() const {
 
 void SparseLinear::begin_step(int64_t step) {
   S24_CHECK(step >= 0, kValue, "SparseLinear::begin_step: step must be >= 0, got ", step);
+  check_gpu("SparseLinear::begin_step");
   step_ = step;
   compressed_ = prepared_ = false;  // until this step's weights are ready (a throw leaves none)
   if (!dense_ && config_.dense_from_step >= 0 && step >= config_.dense_from_step)
@@ -358,7 +361,13 @@ void SparseLinear::switch_to_dense(DenseSwitch how) {
 
 // ---- Forward and backward ------------------------------------------------------------------
 
+void SparseLinear::check_gpu(const char* op) const {
+  S24_CHECK(!on_cuda() || current_gpu() == gpu_, kDevice, op, ": the layer's memory is on GPU ", gpu_,
+            " but the current GPU is ", on_cuda() ? current_gpu() : -1, " (cudaSetDevice(", gpu_, ") first)");
+}
+
 void SparseLinear::check_compressed(const char* op) const {
+  check_gpu(op);
   S24_CHECK(dense_ || config_.mode != SparseMode::kFst || compressed_, kValue, op, ": FST compresses W "
             "once per optimizer step: call begin_step(step) before the first forward of every step");
   S24_CHECK(!on_cuda() || prepared_, kValue, op, ": on CUDA the GEMMs read weights that begin_step "

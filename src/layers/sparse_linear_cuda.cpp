@@ -16,7 +16,8 @@
 // reads fp8 operands with per-tensor scales (tensor.h: fp8_scale of finite_amax, one read-back
 // each), as the CPU simulates it: x in e4m3, dY and MVUE(dY^T) in e5m2, the weights in e4m3. FP8
 // tensor cores want both operands K-major, so the weight gradient reads X^T (and, dense, dY^T)
-// as transposed fp8 copies that quantize_into writes directly.
+// as transposed fp8 copies: one quantize_into pass writes both layouts of x (the forward keeps
+// x^T for the backward of the same x view) and of dY.
 #include "sparse24/error.h"
 #include "sparse24/gemm.h"
 #include "sparse24/layers.h"

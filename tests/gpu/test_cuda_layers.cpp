@@ -3,6 +3,7 @@
 // values within the rounding of a 16-bit output; statistics, the memory held, save on one device
 // and load on the other, the errors of bad calls; converting copies. Without a GPU every test
 // reports itself skipped.
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -246,6 +247,18 @@ TEST_F(CudaLayers, Fp8BackwardReusesTheForwardsQuantizedInput) {
     const Tensor ga = host(a.weight_grad()), gb = host(b.weight_grad());
     EXPECT_EQ(std::memcmp(ga.data<float>(), gb.data<float>(), size_t(ga.numel()) * 4), 0) << sparse_mode_name(mode);
   }
+}
+
+// A layer belongs to the GPU it was made on: calls while another GPU is current say so (needs
+// two GPUs; skipped otherwise).
+TEST_F(CudaLayers, CallsOnAnotherGpuSayWhich) {
+  if (list_gpus().size() < 2) GTEST_SKIP() << "needs two GPUs";
+  SparseLinear l(layer_config(SparseMode::kFst, 64, 64, DType::kBF16, Device::kCUDA));
+  const int home = current_gpu();
+  ASSERT_EQ(cudaSetDevice(home == 0 ? 1 : 0), cudaSuccess);
+  test::expect_error([&] { l.begin_step(0); }, ErrorKind::kDevice, "cudaSetDevice(");
+  ASSERT_EQ(cudaSetDevice(home), cudaSuccess);
+  l.begin_step(0);
 }
 
 // Shapes that are no tile multiple (the GEMMs' tiles are 128 or 256 wide), in fp16.
