@@ -44,6 +44,19 @@ S24_HD uint32_t umax6(const uint32_t x[6]) {
   return lo > hi ? lo : hi;
 }
 
+// __byte_perm (PRMT) for selectors whose nibbles are 0..7: byte i of the result is byte
+// (nibble i of sel) of the 8 bytes y:x.
+S24_HD uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t sel) {
+#if defined(__CUDA_ARCH__)
+  return __byte_perm(x, y, sel);
+#else
+  const uint64_t xy = uint64_t(y) << 32 | x;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= uint32_t((xy >> (8 * ((sel >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+  return r;
+#endif
+}
+
 // s[p] of the pair whose columns are the two set bits of a run-time nibble m, by selects on
 // bits 0-2: with bit 0, the pair (0, b) for b = 1, 2, 3 as bit 1 / bit 2 / neither;
 // without it, (1, 2), (1, 3) or (2, 3).
@@ -70,19 +83,23 @@ S24_HD float pick_pair(const float s[6], uint32_t m) {
 // Every sum is the float sum best_transposable forms (same operands, same order; a + b == b + a
 // exactly); with finite inputs no sum is NaN (sums may overflow to +Inf, which stays monotone).
 //
-// The first prefix with T == S, in two steps (lexicographic order is p0-major): per group p0,
-// the first p1 whose T is the group's largest; then the first group with the largest maximum (a
-// strict `>` running scan: a later group that only ties loses). Maxima and equalities are taken
-// on the exact float bits, so none differs from the float comparison.
+// The first prefix with T == S: a scan over the prefixes in lexicographic order, three at a time
+// (p1 = 0..2, then 3..5, of each p0). A triple whose largest T beats the best so far strictly
+// takes over, by its first prefix reaching that T; a later tie loses, so the scan ends on the
+// first prefix with T == S. Maxima and equalities are taken on the T's float bits (exact: +0 to
+// +Inf order as unsigned integers, and no T is NaN), 8 instructions per triple where a scan of
+// one prefix at a time takes 3 per prefix.
 //
-// A prefix is carried as a compile-time code: its rows' columns m0 | m1 << 4, its first
-// completion's m2 << 8 | m3 << 12 (the second one swaps rows 2 and 3), and bit 16 for the
-// six-completion kind.
+// A prefix is carried as a compile-time code, bytes of kept-mask rows: byte 0 its rows' columns
+// m0 | m1 << 4, byte 1 its first completion's m2 | m3 << 4, byte 2 the second one's (rows 2 and
+// 3 swapped; unused with one completion), and bit 24 for the six-completion kind. The winner's A
+// is formed again from s0, s1 picked by m0, m1: the same operands, so the same sum.
 S24_HD constexpr uint32_t prefix_code(int p0, int p1) {
   const uint32_t m0 = pair_bits(p0), m1 = pair_bits(p1);
   const uint32_t once = m0 ^ m1, none = 0xF & ~(m0 | m1);  // columns kept by one / no prefix row
   const uint32_t x = once & (0u - once);                  // the lower column kept once
-  return m0 | m1 << 4 | (none | x) << 8 | (none | (once ^ x)) << 12 | (once == 0xF ? 1u << 16 : 0u);
+  const uint32_t m2 = none | x, m3 = none | (once ^ x);
+  return m0 | m1 << 4 | (m2 | m3 << 4) << 8 | (m3 | m2 << 4) << 16 | (once == 0xF ? 1u << 24 : 0u);
 }
 
 S24_HD uint32_t best_transposable_finite(const float absw[16]) {
@@ -97,9 +114,7 @@ S24_HD uint32_t best_transposable_finite(const float absw[16]) {
   for (int q = 0; q < 6; ++q) bd[q] = s[2][q] + s[3][5 - q], bd_key[q] = fkey(bd[q]);
   const float bd_max = f32_from_bits(umax6(bd_key));
 
-  // The first prefix with the largest T, scanning the prefixes in lexicographic order three at a
-  // time (p1 = 0..2, then 3..5, of each p0): a triple whose largest T beats `best` strictly
-  // replaces it, by its first prefix reaching that largest T. Keys are the T's float bits.
+  // The scan: `best` the largest T so far (float bits), `code` its first prefix.
   uint32_t best = 0, code = 0;
   S24_UNROLL
   for (int p0 = 0; p0 < 6; ++p0)
@@ -131,16 +146,17 @@ S24_HD uint32_t best_transposable_finite(const float absw[16]) {
   const float a = pick_pair(s[0], code & 0xF) + pick_pair(s[1], (code >> 4) & 0xF);  // the winning prefix's A
   const float score = f32_from_bits(best);  // S
 
-  // Its first completion reaching S. Six completions: row 2 of the first q with
-  // a + B(q, 5 - q) == S (q = 5 if no earlier one). One or two: (m2, m3) unless only the
-  // swapped one reaches S (with one completion, it reaches S).
-  uint32_t mq = pair_bits(5);
+  // Its first completion reaching S, as rows 2-3 of the kept mask. Six completions: the first q
+  // with a + B(q, 5 - q) == S (q = 5 if no earlier one). One or two: byte 1 of the code unless
+  // only the swapped one, byte 2, reaches S (with one completion, byte 1 reaches S).
+  uint32_t rows_q = pair_bits(5) | pair_bits(0) << 4;
   S24_UNROLL
-  for (int q = 4; q >= 0; --q) mq = a + bd[q] == score ? pair_bits(q) : mq;
-  const uint32_t m2 = (code >> 8) & 0xF, m3 = (code >> 12) & 0xF;
-  const bool first = a + (pick_pair(s[2], m2) + pick_pair(s[3], m3)) == score;
-  const uint32_t rows23 = code >> 16 ? mq | (mq ^ 0xF) << 4 : (first ? m2 | m3 << 4 : m3 | m2 << 4);
-  return (code & 0xFF) | rows23 << 8;
+  for (int q = 4; q >= 0; --q) rows_q = a + bd[q] == score ? pair_bits(q) | pair_bits(5 - q) << 4 : rows_q;
+  const bool first = a + (pick_pair(s[2], (code >> 8) & 0xF) + pick_pair(s[3], (code >> 12) & 0xF)) == score;
+  // Bytes (0, b) of the code, b = 1 or 2, or (0 of the code, 0 of rows_q), by one byte permute;
+  // the upper two bytes take byte 3 of rows_q, a zero.
+  const uint32_t sel = code >> 24 ? 0x7740u : (first ? 0x7710u : 0x7720u);
+  return byte_perm(code, rows_q, sel);
 }
 
 // ---- The kernel ------------------------------------------------------------------------------
@@ -274,18 +290,27 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
 
   // The thread's 4x4 block as raw words, zeros outside the matrix. Row-major input is read
   // straight from W, before anything waits (one pointer stepping a row stride).
-  uint32_t raw[4][kWords] = {};
-  if (direct && inside) {
+  In(*tile)[kPitch] = reinterpret_cast<In(*)[kPitch]>(input_smem);
+  auto read_direct = [&](uint32_t(&dst)[4][kWords]) {
     const char* src = static_cast<const char*>(w.data) + (row0 * w.sr + col0) * int64_t(sizeof(In));
     const int64_t stride = w.sr * int64_t(sizeof(In));
 #pragma unroll
     for (int r = 0; r < 4; ++r, src += stride) {
       const Row x = *reinterpret_cast<const Row*>(src);
 #pragma unroll
-      for (int k = 0; k < kWords; ++k) raw[r][k] = x.v[k];
+      for (int k = 0; k < kWords; ++k) dst[r][k] = x.v[k];
     }
-  }
-  In(*tile)[kPitch] = reinterpret_cast<In(*)[kPitch]>(input_smem);
+  };
+  auto read_tile = [&](uint32_t(&dst)[4][kWords]) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const Row x = *reinterpret_cast<const Row*>(&tile[4 * bi + r][4 * bj]);
+#pragma unroll
+      for (int k = 0; k < kWords; ++k) dst[r][k] = x.v[k];
+    }
+  };
+  uint32_t raw[4][kWords] = {};
+  if (direct && inside) read_direct(raw);
   if (!direct) load_tile<In, In, kTile, kTile, kThreads, kPitch>(w, r0, c0, vec, along_rows, tile);
   if (p.given_mask) {
     // The tile's bytes of the given mask: one 8-byte load per row when the rows are whole and aligned.
@@ -304,14 +329,29 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     }
   }
   if (!direct || p.given_mask) __syncthreads();
-  if (!direct) {
+  if (!direct) read_tile(raw);
+
+  // 16-bit storage: the block as stored, per row two words of packed values (the input's own bits
+  // when the types match). With kSaturate, .satfinite equals from_f32's clamp for finite values;
+  // the words of a non-finite block are not used.
+  constexpr bool kPacked = kHalfOut<Out>;
+  auto pack_block = [&](uint32_t(&h)[4][2]) {
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const Row x = *reinterpret_cast<const Row*>(&tile[4 * bi + r][4 * bj]);
+    for (int r = 0; r < 4; ++r)
 #pragma unroll
-      for (int k = 0; k < kWords; ++k) raw[r][k] = x.v[k];
-    }
-  }
+      for (int k = 0; k < 2; ++k)
+        if constexpr (std::is_same_v<In, Out>) h[r][k] = raw[r][k];
+        else
+          h[r][k] = pack_pair<Out>(hw_to_f32(element<In>(raw[r], 2 * k)), hw_to_f32(element<In>(raw[r], 2 * k + 1)),
+                                   p.overflow);
+  };
+  // fp32 inputs: the 16 raw words are not kept through the search (register pressure). With
+  // 16-bit storage the block is packed before it (8 words); whatever needs the raw block after the
+  // search reads it again (the input is never written). 16-bit inputs keep their 8 raw words and
+  // pack after the search.
+  constexpr bool kReread = kWords == 4;
+  uint32_t h[4][2] = {};
+  if constexpr (kReread && kPacked) pack_block(h);
 
   // Finite block: every |x| (as bits) below Inf's; 16-bit inputs are checked two per word.
   bool finite;
@@ -385,19 +425,10 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   // the pattern with a one in column c, as group bi.
   const int64_t g = col0 / 4, w_stride = (w.cols / 2) * int64_t(sizeof(Out));
   char* wv = static_cast<char*>(p.w_values) + (row0 * (w.cols / 2) + 2 * g) * int64_t(sizeof(Out));
-  if (kHalfOut<Out> && finite && p.scale == 1.f) {
-    // 16-bit storage, finite block, scale 1: the block as stored (per row two words of packed
-    // values; the input's own bits when the types match), then byte-permute picks. W^T's column c
+  if (kPacked && finite && p.scale == 1.f) {
+    // 16-bit storage, finite block, scale 1: byte-permute picks from the words h. W^T's column c
     // is first gathered as two words (rows 0-1, rows 2-3).
-    uint32_t h[4][2];
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-#pragma unroll
-      for (int k = 0; k < 2; ++k)
-        if constexpr (std::is_same_v<In, Out>) h[r][k] = raw[r][k];
-        else
-          h[r][k] = pack_pair<Out>(hw_to_f32(element<In>(raw[r], 2 * k)), hw_to_f32(element<In>(raw[r], 2 * k + 1)),
-                                   p.overflow);
+    if constexpr (!kReread) pack_block(h);
     if (inside) {
 #pragma unroll
       for (int r = 0; r < 4; ++r, wv += w_stride)
@@ -411,17 +442,23 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     }
   } else {
     // Any other case: the block as floats (to_f32 where a NaN may be present, keeping payloads),
-    // the kept values picked and converted one by one.
+    // the kept values picked and converted one by one. fp32 inputs read the block again.
+    uint32_t again[4][kWords] = {};
+    if constexpr (kReread) {
+      if (direct && inside) read_direct(again);
+      if (!direct) read_tile(again);
+    }
+    const uint32_t(&blk_raw)[4][kWords] = kReread ? again : raw;
     float blk[4][4];
 #pragma unroll
     for (int r = 0; r < 4; ++r)
 #pragma unroll
-      for (int c = 0; c < 4; ++c) blk[r][c] = hw_to_f32(element<In>(raw[r], c));
+      for (int c = 0; c < 4; ++c) blk[r][c] = hw_to_f32(element<In>(blk_raw[r], c));
     if (!finite) {
 #pragma unroll
       for (int r = 0; r < 4; ++r)
 #pragma unroll
-        for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(element<In>(raw[r], c));
+        for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(element<In>(blk_raw[r], c));
     }
     if (inside) {
 #pragma unroll
