@@ -49,13 +49,15 @@ commands:
                                write a matrix of N(0,1) values
   bench transforms [--quick]   time every CUDA transform kernel at GPT-2/LLaMA-7B shapes against
                                a device-to-device copy (needs a CUDA build and a GPU)
-  bench gemm [--quick] [--all-kernels] [--dtype fp16|bf16]
+  bench gemm [--quick] [--all-kernels] [--dtype fp16|bf16|e4m3]
                                time the sparse GEMM backends (native, cuSPARSELt default and
-                               searched) against cuBLAS dense at training shapes
-  bench ffn [--quick] [--dtype fp16|bf16] [--width D] [--accum A] [--mode NAME] [--timeline]
+                               searched) against cuBLAS dense at training shapes (e4m3: S-STE's
+                               FP8 products against cuBLAS FP8)
+  bench ffn [--quick] [--dtype fp16|bf16|e4m3] [--width D] [--accum A] [--mode NAME] [--timeline]
                                train an FFN block (Linear, GELU, Linear) dense, FST and S-STE on
                                the GPU at GPT-2 widths, 16384 tokens: time per step, speed-up,
-                               memory per parameter (--timeline: per-op times)
+                               memory per parameter (--timeline: per-op times; e4m3: the sparse
+                               modes with FP8 GEMMs on bf16 activations)
   train --data FILE --out DIR  pre-train a GPT-2 model on a token file (text bytes, nanoGPT .bin
                                or llm.c shard), with a progress line, DIR/metrics.jsonl and
                                DIR/checkpoint.bin
