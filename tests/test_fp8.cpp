@@ -99,8 +99,9 @@ TEST(Fp8Cast, SecondDestinationGetsTheSameCodes) {
       EXPECT_EQ(*rows.view().at<uint8_t>(i, j), quantize_f32<e5m2_t>(float(test::get(x, i, j)), 0.01f).bits);
       EXPECT_EQ(*cols.view().at<uint8_t>(j, i), *rows.view().at<uint8_t>(i, j));
     }
-  Tensor wrong = Tensor::matrix(7, 12, DType::kF8E4M3);
-  test::expect_error([&] { quantize_into(rows, x, 1.f, &wrong.view()); }, ErrorKind::kShape, "second destination");
+  Tensor wrong_dtype = Tensor::matrix(7, 12, DType::kF8E4M3), wrong_shape = Tensor::matrix(12, 7, DType::kF8E5M2);
+  test::expect_error([&] { quantize_into(rows, x, 1.f, &wrong_dtype.view()); }, ErrorKind::kDType, "dst's dtype");
+  test::expect_error([&] { quantize_into(rows, x, 1.f, &wrong_shape.view()); }, ErrorKind::kShape, "dst's shape");
 }
 
 TEST(Fp8Cast, BadCallsSayWhy) {

@@ -29,10 +29,12 @@
 //
 // Devices (LinearConfig::device). CPU: the reference; activations fp32/fp16/bf16 in any layout,
 // GEMMs in fp32 on weights stored as weight_dtype. CUDA: masters and gradients in GPU memory,
-// weight_dtype (fp16 or bf16) is the compute dtype: x, y, dy, dx are CUDA tensors of that dtype
-// (row- or column-major; bf16 when weight_dtype is e4m3, FP8 GEMMs), in and out multiples of 16
-// in the sparse modes (32 for e4m3) and N too when the weight gradient is 2:4; the 2:4 GEMMs run on the sparse tensor cores (gemm.h, kAuto), the dense
-// ones on cuBLASLt. The weights the GEMMs read (FST's compressed W and W^T, a dense layer's
+// the layer belongs to the GPU current at its construction (its calls throw kDevice while another
+// GPU is current: cudaSetDevice first); weight_dtype (fp16 or bf16) is the compute dtype: x, y,
+// dy, dx are CUDA tensors of that dtype (row- or column-major; bf16 when weight_dtype is e4m3,
+// FP8 GEMMs), in and out multiples of 16 in the sparse modes (32 for e4m3) and N too when the
+// weight gradient is 2:4 (e4m3: 32, and 16 for its dense weight gradient); the 2:4 GEMMs run on
+// the sparse tensor cores (gemm.h, kAuto), the dense ones on cuBLASLt. The weights the GEMMs read (FST's compressed W and W^T, a dense layer's
 // 16-bit W) are prepared by begin_step: call it every optimizer step in every mode (the CPU
 // needs it for FST only); S-STE's beta S(W) and the 16-bit bias follow the masters at every
 // forward, as on the CPU. On CUDA S-STE's per-forward soft threshold propagates a non-finite
@@ -157,10 +159,7 @@ class SparseLinear {
   void forward(const TensorView& x, const TensorView& y);
   Tensor forward(const TensorView& x);  // a fresh [N, out]: fp32 on the CPU, the compute dtype on CUDA
   // Accumulates dW += and db += (fp32) and writes dx = dY W_eff when dx is not null. mvue_seed
-  // seeds MVUE24's draws (use a different one per micro-step and layer). CUDA with FP8 GEMMs: the
-  // forward keeps its e4m3 copy of x^T, and a backward given the same x view (memory, shape,
-  // strides) reads it instead of quantizing x again, so x must not change in between (as with
-  // autograd's saved inputs); another view is quantized anew.
+  // seeds MVUE24's draws (use a different one per micro-step and layer).
   void backward(const TensorView& x, const TensorView& dy, const TensorView* dx, uint64_t mvue_seed);
 
   // Dense fine-tuning from now on (idempotent); frees the compressed weights and the mask, which
@@ -267,11 +266,6 @@ class SparseLinear {
   // made on demand, dropped when ws_ / sw_ change; FP8: wsd_ row-major, wsdt_ = its transpose.
   Tensor wsd_, wsdt_;
   bool prepared_ = false;    // begin_step or recompress ran since the last (re)initialisation
-  // CUDA FP8: the latest forward's x (the view, not its data) and its e4m3 transpose with the
-  // scale, which the backward of the same x view reads instead of quantizing x again.
-  TensorView fp8_x_;
-  Tensor fp8_xt_;
-  float fp8_x_scale_ = 1.f;
   // S-STE
   Sparse24Matrix sw_;        // beta * S(W) of the latest forward
   bool sw_valid_ = false;

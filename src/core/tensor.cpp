@@ -227,10 +227,14 @@ void quantize_into(const TensorView& dst, const TensorView& src, float scale, co
   S24_CHECK(is_input_dtype(src.dtype), kDType, "quantize_into: src ", src.describe(), " must be fp32, fp16 or bf16");
   S24_CHECK(dst.device == src.device, kDevice, "quantize_into: dst ", dst.describe(), " and src ", src.describe(),
             " must be on one device");
-  S24_CHECK(!also || (also->is_matrix() && also->rows() == dst.rows() && also->cols() == dst.cols() &&
-                      also->dtype == dst.dtype && also->device == dst.device),
-            kShape, "quantize_into: the second destination ", also ? also->describe() : "", " must match dst ",
-            dst.describe(), " in shape, dtype and device");
+  if (also) {
+    S24_CHECK(also->is_matrix() && also->rows() == dst.rows() && also->cols() == dst.cols(), kShape,
+              "quantize_into: the second destination ", also->describe(), " must have dst's shape (", dst.describe(), ")");
+    S24_CHECK(also->dtype == dst.dtype, kDType, "quantize_into: the second destination ", also->describe(),
+              " must have dst's dtype (", dst.describe(), ")");
+    S24_CHECK(also->device == dst.device, kDevice, "quantize_into: the second destination ", also->describe(),
+              " must be on dst's device (", dst.describe(), ")");
+  }
   S24_CHECK(std::isfinite(scale) && scale > 0.f, kValue, "quantize_into: scale must be finite and > 0, got ", scale);
   if (src.numel() == 0) return;
   if (src.device == Device::kCUDA) return cuda::quantize(dst, src, scale, also);

@@ -83,19 +83,22 @@ std::string describe_kernels() {
   return s;
 }
 
-// The current GPU's SM count; throws kDevice unless it is a Hopper (sm_90).
+// The current GPU's SM count; throws kDevice unless it is a Hopper (sm_90). Asked once per GPU.
 int sm_count() {
-  static int count = [] {
-    int dev = 0, n = 0, major = 0, minor = 0;
-    S24_CUDA_CHECK(cudaGetDevice(&dev));
-    S24_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-    S24_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    S24_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-    S24_CHECK(major == 9 && minor == 0, kDevice, "the native sparse GEMM runs on Hopper (sm_90); "
-              "this GPU is sm_", major, minor, ": use GemmBackend::kCusparselt");
-    return n;
-  }();
-  return count;
+  static std::mutex mu;
+  static auto* counts = new std::map<int, int>();  // never destroyed, as the workspaces
+  const int dev = cuda::current_gpu();
+  std::lock_guard<std::mutex> lock(mu);
+  const auto found = counts->find(dev);
+  if (found != counts->end()) return found->second;
+  int n = 0, major = 0, minor = 0;
+  S24_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+  S24_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  S24_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  S24_CHECK(major == 9 && minor == 0, kDevice, "the native sparse GEMM runs on Hopper (sm_90); "
+            "GPU ", dev, " is sm_", major, minor, ": use GemmBackend::kCusparselt");
+  (*counts)[dev] = n;
+  return n;
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }

@@ -197,6 +197,7 @@ void SparseLinear::init(uint64_t seed) {
 
 void SparseLinear::set_weights(const TensorView& w, const TensorView* b) {
   const char* op = "SparseLinear::set_weights";
+  check_gpu(op);
   S24_CHECK(w.is_matrix() && w.rows() == config_.out && w.cols() == config_.in, kShape, op, ": weight ",
             w.describe(), " must be ", config_.out, " x ", config_.in);
   S24_CHECK(w.device == Device::kCPU || w.device == config_.device, kDevice, op, ": weight ", w.describe(),
@@ -245,6 +246,7 @@ void SparseLinear::set_weights(const TensorView& w, const TensorView* b) {
 }
 
 void SparseLinear::zero_grad() {
+  check_gpu("SparseLinear::zero_grad");
   fill_zeros(dw_);
   if (db_.defined()) fill_zeros(db_);
 }
@@ -287,6 +289,7 @@ void SparseLinear::begin_step(int64_t step) {
 }
 
 void SparseLinear::recompress() {
+  check_gpu("SparseLinear::recompress");
   if (!dense_ && config_.mode == SparseMode::kFst && mask_->defined())
     compress_fst(compress_transposable(w_, *mask_, weight_storage()));
   if (on_cuda()) prepare_cuda_weights();
@@ -339,6 +342,7 @@ void SparseLinear::compress_fst(Transposable24 t) {
 }
 
 void SparseLinear::switch_to_dense(DenseSwitch how) {
+  check_gpu("SparseLinear::switch_to_dense");
   if (dense_) return;
   if (how == DenseSwitch::kApplyMask) {
     Tensor sparse_w;  // the forward weight, dense, fp32

@@ -16,8 +16,7 @@
 // reads fp8 operands with per-tensor scales (tensor.h: fp8_scale of finite_amax, one read-back
 // each), as the CPU simulates it: x in e4m3, dY and MVUE(dY^T) in e5m2, the weights in e4m3. FP8
 // tensor cores want both operands K-major, so the weight gradient reads X^T (and, dense, dY^T)
-// as transposed fp8 copies: one quantize_into pass writes both layouts of x (the forward keeps
-// x^T for the backward of the same x view) and of dY.
+// as transposed fp8 copies, which quantize_into writes directly (both layouts of dY in one pass).
 #include "sparse24/error.h"
 #include "sparse24/gemm.h"
 #include "sparse24/layers.h"
@@ -42,12 +41,6 @@ float quantize_fp8(const TensorView& src, DType dt, Tensor* rows, Tensor* cols) 
   return scale;
 }
 
-// The same view: one tensor's memory, shape, strides and dtype.
-bool same_view(const TensorView& a, const TensorView& b) {
-  return a.data == b.data && a.dtype == b.dtype && a.rank == b.rank && a.shape[0] == b.shape[0] &&
-         a.shape[1] == b.shape[1] && a.strides[0] == b.strides[0] && a.strides[1] == b.strides[1];
-}
-
 }  // namespace
 
 void SparseLinear::prepare_cuda_weights() {
@@ -64,14 +57,16 @@ TensorView SparseLinear::dense_forward_weight(bool input_grad) {
     if (!wsd_.defined()) wsd_ = decompress(s, compute_dtype());
     return wsd_;
   }
-  // e4m3 with s's scale: decompressing to fp32 and quantizing again gives back each stored code
-  // exactly (the fp32 round trip moves a value by ~2^-23 of itself, far below half an e4m3 step).
+  // e4m3 codes with s's scale: the codes decoded without the scale (exact in fp32) and quantized
+  // with scale 1 give back each stored code exactly.
   Tensor& t = input_grad ? wsdt_ : wsd_;
   if (!t.defined()) {
-    const Tensor w32 = decompress(s, DType::kF32);
+    Sparse24Matrix codes = s;  // shares s's memory
+    codes.scale = 1.f;
+    const Tensor w32 = decompress(codes, DType::kF32);
     t = input_grad ? Tensor::matrix(config_.in, config_.out, s.dtype, Layout::kRowMajor, Device::kCUDA)
                    : Tensor::matrix(config_.out, config_.in, s.dtype, Layout::kRowMajor, Device::kCUDA);
-    quantize_into(input_grad ? t.view().t() : t.view(), w32, s.scale);
+    quantize_into(input_grad ? t.view().t() : t.view(), w32, 1.f);
   }
   return input_grad ? t.view().t() : t.view();
 }
@@ -98,11 +93,7 @@ void SparseLinear::forward_fp8(const TensorView& x, const TensorView& y, const T
   const Sparse24Matrix& s = config_.mode == SparseMode::kFst ? ws_ : sw_;
   Tensor xq;
   GemmOptions o;
-  // x^T in e4m3 for the backward's weight gradient, from the same read of x (kept, as autograd
-  // keeps a forward's inputs, until a backward with this x view uses it).
-  o.alpha = quantize_fp8(x, DType::kF8E4M3, &xq, &fp8_xt_);  // s's own scale multiplies too
-  fp8_x_ = x;
-  fp8_x_scale_ = o.alpha;
+  o.alpha = quantize_fp8(x, DType::kF8E4M3, &xq, nullptr);  // s's own scale multiplies too
   if (config_.sparse.forward) {
     mm_into(y, xq, t(s), bias, o);
   } else {
@@ -157,18 +148,12 @@ void SparseLinear::backward_fp8(const TensorView& x, const TensorView& dy, const
       dense_mm_into(*dx, dyq, dense_forward_weight(true), nullptr, o);
     }
   }
-  // X^T in e4m3, the K-major (column-major) X both weight-gradient GEMMs read: the forward's copy
-  // when this is its x, else made now.
+  // X^T in e4m3, the K-major (column-major) X both weight-gradient GEMMs read. (Keeping the
+  // forward's copy would save this pass, but nothing could tell whether x changed in between.)
   Tensor xt;
   GemmOptions accumulate;
   accumulate.beta = 1.f;
-  if (fp8_xt_.defined() && same_view(x, fp8_x_)) {
-    xt = std::move(fp8_xt_);
-    accumulate.alpha = fp8_x_scale_;
-  } else {
-    accumulate.alpha = quantize_fp8(x, DType::kF8E4M3, nullptr, &xt);
-  }
-  fp8_xt_ = Tensor();
+  accumulate.alpha = quantize_fp8(x, DType::kF8E4M3, nullptr, &xt);
   if (!dense_dw) {
     CompressOptions o;
     o.dtype = DType::kF32;  // e5m2 after, with the scale of MVUE's values (to_storage)

@@ -229,23 +229,35 @@ TEST_F(CudaLayers, Fp8GemmsMatchTheCpuSimulation) {
   for (const Case& cs : {kCases[2], kCases[5]}) run_case(cs, DType::kF8E4M3, 48, 224, 32);
 }
 
-// FP8: the backward reuses the forward's e4m3 x^T when given the same x view, and quantizes x
-// anew for another view; both give the same gradients bit for bit.
-TEST_F(CudaLayers, Fp8BackwardReusesTheForwardsQuantizedInput) {
+// FP8: the backward quantizes the x it is given (x changed in place after the forward gives the
+// new x's gradient), and token counts the FP8 GEMMs cannot take get errors that say why.
+TEST_F(CudaLayers, Fp8BackwardReadsItsOwnInputAndChecksTokens) {
   for (SparseMode mode : {SparseMode::kFst, SparseMode::kSste}) {
     LinearConfig c = layer_config(mode, 64, 96, DType::kF8E4M3, Device::kCUDA);
     c.seed = 5;
     SparseLinear a(c), b(c);
-    const Tensor x = test::convert(test::randn(48, 64, 6), DType::kBF16).to(Device::kCUDA);
-    const Tensor x_copy = Tensor::copy_of(x, Device::kCUDA);
+    Tensor x = test::convert(test::randn(48, 64, 6), DType::kBF16).to(Device::kCUDA);
+    const Tensor x2 = test::convert(test::randn(48, 64, 8), DType::kBF16).to(Device::kCUDA);
     const Tensor dy = test::convert(test::randn(48, 96, 7), DType::kBF16).to(Device::kCUDA);
     a.begin_step(0);
     b.begin_step(0);
-    const Tensor ya = a.forward(x), yb = b.forward(x);
-    a.backward(x, dy, nullptr, 1);       // the forward's copy
-    b.backward(x_copy, dy, nullptr, 1);  // quantized again
+    const Tensor ya = a.forward(x);
+    copy_into(x, x2);  // in place, between a's forward and backward
+    a.backward(x, dy, nullptr, 1);
+    const Tensor yb = b.forward(x2);
+    b.backward(x2, dy, nullptr, 1);
     const Tensor ga = host(a.weight_grad()), gb = host(b.weight_grad());
     EXPECT_EQ(std::memcmp(ga.data<float>(), gb.data<float>(), size_t(ga.numel()) * 4), 0) << sparse_mode_name(mode);
+
+    const Tensor x40 = test::convert(test::randn(40, 64, 9), DType::kBF16).to(Device::kCUDA);
+    const Tensor dy40 = test::convert(test::randn(40, 96, 10), DType::kBF16).to(Device::kCUDA);
+    test::expect_error([&] { a.backward(x40, dy40, nullptr, 1); }, ErrorKind::kShape, "multiple of 16");
+    c.sparse.weight_grad = true;
+    SparseLinear s(c);
+    s.begin_step(0);
+    const Tensor x48 = test::convert(test::randn(48, 64, 11), DType::kBF16).to(Device::kCUDA);
+    const Tensor dy48 = test::convert(test::randn(48, 96, 12), DType::kBF16).to(Device::kCUDA);
+    test::expect_error([&] { s.backward(x48, dy48, nullptr, 1); }, ErrorKind::kShape, "divisible by 32");
   }
 }
 
