@@ -291,5 +291,11 @@ S24_HD decltype(auto) dispatch_input_dtype(DType t, Fn&& fn) {
     case DType::kF32: default: return fn(TypeTag<float>{});
   }
 }
+// Calls fn(TypeTag<T>{}) for the two fp8 types (e4m3, e5m2); the caller has checked `t`.
+template <typename Fn>
+S24_HD decltype(auto) dispatch_fp8_dtype(DType t, Fn&& fn) {
+  if (t == DType::kF8E4M3) return fn(TypeTag<e4m3_t>{});
+  return fn(TypeTag<e5m2_t>{});
+}
 
 }  // namespace sparse24

@@ -239,17 +239,15 @@ void quantize_into(const TensorView& dst, const TensorView& src, float scale, co
   if (src.numel() == 0) return;
   if (src.device == Device::kCUDA) return cuda::quantize(dst, src, scale, also);
   dispatch_input_dtype(src.dtype, [&](auto stag) {
-    dispatch_dtype(dst.dtype, [&](auto dtag) {
+    dispatch_fp8_dtype(dst.dtype, [&](auto dtag) {
       using S = typename decltype(stag)::type;
       using D = typename decltype(dtag)::type;
-      if constexpr (std::is_same_v<D, e4m3_t> || std::is_same_v<D, e5m2_t>) {
-        for (int64_t i = 0; i < src.rows(); ++i)
-          for (int64_t j = 0; j < src.cols(); ++j) {
-            const D q = quantize_f32<D>(to_f32(*src.at<const S>(i, j)), scale);
-            *dst.at<D>(i, j) = q;
-            if (also) *also->at<D>(i, j) = q;
-          }
-      }
+      for (int64_t i = 0; i < src.rows(); ++i)
+        for (int64_t j = 0; j < src.cols(); ++j) {
+          const D q = quantize_f32<D>(to_f32(*src.at<const S>(i, j)), scale);
+          *dst.at<D>(i, j) = q;
+          if (also) *also->at<D>(i, j) = q;
+        }
     });
   });
 }

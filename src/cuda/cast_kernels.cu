@@ -132,13 +132,6 @@ __global__ void __launch_bounds__(kThreads) scatter_sm90_meta_kernel(uint8_t* ou
 
 unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
 
-// Calls fn(TypeTag<T>{}) with T the storage type of an fp8 dtype.
-template <typename Fn>
-void dispatch_fp8(DType t, Fn&& fn) {
-  if (t == DType::kF8E4M3) fn(TypeTag<e4m3_t>{});
-  else fn(TypeTag<e5m2_t>{});
-}
-
 }  // namespace
 
 float finite_amax(const TensorView& x) {
@@ -163,7 +156,7 @@ void quantize(const TensorView& dst, const TensorView& src, float scale, const T
   const DeviceMatrix a = also ? device_matrix(*also) : DeviceMatrix{nullptr, 0, 0, 0, 0};
   const bool same_run = !also && run_order(d) >= 0 && run_order(d) == run_order(s);
   dispatch_input_dtype(src.dtype, [&](auto stag) {
-    dispatch_fp8(dst.dtype, [&](auto dtag) {
+    dispatch_fp8_dtype(dst.dtype, [&](auto dtag) {
       using S = typename decltype(stag)::type;
       using D = typename decltype(dtag)::type;
       if (same_run) {

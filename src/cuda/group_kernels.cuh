@@ -47,14 +47,6 @@ __device__ __forceinline__ Out store_value(In v, float scale, Overflow ov) {
   return from_f32<Out>(to_f32(v), scale, ov);
 }
 
-// An input as float, exact for every non-NaN value (a NaN may come out with another payload: the
-// MVUE fast path below sends any group holding one to the general path, which converts again).
-template <typename In>
-__device__ __forceinline__ float to_f32_non_nan(In v) {
-  if constexpr (std::is_same_v<In, f16_t>) return __half2float(__ushort_as_half(v.bits));
-  else return to_f32(v);
-}
-
 // A non-NaN value as the storage type, exactly as from_f32 (which also handles NaN) stores it.
 // (With a scale the quotient v / scale may still be NaN: that case stays with from_f32.)
 template <typename Out>
@@ -212,12 +204,6 @@ __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64
 template <typename In>
 using RawByte = Vec<uint32_t, 2 * int(sizeof(In))>;
 
-template <typename In>
-__device__ __forceinline__ In raw_element(const RawByte<In>& w, int i) {
-  if constexpr (sizeof(In) == 4) return __uint_as_float(w.v[i]);
-  else return In{uint16_t(w.v[i / 2] >> (16 * (i % 2)))};
-}
-
 // rules::top2 on lanes: each 32-bit word holds one key per lane (fp32: one lane, kTop = 2^31;
 // 16-bit inputs: group 0's key in the low half and group 1's in the high half, kTop = 2^15 per
 // half), every key below its lane's top bit. (k_i | top) - k_j has the top bit set iff
@@ -262,19 +248,12 @@ __device__ __forceinline__ void store_pair(float v0, float v1, Overflow ov, bool
   constexpr bool f16 = std::is_same_v<Out, f16_t>, bf16 = std::is_same_v<Out, bf16_t>;
   if constexpr (f16 || bf16) {
     constexpr float kMax = f16 ? 65504.f : 3.38953139e38f;
-    uint32_t r;
-    if (ov == Overflow::kSaturate && finite) {
-      if constexpr (f16) asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v1), "f"(v0));
-      else asm("cvt.rn.satfinite.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v1), "f"(v0));
-    } else {
-      if (ov == Overflow::kSaturate) {
-        v0 = fminf(fmaxf(v0, -kMax), kMax);
-        v1 = fminf(fmaxf(v1, -kMax), kMax);
-      }
-      if constexpr (f16) asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v1), "f"(v0));
-      else asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(v1), "f"(v0));
+    if (ov == Overflow::kSaturate && !finite) {  // from_f32's clamp, then a plain conversion
+      v0 = fminf(fmaxf(v0, -kMax), kMax);
+      v1 = fminf(fmaxf(v1, -kMax), kMax);
     }
-    *reinterpret_cast<uint32_t*>(dst) = r;  // dst: a 4-byte aligned pair of a Vec<Out, 4>
+    // dst: a 4-byte aligned pair of a Vec<Out, 4>
+    *reinterpret_cast<uint32_t*>(dst) = pack_pair<Out>(v0, v1, finite ? ov : Overflow::kPyTorch);
   } else {
     dst[0] = from_f32_non_nan<Out>(v0, 1.f, ov);
     dst[1] = from_f32_non_nan<Out>(v1, 1.f, ov);
@@ -288,7 +267,7 @@ template <rules::GroupRule R, typename In, typename Out>
 __device__ __forceinline__ void kept_values(In x0, In x1, uint32_t t_key, const GroupParams& p, Out* dst) {
   if constexpr (R == rules::GroupRule::kSoftThreshold) {
     // rules::soft_threshold; with finite inputs and beta the values are never NaN.
-    const float t = sizeof(In) == 4 ? __uint_as_float(t_key) : to_f32_non_nan(In{uint16_t(t_key)});
+    const float t = to_f32_non_nan(word_element<In>(&t_key, 0));
     const float a0 = to_f32_non_nan(x0), a1 = to_f32_non_nan(x1);
     const float m0 = (rules::abs_f(a0) - t) * p.beta, m1 = (rules::abs_f(a1) - t) * p.beta;
     const float v0 = a0 < 0.f ? -m0 : m0, v1 = a1 < 0.f ? -m1 : m1;
@@ -400,7 +379,7 @@ template <rules::GroupRule R, typename In, typename Out>
 __device__ __noinline__ void slow_byte(const RawByte<In> w, int64_t row, int64_t byte, const GroupParams& p) {
   In x[8];
 #pragma unroll
-  for (int i = 0; i < 8; ++i) x[i] = raw_element<In>(w, i);
+  for (int i = 0; i < 8; ++i) x[i] = word_element<In>(w.v, i);
   process_byte<R, In, Out>(x, row, byte, p);
 }
 
@@ -434,7 +413,7 @@ __global__ void __launch_bounds__(kThreads, rows_min_blocks<R, In>()) rows_kerne
     if constexpr (mvue) {
       In x[8];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) x[i] = raw_element<In>(w[j], i);
+      for (int i = 0; i < 8; ++i) x[i] = word_element<In>(w[j].v, i);
       process_byte<R, In, Out>(x, row, byte, p);
     } else {
       Vec<Out, 4> out;

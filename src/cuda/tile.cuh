@@ -1,5 +1,5 @@
-// src/cuda/tile.cuh: device matrix views, vector loads and stores, and the coalesced tile loader
-// the transform kernels share.
+// src/cuda/tile.cuh: device matrix views, vector loads and stores, element access and paired
+// conversions, and the coalesced tile loader the transform kernels share.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +65,40 @@ __device__ __forceinline__ void load8(const In* p, T x[8]) {
 #pragma unroll
     for (int i = 0; i < 8; ++i) x[i] = as_tile<T>(a.v[i]);
   }
+}
+
+// Element i of input values held as 32-bit words: a float per word, or two 16-bit values per
+// word, the low half first (how the row kernels keep their vector loads).
+template <typename In>
+__device__ __forceinline__ In word_element(const uint32_t* w, int i) {
+  if constexpr (sizeof(In) == 4) return __uint_as_float(w[i]);
+  else return In{uint16_t(w[i / 2] >> (16 * (i % 2)))};
+}
+
+// An input as float by the hardware conversion alone: exact for every non-NaN value (a NaN may
+// come out with another payload; callers send NaN to to_f32, which keeps it).
+template <typename In>
+__device__ __forceinline__ float to_f32_non_nan(In v) {
+  if constexpr (std::is_same_v<In, f16_t>) return __half2float(__ushort_as_half(v.bits));
+  else return to_f32(v);
+}
+
+// Two finite floats stored with scale 1 as a packed pair of fp16 or bf16 (x0 in the low half):
+// from_f32's bits by one hardware conversion. With kSaturate, .satfinite (an overflow after
+// rounding becomes the largest finite value) equals from_f32's clamp before rounding for finite
+// inputs.
+template <typename Out>
+__device__ __forceinline__ uint32_t pack_pair(float x0, float x1, Overflow ov) {
+  constexpr bool f16 = std::is_same_v<Out, f16_t>;
+  uint32_t r;
+  if (ov == Overflow::kSaturate) {
+    if constexpr (f16) asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
+    else asm("cvt.rn.satfinite.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
+  } else {
+    if constexpr (f16) asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
+    else asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
+  }
+  return r;
 }
 
 // Loads the TR x TC tile at (r0, c0) into shared memory as T (float, or In itself; TC a multiple

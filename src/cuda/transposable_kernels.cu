@@ -184,40 +184,11 @@ struct TransposableParams {
 template <typename Out>
 constexpr bool kHalfOut = std::is_same_v<Out, f16_t> || std::is_same_v<Out, bf16_t>;
 
-// Two finite floats stored with scale 1 as a packed pair (x0 in the low half): from_f32's bits by
-// one hardware conversion. With kSaturate, .satfinite (an overflow after rounding becomes the
-// largest finite value) equals from_f32's clamp before rounding for finite inputs.
-template <typename Out>
-__device__ __forceinline__ uint32_t pack_pair(float x0, float x1, Overflow ov) {
-  constexpr bool f16 = std::is_same_v<Out, f16_t>;
-  uint32_t r;
-  if (ov == Overflow::kSaturate) {
-    if constexpr (f16) asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
-    else asm("cvt.rn.satfinite.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
-  } else {
-    if constexpr (f16) asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
-    else asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(x1), "f"(x0));
-  }
-  return r;
-}
-
-// Element c of a block row held as 32-bit words (one float, or two 16-bit values low half first).
-template <typename In>
-__device__ __forceinline__ In element(const uint32_t* row, int c) {
-  if constexpr (sizeof(In) == 4) return __uint_as_float(row[c]);
-  else return In{uint16_t(row[c / 2] >> (16 * (c % 2)))};
-}
-
-// An input element as float by the hardware conversion alone: to_f32's value for every input
-// but a NaN (whose payload to_f32 keeps and the hardware need not).
-__device__ __forceinline__ float hw_to_f32(float x) { return x; }
-__device__ __forceinline__ float hw_to_f32(f16_t x) { return __half2float(__ushort_as_half(x.bits)); }
-__device__ __forceinline__ float hw_to_f32(bf16_t x) { return __uint_as_float(uint32_t(x.bits) << 16); }
-// |x| as float, the same way (rules::abs_f of hw_to_f32): for fp16 the conversion takes the
-// absolute value as an operand modifier (HADD2.F32 of |h|), no separate AND.
+// |x| as float by the hardware conversion (rules::abs_f of to_f32_non_nan): for fp16 the
+// conversion takes the absolute value as an operand modifier (HADD2.F32 of |h|), no separate AND.
 __device__ __forceinline__ float hw_abs_f32(float x) { return rules::abs_f(x); }
 __device__ __forceinline__ float hw_abs_f32(f16_t x) { return __half2float(__habs(__ushort_as_half(x.bits))); }
-__device__ __forceinline__ float hw_abs_f32(bf16_t x) { return rules::abs_f(hw_to_f32(x)); }
+__device__ __forceinline__ float hw_abs_f32(bf16_t x) { return rules::abs_f(to_f32_non_nan(x)); }
 
 // Group codes and value selectors of the four nibbles of a 16-bit kept mask (bit 4r + c: column c
 // of row r kept), by byte-permute table lookups on n / 2 for a nibble n (0..7; two set bits give
@@ -342,8 +313,8 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
       for (int k = 0; k < 2; ++k)
         if constexpr (std::is_same_v<In, Out>) h[r][k] = raw[r][k];
         else
-          h[r][k] = pack_pair<Out>(hw_to_f32(element<In>(raw[r], 2 * k)), hw_to_f32(element<In>(raw[r], 2 * k + 1)),
-                                   p.overflow);
+          h[r][k] = pack_pair<Out>(to_f32_non_nan(word_element<In>(raw[r], 2 * k)),
+                                   to_f32_non_nan(word_element<In>(raw[r], 2 * k + 1)), p.overflow);
   };
   // fp32 inputs: the 16 raw words are not kept through the search (register pressure). With
   // 16-bit storage the block is packed before it (8 words); whatever needs the raw block after the
@@ -373,7 +344,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     int k = 15;
 #pragma unroll
     for (int j = 14; j >= 0; --j)
-      if (!rules::is_finite_f(to_f32(element<In>(raw[j / 4], j % 4)))) k = j;
+      if (!rules::is_finite_f(to_f32(word_element<In>(raw[j / 4], j % 4)))) k = j;
     report_first(p.bad, 2 * ((row0 + k / 4) * w.cols + col0 + k % 4) + 1);
   }
 
@@ -398,7 +369,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     // reference search, which NaN/Inf blocks take, sees no payloads).
     float absw[16];
 #pragma unroll
-    for (int k = 0; k < 16; ++k) absw[k] = hw_abs_f32(element<In>(raw[k / 4], k % 4));
+    for (int k = 0; k < 16; ++k) absw[k] = hw_abs_f32(word_element<In>(raw[k / 4], k % 4));
     if (finite) {
       kept = best_transposable_finite(absw);
     } else {
@@ -453,12 +424,12 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
 #pragma unroll
     for (int r = 0; r < 4; ++r)
 #pragma unroll
-      for (int c = 0; c < 4; ++c) blk[r][c] = hw_to_f32(element<In>(blk_raw[r], c));
+      for (int c = 0; c < 4; ++c) blk[r][c] = to_f32_non_nan(word_element<In>(blk_raw[r], c));
     if (!finite) {
 #pragma unroll
       for (int r = 0; r < 4; ++r)
 #pragma unroll
-        for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(element<In>(blk_raw[r], c));
+        for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(word_element<In>(blk_raw[r], c));
     }
     if (inside) {
 #pragma unroll
