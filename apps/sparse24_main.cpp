@@ -49,7 +49,7 @@ commands:
                                write a matrix of N(0,1) values
   bench transforms [--quick]   time every CUDA transform kernel at GPT-2/LLaMA-7B shapes against
                                a device-to-device copy (needs a CUDA build and a GPU)
-  bench gemm [--quick] [--all-kernels] [--dtype fp16|bf16|e4m3]
+  bench gemm [--quick] [--all-kernels] [--only CASE] [--dtype fp16|bf16|e4m3]
                                time the sparse GEMM backends (native, cuSPARSELt default and
                                searched) against cuBLAS dense at training shapes (e4m3: S-STE's
                                FP8 products against cuBLAS FP8)

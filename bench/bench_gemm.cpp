@@ -114,6 +114,7 @@ std::string ratio(double dense_us, double us) {
 
 int gemm(int argc, char** argv) {
   bool quick = false, all_kernels = false;
+  std::string only;  // one case, by its name (for profilers)
   DType dt = DType::kF16;
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
@@ -121,13 +122,15 @@ int gemm(int argc, char** argv) {
       quick = true;
     } else if (a == "--all-kernels") {
       all_kernels = true;
+    } else if (a == "--only" && i + 1 < argc) {
+      only = argv[++i];
     } else if (a == "--dtype" && i + 1 < argc) {
       dt = parse_dtype(argv[++i]);
       S24_CHECK(dt == DType::kF16 || dt == DType::kBF16 || dt == DType::kF8E4M3, kValue,
                 "bench gemm: --dtype is fp16, bf16 or e4m3 (S-STE's FP8 products)");
     } else {
       S24_FAIL(kValue, "bench gemm: unknown argument '", a, "' (--quick, --all-kernels, "
-               "--dtype fp16|bf16|e4m3)");
+               "--only CASE, --dtype fp16|bf16|e4m3)");
     }
   }
 #ifndef SPARSE24_WITH_CUTLASS
@@ -157,7 +160,7 @@ int gemm(int argc, char** argv) {
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   std::vector<std::string> kernel_rows, lt_plans, dense_algos;
   for (const Case& c : kCases) {
-    if (quick && c.m != 3072) continue;
+    if ((quick && c.m != 3072) || (!only.empty() && only != c.what)) continue;
     const Types ty = types(c, dt);
     const Operands o = operands(c, ty);
     const double dense_us = time_us(1, [&](int) { gemm::cublaslt_mm(o.dense_problem()); });

@@ -3,7 +3,8 @@
 # memory workload, occupancy, scheduler and warp-state sections). Reports land in $OUT (or
 # ./out/device). Usage: bench/profile_device.sh [transforms|gemm]
 #   transforms: one launch of each transform kernel while `sparse24 bench transforms --quick` runs;
-#   gemm: one launch of the native sparse GEMM at 3072 x 16384 x 768 (`bench gemm --quick`).
+#   gemm: the native sparse GEMM (forward and weight gradient) and cuBLAS's dense GEMM at GPT-2 XL
+#   fc shapes, with per-instruction stall samples.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-out/device}"
@@ -19,10 +20,20 @@ summary() {
 }
 sections="--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats --section SchedulerStats --section WarpStateStats --section InstructionStats"
 if [ "$suite" = gemm ]; then
-  echo "== native sparse GEMM (cutlass device_kernel)"
-  ncu --clock-control none $sections -k "regex:device_kernel" --launch-skip 3 -c 1 \
-      build-dev/sparse24 bench gemm --quick >"$OUT_DIR/ncu_gemm_native.txt" 2>&1
-  summary "$OUT_DIR/ncu_gemm_native.txt"
+  # One launch each, full Nsight Compute sets: the native kernel at GPT-2 XL fc (forward) and at
+  # XL fc dW (weight gradient), cuBLAS's dense kernel at XL fc. Per report: the details page and
+  # the per-instruction SASS page (stall samples by reason), gzipped.
+  profile() {  # name, kernel regex, bench gemm case
+    ncu --clock-control none --set full -k "regex:$2" --launch-skip 3 -c 1 -f -o "/tmp/$1" \
+        build-dev/sparse24 bench gemm --only "$3" >"/tmp/$1.log" 2>&1 || { tail -20 "/tmp/$1.log"; return; }
+    ncu -i "/tmp/$1.ncu-rep" --page details >"$OUT_DIR/$1_details.txt" 2>&1
+    ncu -i "/tmp/$1.ncu-rep" --page source --csv --print-source sass 2>&1 | gzip >"$OUT_DIR/$1_sass.csv.gz"
+    echo "== $1 ($3)"
+    summary "$OUT_DIR/$1_details.txt"
+  }
+  profile native_fwd device_kernel "GPT-2 XL fc"
+  profile native_dw device_kernel "GPT-2 XL fc dW"
+  profile cublas_fwd "nvjet|xmma_gemm" "GPT-2 XL fc"
   exit 0
 fi
 for k in rows_kernel tile_kernel transposable_kernel; do

@@ -6,8 +6,10 @@
 # .deps/; leave .deps/cusparselt behind, too big to carry: the machine's PyTorch has cuSPARSELt).
 # Usage, from the repository root:
 #   bench/run_device.sh [--bench transforms|gemm|ffn|all|none] [--filter GTEST_FILTER] [--explore]
-#                       [bench args...]
-# --explore also builds the candidate GEMM kernels of bench/sm90_explore.def.
+#                       [--no-cpu-tests] [--no-sanitizer] [bench args...]
+# --explore also builds the candidate GEMM kernels of bench/sm90_explore.def (SM90_EXPLORE_ONLY, an
+# extended regex, keeps only the candidates whose names match: fewer to compile);
+# --no-cpu-tests and --no-sanitizer skip the CPU suite (CI runs it) and the compute-sanitizer run.
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,11 +21,15 @@ step() { echo; echo "== $*"; }
 bench=all
 filter='*'
 explore=OFF
+sanitizer=1
+cpu_tests=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --bench) bench=$2; shift 2 ;;
     --filter) filter=$2; shift 2 ;;
     --explore) explore=ON; shift ;;
+    --no-sanitizer) sanitizer=0; shift ;;
+    --no-cpu-tests) cpu_tests=0; shift ;;
     *) break ;;
   esac
 done
@@ -32,19 +38,29 @@ cusparselt=$(python3 -c "import nvidia.cusparselt as m; print(m.__path__[0])" 2>
 step "GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 step "configure + build"
+if [ "$explore" = ON ] && [ -n "${SM90_EXPLORE_ONLY:-}" ]; then
+  # Only on this machine's copy: the candidates not named are dropped from the build.
+  grep -vE "^S24_SM90_KERNEL\(" bench/sm90_explore.def >/tmp/sm90_explore.def
+  grep -E "^S24_SM90_KERNEL\((${SM90_EXPLORE_ONLY})," bench/sm90_explore.def >>/tmp/sm90_explore.def
+  cp /tmp/sm90_explore.def bench/sm90_explore.def
+fi
 cmake -S . -B build-dev -G Ninja -DSPARSE24_CUDA=ON -DSPARSE24_GTEST_SOURCE="${GTEST_SOURCE:-$PWD/.deps/googletest}" \
   ${cusparselt:+-DSPARSE24_CUSPARSELT_DIR=$cusparselt} -DSPARSE24_SM90_EXPLORE=$explore \
   >"$OUT_DIR/configure.log" 2>&1 || { tail -30 "$OUT_DIR/configure.log"; exit 1; }
 cmake --build build-dev -j"$nproc_" >"$OUT_DIR/build.log" 2>&1 || { grep -E "error" -A5 "$OUT_DIR/build.log" | head -60; exit 1; }
 build-dev/sparse24 info
-step "CPU tests"
-build-dev/tests/sparse24_tests >"$OUT_DIR/cpu_tests.log" 2>&1; tail -3 "$OUT_DIR/cpu_tests.log"
+if [ "$cpu_tests" = 1 ]; then
+  step "CPU tests"
+  build-dev/tests/sparse24_tests >"$OUT_DIR/cpu_tests.log" 2>&1; tail -3 "$OUT_DIR/cpu_tests.log"
+fi
 step "GPU tests"
 build-dev/tests/sparse24_gpu_tests --gtest_filter="$filter" 2>&1 | tee "$OUT_DIR/gpu_tests.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error" | head -40
-step "GPU tests under compute-sanitizer (memcheck)"
-SPARSE24_NO_CUDA_CACHE=1 compute-sanitizer --tool memcheck --error-exitcode 3 build-dev/tests/sparse24_gpu_tests \
-  --gtest_filter='Cuda.NonTransposableMaskIsRejected:Cuda.NonFiniteInputs:Cuda.LargeColumnMajorGradientMvue:Cuda.SmallTransformsMatchTheCpu:CudaGemm.AllocatingCallsRunOnTheGpu:CudaGemm.UnsupportedCallsSayWhy:CudaOptim.*:CudaLayers.*:CudaNn.*:CudaCast.*' \
-  >"$OUT_DIR/sanitizer.log" 2>&1; echo "compute-sanitizer exit code $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT_DIR/sanitizer.log" | head
+if [ "$sanitizer" = 1 ]; then
+  step "GPU tests under compute-sanitizer (memcheck)"
+  SPARSE24_NO_CUDA_CACHE=1 compute-sanitizer --tool memcheck --error-exitcode 3 build-dev/tests/sparse24_gpu_tests \
+    --gtest_filter='Cuda.NonTransposableMaskIsRejected:Cuda.NonFiniteInputs:Cuda.LargeColumnMajorGradientMvue:Cuda.SmallTransformsMatchTheCpu:CudaGemm.AllocatingCallsRunOnTheGpu:CudaGemm.UnsupportedCallsSayWhy:CudaOptim.*:CudaLayers.*:CudaNn.*:CudaCast.*' \
+    >"$OUT_DIR/sanitizer.log" 2>&1; echo "compute-sanitizer exit code $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT_DIR/sanitizer.log" | head
+fi
 if [ "$bench" = transforms ] || [ "$bench" = all ]; then
   step "bench transforms"
   build-dev/sparse24 bench transforms "$@" 2>&1 | tee "$OUT_DIR/bench_transforms.md"

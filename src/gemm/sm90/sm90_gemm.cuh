@@ -36,52 +36,56 @@ template <> constexpr DType dtype_of<float>() { return DType::kF32; }
 // and CooperativePipelined; the others are candidates of bench/sm90_explore.def that lost so far
 // (bench/NOTES.md), kept so that the measurements can be repeated.
 namespace sm90_schedule {
-// Scheduler void: CUTLASS's persistent tile scheduler (one output tile per CTA at a time).
-struct Cooperative {
+// What every schedule leaves as is unless it says otherwise: CUTLASS's persistent tile scheduler
+// (one output tile per CTA at a time), CUTLASS's sparse mainloop, as many stages as shared
+// memory holds beside the epilogue, the epilogue subtile CUTLASS picks (128 x 32 for cooperative
+// kernels).
+struct Defaults {
+  using Scheduler = void;
+  static constexpr bool kPipelined = false;
+  static constexpr int kStages = 0;
+  using EpilogueTile = cutlass::epilogue::collective::EpilogueTileAuto;
+};
+struct Cooperative : Defaults {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
   using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
-  using Scheduler = void;
-  static constexpr bool kPipelined = false;
-  static constexpr int kStages = 0;  // as many as shared memory holds
 };
-struct Pingpong {
+struct Pingpong : Defaults {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
   using Epilogue = cutlass::epilogue::TmaWarpSpecialized;
-  using Scheduler = void;
-  static constexpr bool kPipelined = false;
-  static constexpr int kStages = 0;  // as many as shared memory holds
 };
 // Stream-K: the K loop of all tiles split evenly over the SMs (partial sums reduced through the
 // workspace), for outputs with too few tiles to fill the GPU (weight gradients, K = tokens).
-struct CooperativeStreamK {
-  using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
-  using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
+struct CooperativeStreamK : Cooperative {
   using Scheduler = cutlass::gemm::StreamKScheduler;
-  static constexpr bool kPipelined = false;
-  static constexpr int kStages = 0;  // as many as shared memory holds
 };
 // Cooperative, with consecutive K tiles' wgmmas overlapped (pipelined_mainloop.cuh).
-struct CooperativePipelined {
-  using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
-  using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
-  using Scheduler = void;
+struct CooperativePipelined : Cooperative {
   static constexpr bool kPipelined = true;
-  static constexpr int kStages = 0;
 };
-struct CooperativePipelinedStreamK {
-  using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
-  using Epilogue = cutlass::epilogue::TmaWarpSpecializedCooperative;
-  using Scheduler = cutlass::gemm::StreamKScheduler;
+// The same with five stages: the pipelined mainloop holds two stages (one K tile computing, the
+// next issued), so of the four that fit beside CUTLASS's epilogue only two prefetch, about 1000
+// cycles of a 128 x 256 x 64 sparse tile's math, less than a loaded TMA round trip (Nsight: the
+// math warps' largest stall was the wait for a stage's data). A 128 x 16 epilogue subtile
+// (CUTLASS's: 128 x 32) halves the epilogue's shared memory and makes room for the fifth.
+struct CooperativePipelined5 : CooperativePipelined {
+  static constexpr int kStages = 5;
+  using EpilogueTile = cute::Shape<cute::_128, cute::_16>;
+};
+// Ping-pong (each math warpgroup owns a whole output tile, one's epilogue overlapping the other's
+// mainloop), with the pipelined mainloop.
+struct PingpongPipelined : Pingpong {
   static constexpr bool kPipelined = true;
-  static constexpr int kStages = 0;
+};
+struct CooperativePipelinedStreamK : CooperativeStreamK {
+  static constexpr bool kPipelined = true;
 };
 // One math warpgroup per CTA (non-persistent), with an explicit stage count so that small tiles
 // can leave room for a second CTA on the SM.
 template <int Stages>
-struct WarpSpecializedPipelined {
+struct WarpSpecializedPipelined : Defaults {
   using Mainloop = cutlass::gemm::KernelTmaWarpSpecialized;
   using Epilogue = cutlass::epilogue::TmaWarpSpecialized;
-  using Scheduler = void;
   static constexpr bool kPipelined = true;
   static constexpr int kStages = Stages;
 };
@@ -100,7 +104,7 @@ struct Sm90SparseGemm {
                                                               float>;
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, TileShape, ClusterShape,
-      cutlass::epilogue::collective::EpilogueTileAuto, float, float, ElementD, LayoutD, kAlignD,
+      typename Schedule::EpilogueTile, float, float, ElementD, LayoutD, kAlignD,
       ElementD, LayoutD, kAlignD, typename Schedule::Epilogue, Fusion>::CollectiveOp;
   using BuiltMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, ElementA,
@@ -116,6 +120,10 @@ struct Sm90SparseGemm {
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, Mainloop,
                                                       Epilogue, typename Schedule::Scheduler>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+  // An explicit stage count can ask for more than an SM has; the launch would then fail at run
+  // time with CUTLASS's bare "Error Internal".
+  static_assert(Kernel::SharedStorageSize <= cutlass::gemm::collective::detail::sm90_smem_capacity_bytes,
+                "this tile, stage count and epilogue need more shared memory than an sm90 CTA has");
   using SparseConfig = typename Mainloop::SparseConfig;
 
   // A CuTe stride (one static unit mode, one dynamic leading dimension, the batch mode) for a
