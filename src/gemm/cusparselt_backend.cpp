@@ -17,9 +17,9 @@
 // Plans are cached per (m, n, k, dtypes, majors of B and D, bias or not). On a plan's first call
 // cusparseLtMatmulSearch times the algorithms on that call's inputs (into scratch output, beta
 // 0), then the winner's output is compared with the default algorithm's (some algorithm ids
-// return wrong results): the default is kept when they disagree. One handle, one growing
-// workspace and one set of compression buffers serve every plan, under one mutex (held while a
-// call queues its work). Everything is queued on the default stream; two steps synchronise: the
+// return wrong results): the default is kept when they disagree. Per GPU, one handle, one
+// growing workspace and one set of compression buffers serve every plan, under one mutex (held
+// while a call queues its work); a call uses the state of the GPU current when it is made. Everything is queued on the default stream; two steps synchronise: the
 // first call of a plan (search and check) and the expansion of 8-bit S, done on the host since
 // the library's decompress writes only 16- and 32-bit floats.
 #include "gemm/cusparselt_backend.h"
@@ -397,7 +397,8 @@ class Plan {
   Agreement agreement_;
 };
 
-// The process-wide cuSPARSELt state. Never destroyed: its plans and buffers would be released
+// The cuSPARSELt state of one GPU: a handle is bound to the GPU current at cusparseLtInit, and
+// plans and buffers live on that GPU. Never destroyed: its plans and buffers would be released
 // after the CUDA runtime has shut down.
 struct Backend {
   std::mutex mutex;  // held by every call that uses the handle, the plans or the buffers
@@ -410,12 +411,17 @@ struct Backend {
   std::vector<uint8_t> host_values, host_codes, host_dense;  // the 8-bit expansion
 };
 
-Backend& backend() {
-  static Backend* const b = [] {
+// The state of GPU `gpu` (current_gpu() by default), made on first use while it is current.
+Backend& backend(int gpu = cuda::current_gpu()) {
+  static std::mutex creation;
+  static auto* states = new std::map<int, Backend*>();
+  const std::lock_guard<std::mutex> lock(creation);
+  Backend*& b = (*states)[gpu];
+  if (!b) {
     auto fresh = std::make_unique<Backend>();
     S24_CUSPARSELT_CHECK(cusparseLtInit(&fresh->handle));
-    return fresh.release();
-  }();
+    b = fresh.release();
+  }
   return *b;
 }
 
@@ -491,6 +497,7 @@ void cusparselt_mm(const SparseProblem& p) {
 }
 
 struct CusparseltGemm::Impl {
+  int gpu = -1;  // the GPU of the plan and the compressed S
   PlanKey key;
   std::unique_ptr<Plan> plan;
   cuda::Scratch compressed_buffer;  // this product's compressed S
@@ -500,7 +507,7 @@ struct CusparseltGemm::Impl {
 CusparseltGemm::CusparseltGemm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 CusparseltGemm::~CusparseltGemm() {
-  const std::lock_guard<std::mutex> lock(backend().mutex);
+  const std::lock_guard<std::mutex> lock(backend(impl_->gpu).mutex);
   impl_.reset();
 }
 
@@ -509,6 +516,7 @@ std::unique_ptr<CusparseltGemm> CusparseltGemm::create(const SparseProblem& p, b
   Backend& be = backend();
   const std::lock_guard<std::mutex> lock(be.mutex);
   auto impl = std::make_unique<Impl>();  // released under the lock if a step below throws
+  impl->gpu = cuda::current_gpu();
   impl->key = key;
   impl->plan = std::make_unique<Plan>(&be.handle, impl->key, p.bias ? p.bias->data : nullptr);
   impl->compressed = compress_operand(be, *impl->plan, *p.s, impl->compressed_buffer);
@@ -520,6 +528,9 @@ void CusparseltGemm::run(const SparseProblem& p) {
   const PlanKey key = check_problem(p);
   S24_CHECK(key == impl_->key, kShape, kOp, ": CusparseltGemm::run got the problem ",
             key.describe(), ", planned for ", impl_->key.describe());
+  S24_CHECK(cuda::current_gpu() == impl_->gpu, kDevice, kOp, ": CusparseltGemm::run on GPU ",
+            cuda::current_gpu(), ", planned on GPU ", impl_->gpu, " (cudaSetDevice(",
+            impl_->gpu, ") first)");
   Backend& be = backend();
   const std::lock_guard<std::mutex> lock(be.mutex);
   impl_->plan->run(p, impl_->compressed, be.workspace);

@@ -3,6 +3,7 @@
 // fp16, bf16 and fp8, with alpha, beta and bias, over shapes that are not multiples of any tile;
 // every native kernel by name; dense products on cuBLASLt; and the errors of unsupported calls.
 // Outputs are poisoned (0xFF) when allocated. Without a GPU every test reports itself skipped.
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -240,6 +241,22 @@ TEST_F(CudaGemm, EveryNativeKernelMatchesTheCpu) {
       ++ran;
     }
   EXPECT_EQ(ran, int(2 * names.size()));
+}
+
+// Every backend keeps its state (handles, plans, workspaces) per GPU: the same products on two
+// GPUs, each against the CPU, and again on the first (needs two GPUs; skipped otherwise).
+TEST_F(CudaGemm, EveryBackendRunsOnEveryGpu) {
+  if (list_gpus().size() < 2) GTEST_SKIP() << "needs two GPUs";
+  const int home = current_gpu();
+  for (int gpu : {home == 0 ? 1 : 0, home}) {
+    ASSERT_EQ(cudaSetDevice(gpu), cudaSuccess);
+    for (GemmBackend backend : sparse_backends()) {
+      GemmOptions o;
+      o.backend = backend;
+      check_linear(kShapes[4], DType::kBF16, DType::kBF16, DType::kBF16, true, 0.5f, o,
+                   detail::concat(name(kShapes[4], backend, DType::kBF16), " on GPU ", gpu));
+    }
+  }
 }
 
 // The allocating calls (mm, addmm, linear) run on CUDA operands too.
