@@ -113,7 +113,7 @@ int cmd_info() {
     std::printf("GEMM backends: native sm90 sparse %s (%zu kernels), cuSPARSELt %s, cuBLASLt dense "
                 "yes (sparse24 bench gemm times them)\n",
                 gemm_backend_built(GemmBackend::kNative) ? "yes" : "no (no CUTLASS headers)",
-                native_kernel_names().size(),
+                native_kernel_info().size(),
                 gemm_backend_built(GemmBackend::kCusparselt) ? "yes" : "no (no cuSPARSELt)");
   return 0;
 }

@@ -58,8 +58,17 @@ bool gemm_backend_built(GemmBackend b);
 // bf16, kSm90K128 for fp8.
 MetaLayout native_layout(DType dtype);
 
-// The native kernels by name (src/gemm/sm90/kernels.def); empty in a build without them.
-std::vector<std::string> native_kernel_names();
+// One native kernel (src/gemm/sm90/kernels.def; GemmOptions::native_kernel takes its name): what
+// it multiplies and the layouts it reads and writes.
+struct NativeKernelInfo {
+  std::string name;
+  DType s, b, d;     // the 2:4 operand's values, the dense operand B, the output D (and bias)
+  bool b_k_major;    // B K-major (forward-type products) or N-major (16-bit weight gradients)
+  bool d_col_major;  // D column-major (forward-type products: row-major Y) or row-major (dW)
+  MetaLayout layout; // the metadata layout of its K tile: kSm90K64 or kSm90K128
+};
+// The native kernels in order of preference; empty in a build without them.
+std::vector<NativeKernelInfo> native_kernel_info();
 
 struct GemmOptions {
   GemmBackend backend = GemmBackend::kAuto;

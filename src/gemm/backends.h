@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "sparse24/format.h"
+#include "sparse24/gemm.h"
 #include "sparse24/tensor.h"
 
 namespace sparse24::gemm {
@@ -48,7 +49,7 @@ void native_mm(const SparseProblem& p);
 // alignment); if not, why.
 bool native_fits(const SparseProblem& p, std::string* why);
 bool native_built();
-std::vector<std::string> native_kernel_names();
+std::vector<NativeKernelInfo> native_kernel_info();
 
 // cuSPARSELt (src/gemm/cusparselt_backend.cpp). Throws kDevice when the build has no cuSPARSELt.
 void cusparselt_mm(const SparseProblem& p);

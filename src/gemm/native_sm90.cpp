@@ -200,10 +200,12 @@ void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
 
 }  // namespace
 
-std::vector<std::string> native_kernel_names() {
-  std::vector<std::string> names;
-  for (const Sm90Kernel* k : native_kernels()) names.push_back(k->name);
-  return names;
+std::vector<NativeKernelInfo> native_kernel_info() {
+  std::vector<NativeKernelInfo> info;
+  for (const Sm90Kernel* k : native_kernels())
+    info.push_back({k->name, k->a, k->b, k->d, k->b_k_major, k->d_col_major,
+                    k->tile_k >= 128 ? MetaLayout::kSm90K128 : MetaLayout::kSm90K64});
+  return info;
 }
 
 namespace {

@@ -9,7 +9,7 @@ constexpr const char* kNoNative =
     "the native sparse GEMM is not in this build: it needs CUDA and the CUTLASS headers "
     "(scripts/setup-deps.sh fetches them; CMake option SPARSE24_CUTLASS_DIR)";
 bool native_built() { return false; }
-std::vector<std::string> native_kernel_names() { return {}; }
+std::vector<NativeKernelInfo> native_kernel_info() { return {}; }
 bool native_fits(const SparseProblem&, std::string* why) {
   if (why) *why = kNoNative;
   return false;

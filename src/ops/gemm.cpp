@@ -204,7 +204,7 @@ bool gemm_backend_built(GemmBackend b) {
   return false;
 }
 
-std::vector<std::string> native_kernel_names() { return gemm::native_kernel_names(); }
+std::vector<NativeKernelInfo> native_kernel_info() { return gemm::native_kernel_info(); }
 
 MetaLayout native_layout(DType dtype) {
   S24_CHECK(dtype == DType::kF16 || dtype == DType::kBF16 || is_fp8(dtype), kDType, "the native "

@@ -212,35 +212,20 @@ TEST_F(CudaGemm, Fp8ProductsMatchTheCpu) {
 
 // Every native kernel by name, on the shapes it fits: the dispatcher runs only one per shape.
 TEST_F(CudaGemm, EveryNativeKernelMatchesTheCpu) {
-  const std::vector<std::string> names = native_kernel_names();
-  if (names.empty()) GTEST_SKIP() << "no native kernels in this build";
-  int ran = 0;
-  for (const std::string& kernel : names)
+  const std::vector<NativeKernelInfo> kernels = native_kernel_info();
+  if (kernels.empty()) GTEST_SKIP() << "no native kernels in this build";
+  for (const NativeKernelInfo& k : kernels)
     for (const Shape3& s : {kShapes[1], kShapes[4]}) {
       GemmOptions o;
       o.backend = GemmBackend::kNative;
-      o.native_kernel = kernel;
-      // Names (kernels.def): [x_]<dtypes>_<B major>_<D major>[_f32]_<M>x<N>x<K>_c<cluster>...
-      const std::string type = kernel.rfind("x_", 0) == 0 ? kernel.substr(2) : kernel;
-      const bool fp8 = type.rfind("e", 0) == 0;
-      const DType dt = type.rfind("bf16", 0) == 0 ? DType::kBF16 : DType::kF16;
-      const size_t tile = type.find('x', type.find("_d") + 3);  // the "x" of MxNxK
-      const int tile_k = std::stoi(type.substr(type.find('x', tile + 1) + 1));
-      const MetaLayout layout = tile_k >= 128 ? MetaLayout::kSm90K128 : MetaLayout::kSm90K64;
-      const std::string what = kernel + detail::concat(" ", s.m, " x ", s.n, " x ", s.k);
-      if (type.find("_dr_") != std::string::npos)
-        check_weight_gradient(s, fp8 ? DType::kF8E5M2 : dt, fp8 ? DType::kF8E4M3 : dt,
-                              fp8 ? Layout::kColMajor : Layout::kRowMajor, DType::kF32, 1.f, o,
-                              what, layout);
-      else if (fp8)
-        check_linear(s, DType::kF8E4M3,
-                     type.find("e4m3_e5m2") == 0 ? DType::kF8E5M2 : DType::kF8E4M3,
-                     DType::kBF16, true, 0.5f, o, what, layout);
-      else
-        check_linear(s, dt, dt, dt, true, 0.5f, o, what, layout);
-      ++ran;
+      o.native_kernel = k.name;
+      const std::string what = k.name + detail::concat(" ", s.m, " x ", s.n, " x ", s.k);
+      if (k.d_col_major)  // forward-type: Y = X W^T with X K-major
+        check_linear(s, k.s, k.b, k.d, true, 0.5f, o, what, k.layout);
+      else  // weight gradient: D row-major, accumulated
+        check_weight_gradient(s, k.s, k.b, k.b_k_major ? Layout::kColMajor : Layout::kRowMajor,
+                              k.d, 1.f, o, what, k.layout);
     }
-  EXPECT_EQ(ran, int(2 * names.size()));
 }
 
 // Every backend keeps its state (handles, plans, workspaces) per GPU: the same products on two
