@@ -76,6 +76,36 @@ TEST(Mvue, DeterministicPerSeedAndIndependentOfLayout) {
   EXPECT_FALSE(prune_mvue(x, 1).mask == prune_mvue(x, 1 + (uint64_t(1) << 32)).mask);
 }
 
+TEST(Mvue, KeptValuesMatchTheFormulaOnBothSidesOfTheNormalRange) {
+  // Below S = 2^100 the rule multiplies by correctly rounded reciprocals, above it (fp32 values
+  // of ~1e30 and more) it divides: either way x_i / p_i up to a few ulps. Reference in long
+  // double with T_j summed directly (S - a_j would cancel).
+  const float groups[3][4] = {{3, -1, 0.5f, 0}, {1, 1, 1, 1}, {-7, 2, 0, 0.25f}};
+  for (int e : {-20, 0, 40, 96, 98, 99, 100, 101, 104, 110, 120})
+    for (const auto& g : groups) {
+      float x[4];
+      for (int i = 0; i < 4; ++i) x[i] = std::ldexp(g[i], e);
+      long double a[4], s = 0;
+      for (int i = 0; i < 4; ++i) s += (a[i] = std::fabs((long double)x[i]) + kMvueEps);
+      for (uint64_t seed = 0; seed < 40; ++seed) {
+        const Sparse24Matrix m = prune_mvue(TensorView::matrix(x, DType::kF32, 1, 4), seed);
+        const uint8_t code = m.mask.code(0, 0);
+        ASSERT_TRUE(is_valid_group_code(code));
+        for (int k = 0; k < 2; ++k) {
+          const int i = k == 0 ? (code & 3) : (code >> 2);
+          long double p = a[i] / s;
+          for (int j = 0; j < 4; ++j) {
+            long double t = 0;
+            for (int l = 0; l < 4; ++l) t += l == j ? 0 : a[l];
+            if (j != i) p += (a[j] / s) * a[i] / t;
+          }
+          const double ref = double(x[i] / p), got = m.values.data<float>()[k];
+          EXPECT_NEAR(got, ref, 1e-6 * std::fabs(ref)) << "scale 2^" << e << ", position " << i;
+        }
+      }
+    }
+}
+
 TEST(Mvue, AllZeroGroupStaysZero) {
   float z[8] = {0, 0, 0, 0, 1, 0, 0, 0};
   for (uint64_t seed = 0; seed < 50; ++seed) {

@@ -6,6 +6,7 @@
 // A group is 4 consecutive floats x[0..3]; a choice is two positions i0 < i1.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "sparse24/dtype.h"  // S24_HD
@@ -106,52 +107,91 @@ S24_HD float rcp_normal(float v) {
 //   index order, probability a_j / T (T = their sum), the same way with u1.
 //   Kept values x_i / p_i with the inclusion probability
 //     p_i = a_i / S + sum_{j != i} (a_j / S) * (a_i / T_j),   T_j = sum_{k != j} a_k,
-//   so E[out] = x exactly (in float: divisions by S and T_j are multiplications by their
-//   reciprocals, 1/S and 1/T_j). An all-zero group stays zero.
+//   so E[out] = x exactly. An all-zero group stays zero.
 // Every sum is formed once, in index order: a_i > 0, so a running sum that starts at 0 equals
 // the sum without the 0, and the running sums of both draws are partial sums of S and T_j.
+struct MvueSums {
+  float a[4], a01, a02, a12;
+  float t[4];  // T_j, in index order
+  float s;     // ((a0 + a1) + a2) + a3
+};
+S24_HD MvueSums mvue_sums(const float x[4], float eps) {
+  MvueSums m;
+  S24_UNROLL
+  for (int i = 0; i < 4; ++i) m.a[i] = fabsf(x[i]) + eps;  // fabsf: a sign-bit clear on both backends
+  m.a01 = m.a[0] + m.a[1], m.a02 = m.a[0] + m.a[2], m.a12 = m.a[1] + m.a[2];
+  m.t[0] = m.a12 + m.a[3], m.t[1] = m.a02 + m.a[3], m.t[2] = m.a01 + m.a[3], m.t[3] = m.a01 + m.a[2];
+  m.s = m.t[3] + m.a[3];
+  return m;
+}
+
+// The kept pair i0 < i1 as four tests: i0 = [i0 >= 1] + [i0 >= 2], i1 = 1 + [i1 >= 2] + [i1 >= 3].
+struct MvueKept {
+  bool i0_ge1, i0_ge2, i1_ge2, i1_ge3;
+};
+S24_HD Pick pick_of(const MvueKept& k) { return {int(k.i0_ge1) + int(k.i0_ge2), 1 + int(k.i1_ge2) + int(k.i1_ge3)}; }
+// y[i0] and y[i1], by selects.
+template <typename T>
+S24_HD T kept0(const MvueKept& k, const T y[4]) { return k.i0_ge2 ? y[2] : (k.i0_ge1 ? y[1] : y[0]); }
+template <typename T>
+S24_HD T kept1(const MvueKept& k, const T y[4]) { return k.i1_ge3 ? y[3] : (k.i1_ge2 ? y[2] : y[1]); }
+
+// The two draws. First: the number of running sums (a0, a0 + a1, a0 + a1 + a2) not above u0 S,
+// as tests first >= 1, 2, 3. Second, among the others j0 < j1 < j2 in index order: their running
+// sums a_j0, a_j0 + a_j1 (T_first is the third) against u1 T_first give rank 0, 1 or 2 (tests
+// rank >= 1, 2), which picks j0, j1 or j2. Kept: i0 = min(first, rank), i1 = max(first, rank + 1).
+S24_HD MvueKept mvue_draw(const MvueSums& m, float u0, float u1) {
+  const float r0 = u0 * m.s;
+  const bool f1 = !(r0 < m.a[0]), f2 = !(r0 < m.a01), f3 = !(r0 < m.t[3]);
+  const float t_first = f3 ? m.t[3] : (f2 ? m.t[2] : (f1 ? m.t[1] : m.t[0]));
+  const float run0 = f1 ? m.a[0] : m.a[1], run1 = f2 ? m.a01 : (f1 ? m.a02 : m.a12);
+  const float r1 = u1 * t_first;
+  const bool q1 = !(r1 < run0), q2 = !(r1 < run1);
+  return {f1 && q1, f2 && q2, f2 || q1, f3 || q2};
+}
+
+// The kept values. Factoring a_i / S out of p_i:
+//   x_i / p_i = x_i * (S / d_i),   d_i = a_i h_i,   h_i = 1 + sum_{j != i} c_j,   c_j = a_j / T_j,
+// with four reciprocals 1/T_j and one 1/d_i per kept value instead of divisions, every term of
+// h_i positive (no cancellation). kNormal (mvue_normal_range: S < 2^100, every finite fp16
+// group): every reciprocal's argument lies in rcp_normal's range (T_j in [3 eps, S], d_i in
+// [eps, S]), c_j <= S / (3 eps) and S / d_i <= S / eps stay finite. Huge groups (fp32/bf16
+// values of ~1e30 and more), where c_j could overflow, use the bounded terms
+//   d_i = p_i = a_i (1/S + sum_{j != i} (a_j / S) / T_j),   x_i / d_i,
+// with divisions. Both are p_i up to rounding (a few ulps); reciprocals and quotients are
+// correctly rounded (IEEE; on the GPU rcp_normal), so both backends agree bit for bit.
+S24_HD bool mvue_normal_range(float s, float eps) { return s < 0x1p100f && eps >= 0x1p-126f; }
+template <bool kNormal>
+S24_HD void mvue_denominators(const MvueSums& m, float d[4]) {
+  const float f = kNormal ? 1.f : 1.f / m.s;  // the first draw's term of h_i, or of p_i / a_i
+  float c[4];
+  S24_UNROLL
+  for (int j = 0; j < 4; ++j) c[j] = kNormal ? m.a[j] * rcp_normal(m.t[j]) : (m.a[j] / m.s) / m.t[j];
+  const float e01 = f + (c[0] + c[1]), e23 = f + (c[2] + c[3]);  // pair sums, then the partner
+  d[0] = m.a[0] * (e23 + c[1]);
+  d[1] = m.a[1] * (e23 + c[0]);
+  d[2] = m.a[2] * (e01 + c[3]);
+  d[3] = m.a[3] * (e01 + c[2]);
+}
+// A kept value from its input and d.
+template <bool kNormal>
+S24_HD float mvue_value(const MvueSums& m, float x, float d) { return kNormal ? x * (m.s * rcp_normal(d)) : x / d; }
+
+// MVUE24 of one group of finite values: the kept positions and their values.
 S24_HD Pick mvue(const float x[4], float u0, float u1, float eps, float* v0, float* v1) {
-  float a[4];
-  S24_UNROLL
-  for (int i = 0; i < 4; ++i) a[i] = abs_f(x[i]) + eps;
-  const float a01 = a[0] + a[1], a02 = a[0] + a[2], a12 = a[1] + a[2];
-  const float total[4] = {a12 + a[3], a02 + a[3], a01 + a[3], a01 + a[2]};  // T_j, in index order
-  const float s = total[3] + a[3];                                           // ((a0 + a1) + a2) + a3
-  // First draw: the smallest i whose running sum (a0, a0 + a1, a0 + a1 + a2) exceeds u0 * S.
-  const float r0 = u0 * s;
-  const int first = r0 < a[0] ? 0 : (r0 < a01 ? 1 : (r0 < total[3] ? 2 : 3));
-  // Second draw among the others j0 < j1 < j2, in index order: running sums a_j0, a_j0 + a_j1
-  // (T_first is the third; the last position is taken when no sum exceeds u1 * T_first).
-  const float r1 = u1 * pick4(total, first);
-  const float run0 = first == 0 ? a[1] : a[0];
-  const float run1 = first == 0 ? a12 : (first == 1 ? a02 : a01);
-  const int j0 = first == 0 ? 1 : 0, j1 = first <= 1 ? 2 : 1, j2 = first == 3 ? 2 : 3;
-  const int second = r1 < run0 ? j0 : (r1 < run1 ? j1 : j2);
-  const Pick p = first < second ? Pick{first, second} : Pick{second, first};
-  // Inclusion probabilities of the two kept positions, with reciprocals computed once. With
-  // S < 2^125 and eps >= 2^-126 every reciprocal's argument lies in rcp_normal's range
-  // (eps <= a_k <= T_j <= S (1 + 2^-23)^5).
-  float inv_s, inv_t[4];
-  if (s < 0x1p125f && eps >= 0x1p-126f) {
-    inv_s = rcp_normal(s);
-    S24_UNROLL
-    for (int j = 0; j < 4; ++j) inv_t[j] = rcp_normal(total[j]);
+  const MvueSums m = mvue_sums(x, eps);
+  const MvueKept k = mvue_draw(m, u0, u1);
+  float d[4];
+  if (mvue_normal_range(m.s, eps)) {
+    mvue_denominators<true>(m, d);
+    *v0 = mvue_value<true>(m, kept0(k, x), kept0(k, d));
+    *v1 = mvue_value<true>(m, kept1(k, x), kept1(k, d));
   } else {
-    inv_s = 1.f / s;
-    S24_UNROLL
-    for (int j = 0; j < 4; ++j) inv_t[j] = 1.f / total[j];
+    mvue_denominators<false>(m, d);
+    *v0 = mvue_value<false>(m, kept0(k, x), kept0(k, d));
+    *v1 = mvue_value<false>(m, kept1(k, x), kept1(k, d));
   }
-  const float a0 = pick4(a, p.i0), a1 = pick4(a, p.i1);
-  float q0 = a0 * inv_s, q1 = a1 * inv_s;
-  S24_UNROLL
-  for (int j = 0; j < 4; ++j) {
-    const float pj = a[j] * inv_s;
-    if (j != p.i0) q0 += pj * (a0 * inv_t[j]);
-    if (j != p.i1) q1 += pj * (a1 * inv_t[j]);
-  }
-  *v0 = pick4(x, p.i0) / q0;
-  *v1 = pick4(x, p.i1) / q1;
-  return p;
+  return pick_of(k);
 }
 
 // ---- One group under any of the rules ----------------------------------------------------

@@ -83,45 +83,85 @@ __device__ __forceinline__ bool group_keys(const In g[4], uint32_t key[4], int64
   return finite;
 }
 
-// MVUE: the two groups of one metadata byte (4 values and the byte), bit for bit what
-// process_byte's general path (rules::apply_group) gives. Fast path per group: the raw inputs
-// converted without NaN handling and S = sum(|x| + eps) < 2^125, which holds exactly when every
-// input is finite and the sums stay far from overflow (always for fp16 inputs); then rules::mvue
-// runs with the range-checked reciprocals of rcp_normal, and its outputs (|v| <= S) are neither
-// NaN nor infinite. Anything else (NaN/Inf, huge fp32/bf16 values) takes the general path.
+// A metadata byte's 4 stored values and its code.
+template <typename Out>
+struct ByteOut {
+  Vec<Out, 4> v;
+  uint8_t meta;
+};
+
+// MVUE's general path for one metadata byte (`raw`: its 8 inputs): per group rules::apply_group
+// on the exact inputs (NaN/Inf, sums beyond rules::mvue_normal_range), a non-finite input
+// reported under NonFinite::kError.
 template <typename In, typename Out>
-__device__ __forceinline__ uint8_t mvue_byte(const In raw[8], int64_t row, int64_t byte, bool both,
-                                             const GroupParams& p, Vec<Out, 4>& out) {
+__device__ __forceinline__ ByteOut<Out> mvue_general_byte(const Vec<In, 8> raw, int64_t row, int64_t byte, bool both,
+                                                      const GroupParams& p) {
   const Philox4 words = mvue_words(p.seed, uint64_t(row * p.row_bytes + byte));
-  uint8_t meta = 0;
+  ByteOut<Out> r;
+  r.meta = 0;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const In* g = raw + 4 * h;
-    const float u0 = philox_uniform(words.v[2 * h]), u1 = philox_uniform(words.v[2 * h + 1]);
-    const float x[4] = {to_f32_non_nan(g[0]), to_f32_non_nan(g[1]), to_f32_non_nan(g[2]), to_f32_non_nan(g[3])};
-    // rules::mvue's own S, formed the same way (the compiler shares it).
-    float a[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = rules::abs_f(x[i]) + kMvueEps;
-    const float s = ((a[0] + a[1]) + a[2]) + a[3];
-    rules::Pick k;
-    if (s < 0x1p125f) {
-      float v0, v1;
-      k = rules::mvue(x, u0, u1, kMvueEps, &v0, &v1);
-      out.v[2 * h] = from_f32_non_nan<Out>(v0, p.scale, p.overflow);
-      out.v[2 * h + 1] = from_f32_non_nan<Out>(v1, p.scale, p.overflow);
-    } else {
-      uint32_t key[4];
-      (void)group_keys(g, key, row * 4 * p.groups + 8 * byte + 4 * h, h == 0 || both, p);
-      const float xs[4] = {to_f32(g[0]), to_f32(g[1]), to_f32(g[2]), to_f32(g[3])};
-      float v0 = 0.f, v1 = 0.f;
-      k = rules::apply_group(xs, rules::GroupRule::kMvue, 0, u0, u1, p.beta, &v0, &v1);
-      out.v[2 * h] = from_f32<Out>(v0, p.scale, p.overflow);
-      out.v[2 * h + 1] = from_f32<Out>(v1, p.scale, p.overflow);
-    }
-    if (h == 0 || both) meta = uint8_t(meta | (group_code(k.i0, k.i1) << (4 * h)));
+    const In* g = raw.v + 4 * h;
+    uint32_t key[4];
+    (void)group_keys(g, key, row * 4 * p.groups + 8 * byte + 4 * h, h == 0 || both, p);
+    const float x[4] = {to_f32(g[0]), to_f32(g[1]), to_f32(g[2]), to_f32(g[3])};
+    float v0 = 0.f, v1 = 0.f;
+    const rules::Pick k = rules::apply_group(x, rules::GroupRule::kMvue, 0, philox_uniform(words.v[2 * h]),
+                                             philox_uniform(words.v[2 * h + 1]), p.beta, &v0, &v1);
+    r.v.v[2 * h] = from_f32<Out>(v0, p.scale, p.overflow);
+    r.v.v[2 * h + 1] = from_f32<Out>(v1, p.scale, p.overflow);
+    if (h == 0 || both) r.meta = uint8_t(r.meta | (group_code(k.i0, k.i1) << (4 * h)));
   }
-  return meta;
+  return r;
+}
+
+// How MVUE's fast path stores a group's two kept values (finite, neither NaN nor Inf):
+// kPair/kPairSaturate for 16-bit outputs with scale 1, known at compile time: one paired
+// conversion with that overflow (pack_pair's bits are from_f32_non_nan's for finite values);
+// kAny decides per group from p (scale, overflow).
+enum class MvueStore { kAny, kPair, kPairSaturate };
+template <typename Out, MvueStore S>
+__device__ __forceinline__ void mvue_store(float v0, float v1, const GroupParams& p, Out* dst) {
+  constexpr bool k16 = std::is_same_v<Out, f16_t> || std::is_same_v<Out, bf16_t>;
+  static_assert(S == MvueStore::kAny || k16, "paired stores are for 16-bit outputs");
+  if constexpr (S != MvueStore::kAny) {
+    *reinterpret_cast<uint32_t*>(dst) =
+        pack_pair<Out>(v0, v1, S == MvueStore::kPairSaturate ? Overflow::kSaturate : Overflow::kPyTorch);
+  } else if (k16 && p.scale == 1.f) {
+    *reinterpret_cast<uint32_t*>(dst) = pack_pair<Out>(v0, v1, p.overflow);
+  } else {
+    dst[0] = from_f32_non_nan<Out>(v0, p.scale, p.overflow);
+    dst[1] = from_f32_non_nan<Out>(v1, p.scale, p.overflow);
+  }
+}
+
+// MVUE's fast path for one metadata byte, `x`: its 8 inputs as floats (exact for all but NaN).
+// False when either group's sum S lies outside rules::mvue_normal_range (a NaN or Inf input, or
+// sums near overflow: never for finite fp16): then `out` and `meta` mean nothing and the byte
+// needs mvue_general_byte. Else the values and code of rules::apply_group, bit for bit: its
+// normal-range steps, values stored by mvue_store (|v| <= S: neither NaN nor Inf). Group 1's
+// code is in `meta` even for a row's lone last group (callers mask it). `key`: mvue_key(p.seed);
+// `n`: the byte's Philox counter, row * p.row_bytes + byte.
+template <typename Out, MvueStore S>
+__device__ __forceinline__ bool mvue_fast_byte(const float x[8], const GroupParams& p, const PhiloxKey& key,
+                                               uint64_t n, Vec<Out, 4>& out, uint8_t& meta) {
+  const rules::MvueSums m[2] = {rules::mvue_sums(x, kMvueEps), rules::mvue_sums(x + 4, kMvueEps)};
+  const Philox4 words = mvue_words(key, n);
+  uint32_t code = 0;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float d[4];
+    rules::mvue_denominators<true>(m[h], d);
+    const rules::MvueKept k =
+        rules::mvue_draw(m[h], philox_uniform(words.v[2 * h]), philox_uniform(words.v[2 * h + 1]));
+    const float* g = x + 4 * h;
+    mvue_store<Out, S>(rules::mvue_value<true>(m[h], rules::kept0(k, g), rules::kept0(k, d)),
+                       rules::mvue_value<true>(m[h], rules::kept1(k, g), rules::kept1(k, d)), p, out.v + 2 * h);
+    constexpr uint32_t kPos[4] = {0, 1, 2, 3};  // the positions, picked as the values are
+    code |= uint32_t(group_code(int(rules::kept0(k, kPos)), int(rules::kept1(k, kPos)))) << (4 * h);
+  }
+  meta = uint8_t(code);
+  return rules::mvue_normal_range(m[0].s, kMvueEps) && rules::mvue_normal_range(m[1].s, kMvueEps);
 }
 
 // Stores one byte's 4 values (2 when the row's last byte holds one group).
@@ -159,9 +199,20 @@ __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64
   const int64_t g0 = 2 * byte;
   const bool both = g0 + 1 < p.groups;
   if constexpr (R == rules::GroupRule::kMvue) {
+    float x[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) x[i] = to_f32_non_nan(raw[i]);
     Vec<Out, 4> out;
-    const uint8_t meta = mvue_byte<In, Out>(raw, row, byte, both, p, out);
-    store_byte<Out>(out, meta, row, byte, both, p);
+    uint8_t meta;
+    if (mvue_fast_byte<Out, MvueStore::kAny>(x, p, mvue_key(p.seed), uint64_t(row * p.row_bytes + byte), out, meta)) {
+      store_byte<Out>(out, both ? meta : meta & 0xF, row, byte, both, p);
+    } else {
+      Vec<In, 8> r;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) r.v[i] = raw[i];
+      const ByteOut<Out> b = mvue_general_byte<In, Out>(r, row, byte, both, p);
+      store_byte<Out>(b.v, b.meta, row, byte, both, p);
+    }
     return;
   }
   constexpr bool mask_rule = R == rules::GroupRule::kMask;

@@ -96,9 +96,12 @@ TEST_F(Cuda, LargeColumnMajorGradientMvue) {
   expect_same(prune_mvue(dyt, 77, o), prune_mvue(dy_d.view().t(), 77, o), "mvue dY^T");
 }
 
+// Shapes off the tiles (64 x 64 for fp32 input, 64 x 128 for 16-bit input, whose threads hold two
+// blocks side by side): an odd number of groups per row leaves a thread's second block outside
+// the matrix; {20, 200} and {64, 136} end row-major 16-bit tiles inside a tile's width.
 TEST_F(Cuda, TransposableMatchesTheCpu) {
   for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
-           {4, 4}, {8, 12}, {36, 20}, {64, 64}, {68, 132}, {132, 44}, {256, 768}, {1000, 1004}})
+           {4, 4}, {8, 12}, {36, 20}, {64, 64}, {68, 132}, {132, 44}, {20, 200}, {64, 136}, {256, 768}, {1000, 1004}})
     for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16})
       for (Layout layout : {Layout::kRowMajor, Layout::kColMajor})
         for (const Storage& st : kStorages)
@@ -179,12 +182,13 @@ TEST_F(Cuda, Sm90MetadataMatchesTheCpu) {
           expect_same_hw(prune_magnitude(x, o), prune_magnitude(xd, o), "magnitude " + tag);
           expect_same_hw(prune_mvue(x, 9, o), prune_mvue(xd, 9, o), "mvue " + tag);
         }
-        if (rows % 32 == 0) {
-          const Tensor w = test::randn(rows, cols, 10);
-          const Transposable24 c = prune_transposable(w, o), g = prune_transposable(w.to(Device::kCUDA), o);
-          expect_same_hw(c.w, g.w, "transposable W " + tag);
-          expect_same_hw(c.wt, g.wt, "transposable W^T " + tag);
-        }
+        if (rows % 32 == 0)
+          for (DType in_dt : {DType::kF32, DType::kF16}) {  // one block per thread, two per thread
+            const Tensor w = test::convert(test::randn(rows, cols, 10), in_dt);
+            const Transposable24 c = prune_transposable(w, o), g = prune_transposable(w.to(Device::kCUDA), o);
+            expect_same_hw(c.w, g.w, "transposable W " + tag + " from " + dtype_name(in_dt));
+            expect_same_hw(c.wt, g.wt, "transposable W^T " + tag + " from " + dtype_name(in_dt));
+          }
         if (HasFailure()) return;
       }
 }
@@ -192,8 +196,9 @@ TEST_F(Cuda, Sm90MetadataMatchesTheCpu) {
 TEST_F(Cuda, ColumnMajorMvueEdgesMatchTheCpu) {
   // MVUE's column-major kernel (tiles of 256 (16-bit) or 128 (fp32) rows x 64 columns): row
   // counts off the tile, token counts with an odd number of groups or off the 64-column tile,
-  // every input type, several storage types, NaN/Inf and huge values under kPropagate, and the
-  // sm90 metadata beside the canonical one.
+  // every input type, several storage types (paired 16-bit stores with either overflow rule),
+  // NaN/Inf, kept values beyond fp16's range and huge values under kPropagate, and the sm90
+  // metadata beside the canonical one.
   for (auto [tokens, features] : std::vector<std::pair<int64_t, int64_t>>{
            {4, 8}, {12, 264}, {48, 520}, {60, 200}, {68, 520}, {132, 8}, {1028, 136}, {256, 264}})
     for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16}) {
@@ -201,10 +206,18 @@ TEST_F(Cuda, ColumnMajorMvueEdgesMatchTheCpu) {
       float* d = dy.data<float>();
       d[(tokens / 2) * features + 3] = NAN;              // a NaN group
       d[(tokens - 1) * features + features - 1] = INFINITY;  // the last group of the last row
-      if (in_dt != DType::kF16) d[features + 5] = 3e38f;  // sums beyond 2^125: the general path
+      d[2 * features + 6] = 60000.f;                     // kept values beyond fp16's range
+      d[3 * features + 6] = -50000.f;
+      if (in_dt != DType::kF16) {  // sums beyond 2^100, the general path: divisions, overflow
+        d[features + 4] = 1e31f;
+        d[features + 5] = 3e38f;
+      }
       const Tensor x = test::convert(dy, in_dt);
       const Tensor xd = x.to(Device::kCUDA);
-      for (const Storage& st : kStorages) {
+      std::vector<Storage> storages(std::begin(kStorages), std::end(kStorages));
+      storages.push_back({DType::kF16, 1.f, Overflow::kSaturate});  // the saturating paired stores
+      storages.push_back({DType::kBF16, 1.f, Overflow::kSaturate});
+      for (const Storage& st : storages) {
         if (st.dtype == DType::kI8) continue;  // int8 has no NaN: kPropagate is refused for it
         CompressOptions o;
         o.dtype = st.dtype;
