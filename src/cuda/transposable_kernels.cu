@@ -1,9 +1,10 @@
 // CUDA transposable 2:4: one pass over W choosing, for every aligned 4x4 block, the best of the
 // 90 patterns (the pattern rules::best_transposable returns, found by a cheaper exact search) or
-// reading a given mask, and writing W and W^T compressed. A thread owns one 4x4 block. Row-major
-// inputs are read straight into registers; other layouts go through a shared-memory tile in the
-// input type. W's outputs are written straight from registers; W^T's are staged in shared memory
-// so that they too leave the block in row order.
+// reading a given mask, and writing W and W^T compressed. A thread owns one 4x4 block of fp32
+// input, two side by side of 16-bit input. Row-major inputs are read straight into registers;
+// other layouts go through a shared-memory tile in the input type. W's outputs are written
+// straight from registers; W^T's are staged in shared memory so that they too leave the block in
+// row order.
 #include <type_traits>
 
 #include "core/rules24.h"
@@ -14,8 +15,7 @@
 namespace sparse24::cuda {
 namespace {
 
-constexpr int kTile = 64, kThreads = 256;  // a 64 x 64 tile: 16 x 16 blocks, one per thread
-constexpr int kPitch = kTile + 4;          // row pitch of the input tile (other layouts only)
+constexpr int kTile = 64, kThreads = 256;  // 64-row tiles of 16 x 16 threads (kCols below: their width)
 
 // ---- The search ------------------------------------------------------------------------------
 // Pair p of a row keeps columns (0,1) (0,2) (0,3) (1,2) (1,3) (2,3); pair 5 - p keeps the other two.
@@ -199,16 +199,24 @@ __device__ __forceinline__ float hw_abs_f32(bf16_t x) { return rules::abs_f(to_f
 struct PairPicks {
   uint32_t codes, sel[2];
 };
+// PTX's prmt.b32: byte i of the result is byte (nibble i of sel) of y:x, for the four low nibbles
+// of sel. For selectors whose nibbles are 0..7 by construction: __byte_perm would first clear
+// each nibble's bit 3 (PRMT's sign-replicate flag), one more instruction per selector.
+__device__ __forceinline__ uint32_t prmt(uint32_t x, uint32_t y, uint32_t sel) {
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(x), "r"(y), "r"(sel));
+  return r;
+}
 __device__ __forceinline__ PairPicks pair_picks(uint32_t kept) {
   const uint32_t n = (kept >> 1) & 0x7777u;  // per nibble: the table index
   PairPicks r;
-  r.codes = __byte_perm(0x09080400u, 0x000E0D0Cu, n);            // n/2 -> code: 0 4 8 9 12 13 14 0
-  const uint32_t ab = __byte_perm(0x21201000u, 0x00323130u, n);  // n/2 -> a | b << 4, the same pairs
-  r.sel[0] = __byte_perm(0x76543210u, 0, ab);                    // value i -> bytes 2i | 2i + 1 << 4
-  r.sel[1] = __byte_perm(0x76543210u, 0, ab >> 16);
+  r.codes = prmt(0x09080400u, 0x000E0D0Cu, n);            // n/2 -> code: 0 4 8 9 12 13 14 0
+  const uint32_t ab = prmt(0x21201000u, 0x00323130u, n);  // n/2 -> a | b << 4, the same pairs
+  r.sel[0] = prmt(0x76543210u, 0, ab);                    // value i -> bytes 2i | 2i + 1 << 4
+  r.sel[1] = prmt(0x76543210u, 0, ab >> 16);
   return r;
 }
-// Row r's selector of a PairPicks (the permute reads the low 16 bits).
+// Row r's selector of a PairPicks (prmt reads the low 16 bits).
 __device__ __forceinline__ uint32_t row_sel(const PairPicks& pk, int r) { return pk.sel[r / 2] >> (16 * (r % 2)); }
 
 // Two kept values as stored (from_f32 of each): the path for non-finite blocks, scales other than
@@ -221,277 +229,387 @@ __device__ __forceinline__ Vec<Out, 2> convert_pair(const float x[4], uint32_t c
   return r;
 }
 
-// The W^T tile in shared memory: 64 rows (W's columns) x 32 values, its 16-byte chunks XOR-
-// swizzled by the row's block column (row / 4) so that the 8 block columns of a warp, which
-// write the same word of rows 4 apart, hit different banks.
-template <typename Out>
+// 4x4 blocks per thread, side by side: two for 16-bit inputs, whose 4 x 8 elements are then one
+// 16-byte load per row as fp32's 4 x 4 are. That doubles the bytes a thread has in flight, fills
+// W's metadata bytes without a shuffle and halves the per-block share of the thread's indexing.
+template <typename In>
+constexpr int kBlocksPer = sizeof(In) == 4 ? 1 : 2;
+template <typename In>
+constexpr int kCols = kTile * kBlocksPer<In>;  // the tile's columns
+template <typename In>
+constexpr int kPitch = kCols<In> + 4;          // row pitch of the input tile (other layouts only)
+
+// The W^T tile in shared memory: kRows rows (W's columns) x 32 values, its 16-byte chunks XOR-
+// swizzled by the row's thread column (row / (4 kBlocks)) so that the 8 thread columns of a
+// warp, which write the same word of rows 4 kBlocks apart, hit different banks. The rows of one
+// thread column share their swizzle: at(row + c, i) is at(row, i) + c rows within them.
+template <typename Out, int kBlocks>
 struct WtTile {
+  static constexpr int kRows = kTile * kBlocks;
   static constexpr int kChunks = (kTile / 2) * int(sizeof(Out)) / 16;  // 16-byte chunks per row
-  alignas(16) Out v[kTile][kTile / 2];
-  __device__ static int chunk(int row, int k) { return k ^ ((row >> 2) & (kChunks - 1)); }
+  alignas(16) Out v[kRows][kTile / 2];
+  __device__ static int chunk(int row, int k) { return k ^ ((row / (4 * kBlocks)) & (kChunks - 1)); }
   __device__ Out* at(int row, int i) {
     constexpr int kPer = 16 / int(sizeof(Out));  // values per chunk
     return &v[row][chunk(row, i / kPer) * kPer + i % kPer];
   }
 };
 
+// N bytes as one integer or vector type: a value moved by a single load or store.
+template <int N>
+using Bits = std::conditional_t<N == 2, uint16_t,
+                                std::conditional_t<N == 4, uint32_t, std::conditional_t<N == 8, uint2, uint4>>>;
+template <typename To, typename From>
+__device__ __forceinline__ To bits_as(const From& x) {
+  static_assert(sizeof(To) == sizeof(From));
+  To r;
+  memcpy(&r, &x, sizeof(To));
+  return r;
+}
+
 template <typename In, typename Out>
 __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix w, TransposableParams p, bool vec,
                                                                bool along_rows) {
+  constexpr int kWords = int(sizeof(In));  // 32-bit words per block row
+  constexpr int kBlocks = kBlocksPer<In>, kTileCols = kCols<In>;
   // The input tile for layouts other than row-major with vector loads (dynamic: 0 bytes else).
   extern __shared__ uint4 input_smem[];
-  __shared__ WtTile<Out> wt_vals;
-  __shared__ alignas(16) uint8_t wt_meta[kTile][kTile / 8];  // 64 rows x 8 metadata bytes
-  __shared__ alignas(8) uint8_t mask_tile[kTile][kTile / 8];  // a given mask's bytes for the tile
-  constexpr int kWords = int(sizeof(In));                    // 32-bit words per block row
-  using Row = Vec<uint32_t, kWords>;
+  __shared__ WtTile<Out, kBlocks> wt_vals;
+  __shared__ alignas(16) uint8_t wt_meta[kTileCols][kTile / 8];  // W^T's rows x 8 metadata bytes
+  __shared__ alignas(16) uint8_t mask_tile[kTile][kTileCols / 8];  // a given mask's bytes for the tile
+  using Row = Vec<uint32_t, kWords * kBlocks>;  // a thread's part of a row: 16 bytes
+  using Pair = Bits<2 * int(sizeof(Out))>;      // a row's two kept values of a block, as stored
   const bool direct = vec && along_rows;
-  const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTile;
-  const int t_rows = int(min(int64_t(kTile), w.rows - r0)), t_cols = int(min(int64_t(kTile), w.cols - c0));
+  const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTileCols;
+  const int t_rows = int(min(int64_t(kTile), w.rows - r0)), t_cols = int(min(int64_t(kTileCols), w.cols - c0));
 
-  // A warp covers 4 block rows x 8 block columns: lanes 1 apart (bj, bj + 1) share W's metadata
-  // bytes, lanes 8 apart (bi, bi + 1) share W^T's; row-major loads and W's stores stay 32-128
-  // contiguous bytes per block row.
+  // A warp covers 4 block rows x 8 thread columns (thread column bj holds blocks kBlocks bj + b):
+  // lanes 8 apart (bi, bi + 1) share W^T's metadata bytes, and with one block per thread lanes
+  // 1 apart share W's; row-major loads and W's stores stay 32-128 contiguous bytes per row.
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int bi = 4 * (warp / 2) + lane / 8, bj = 8 * (warp % 2) + lane % 8;
-  // The block's first element. Rows fit 32 bits (the launch has at most 65535 tile rows): formed
-  // in 32 bits, row0's upper half is a known zero and takes no register through the search.
-  const int64_t row0 = uint32_t(blockIdx.y * kTile + 4 * bi), col0 = c0 + 4 * bj;
-  const bool inside = 4 * bi < t_rows && 4 * bj < t_cols;
+  // The first element. Rows fit 32 bits (the launch has at most 65535 tile rows): formed in 32
+  // bits, row0's upper half is a known zero and takes no register through the search.
+  const int64_t row0 = uint32_t(blockIdx.y * kTile + 4 * bi), col0 = c0 + 4 * kBlocks * bj;
+  bool in[kBlocks];  // which of the thread's blocks lie inside the matrix
+#pragma unroll
+  for (int b = 0; b < kBlocks; ++b) in[b] = 4 * bi < t_rows && 4 * (kBlocks * bj + b) < t_cols;
+  const bool inside = in[0];
 
-  // The thread's 4x4 block as raw words, zeros outside the matrix. Row-major input is read
-  // straight from W, before anything waits (one pointer stepping a row stride).
-  In(*tile)[kPitch] = reinterpret_cast<In(*)[kPitch]>(input_smem);
-  auto read_direct = [&](uint32_t(&dst)[4][kWords]) {
+  // The thread's blocks as raw words, zeros outside the matrix. Row-major input is read straight
+  // from W, before anything waits (one pointer stepping a row stride); it has a multiple of 8
+  // columns, so a thread's blocks are inside or outside together.
+  In(*tile)[kPitch<In>] = reinterpret_cast<In(*)[kPitch<In>]>(input_smem);
+  auto read_direct = [&](uint32_t(&dst)[kBlocks][4][kWords]) {
     const char* src = static_cast<const char*>(w.data) + (row0 * w.sr + col0) * int64_t(sizeof(In));
     const int64_t stride = w.sr * int64_t(sizeof(In));
 #pragma unroll
     for (int r = 0; r < 4; ++r, src += stride) {
       const Row x = *reinterpret_cast<const Row*>(src);
 #pragma unroll
-      for (int k = 0; k < kWords; ++k) dst[r][k] = x.v[k];
+      for (int k = 0; k < kWords * kBlocks; ++k) dst[k / kWords][r][k % kWords] = x.v[k];
     }
   };
-  auto read_tile = [&](uint32_t(&dst)[4][kWords]) {
+  auto read_tile = [&](uint32_t(&dst)[4][kWords], int b) {
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const Row x = *reinterpret_cast<const Row*>(&tile[4 * bi + r][4 * bj]);
+      const auto x = *reinterpret_cast<const Vec<uint32_t, kWords>*>(&tile[4 * bi + r][4 * (kBlocks * bj + b)]);
 #pragma unroll
       for (int k = 0; k < kWords; ++k) dst[r][k] = x.v[k];
     }
   };
-  uint32_t raw[4][kWords] = {};
+  // Two blocks per thread: the second one's words wait in shared memory while the first is
+  // searched (16 raw words and a search do not fit 64 registers). Direct reads park them in
+  // `park` (the input tile's space, unused then; each thread its own slots); tile reads take
+  // them from the tile when their turn comes.
+  uint2(*park)[kThreads] = reinterpret_cast<uint2(*)[kThreads]>(input_smem);
+  uint32_t raw[kBlocks][4][kWords] = {};
   if (direct && inside) read_direct(raw);
-  if (!direct) load_tile<In, In, kTile, kTile, kThreads, kPitch>(w, r0, c0, vec, along_rows, tile);
+  if constexpr (kBlocks == 2) {
+    if (direct) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) park[r][threadIdx.x] = make_uint2(raw[1][r][0], raw[1][r][1]);
+    }
+  }
+  if (!direct) load_tile<In, In, kTile, kTileCols, kThreads, kPitch<In>>(w, r0, c0, vec, along_rows, tile);
   if (p.given_mask) {
-    // The tile's bytes of the given mask: one 8-byte load per row when the rows are whole and aligned.
+    // The tile's bytes of the given mask: one load per row when the rows are whole and aligned.
+    using MaskRow = Bits<kTileCols / 8>;
     const uint8_t* src = p.given_mask + r0 * p.w_row_bytes + c0 / 8;
     const int t_bytes = (t_cols / 4 + 1) / 2;
-    if (t_bytes == kTile / 8 && p.w_row_bytes % 8 == 0 && reinterpret_cast<uintptr_t>(p.given_mask) % 8 == 0) {
+    if (t_bytes == kTileCols / 8 && p.w_row_bytes % (kTileCols / 8) == 0 &&
+        reinterpret_cast<uintptr_t>(p.given_mask) % (kTileCols / 8) == 0) {
       if (int(threadIdx.x) < t_rows)
-        *reinterpret_cast<uint2*>(mask_tile[threadIdx.x]) = *reinterpret_cast<const uint2*>(src + threadIdx.x * p.w_row_bytes);
+        *reinterpret_cast<MaskRow*>(mask_tile[threadIdx.x]) =
+            *reinterpret_cast<const MaskRow*>(src + threadIdx.x * p.w_row_bytes);
     } else {
-      static_assert(kTile * (kTile / 8) % kThreads == 0, "whole passes over the mask tile");
+      static_assert(kTile * (kTileCols / 8) % kThreads == 0, "whole passes over the mask tile");
 #pragma unroll
-      for (int i = 0; i < kTile * (kTile / 8) / kThreads; ++i) {
-        const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTile / 8), k = e % (kTile / 8);
+      for (int i = 0; i < kTile * (kTileCols / 8) / kThreads; ++i) {
+        const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTileCols / 8), k = e % (kTileCols / 8);
         if (lr < t_rows && k < t_bytes) mask_tile[lr][k] = src[lr * p.w_row_bytes + k];
       }
     }
   }
   if (!direct || p.given_mask) __syncthreads();
-  if (!direct) read_tile(raw);
+  if (!direct) read_tile(raw[0], 0);
 
-  // 16-bit storage: the block as stored, per row two words of packed values (the input's own bits
+  // 16-bit storage: a block as stored, per row two words of packed values (the input's own bits
   // when the types match). With kSaturate, .satfinite equals from_f32's clamp for finite values;
   // the words of a non-finite block are not used.
   constexpr bool kPacked = kHalfOut<Out>;
-  auto pack_block = [&](uint32_t(&h)[4][2]) {
+  auto pack_block = [&](const uint32_t(&x)[4][kWords], uint32_t(&h)[4][2]) {
 #pragma unroll
     for (int r = 0; r < 4; ++r)
 #pragma unroll
       for (int k = 0; k < 2; ++k)
-        if constexpr (std::is_same_v<In, Out>) h[r][k] = raw[r][k];
+        if constexpr (std::is_same_v<In, Out>) h[r][k] = x[r][k];
         else
-          h[r][k] = pack_pair<Out>(to_f32_non_nan(word_element<In>(raw[r], 2 * k)),
-                                   to_f32_non_nan(word_element<In>(raw[r], 2 * k + 1)), p.overflow);
+          h[r][k] = pack_pair<Out>(to_f32_non_nan(word_element<In>(x[r], 2 * k)),
+                                   to_f32_non_nan(word_element<In>(x[r], 2 * k + 1)), p.overflow);
   };
   // fp32 inputs: the 16 raw words are not kept through the search (register pressure). With
   // 16-bit storage the block is packed before it (8 words); whatever needs the raw block after the
   // search reads it again (the input is never written). 16-bit inputs keep their 8 raw words and
   // pack after the search.
   constexpr bool kReread = kWords == 4;
-  uint32_t h[4][2] = {};
-  if constexpr (kReread && kPacked) pack_block(h);
 
-  // Finite block: every |x| (as bits) below Inf's; 16-bit inputs are checked two per word.
-  bool finite;
-  if constexpr (kWords == 4) {
-    uint32_t m = 0;
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-#pragma unroll
-      for (int k = 0; k < 4; ++k) m = max(m, raw[r][k] & 0x7FFFFFFFu);
-    finite = m < 0x7F800000u;
-  } else {
-    uint32_t m = 0;
-#pragma unroll
-    for (int r = 0; r < 4; ++r) m = __vimax3_u16x2(m, raw[r][0] & 0x7FFF7FFFu, raw[r][1] & 0x7FFF7FFFu);
-    finite = max(m & 0xFFFFu, m >> 16) < rules::non_finite_key(In{});
-  }
-  // Non-finite weights: the block's first NaN/Inf in row-major order (kind 1).
-  if (inside && !finite && p.check_finite) {
-    int k = 15;
-#pragma unroll
-    for (int j = 14; j >= 0; --j)
-      if (!rules::is_finite_f(to_f32(word_element<In>(raw[j / 4], j % 4)))) k = j;
-    report_first(p.bad, 2 * ((row0 + k / 4) * w.cols + col0 + k % 4) + 1);
-  }
-
-  // The pattern as a 16-bit mask, bit 4r + c for a kept (r, c).
-  uint32_t kept = 0;
-  if (p.given_mask) {
-    // Read the block's codes, checking that every row keeps two and every column two: the rows'
-    // kept columns, spread one per nibble, add up to 2 in every nibble (0x2222).
-    bool valid = true;
-    uint32_t per_col = 0;
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const uint32_t code = (mask_tile[4 * bi + r][bj / 2] >> (4 * (bj % 2))) & 0xF;
-      valid = valid && is_valid_group_code(uint8_t(code));
-      per_col += (1u << (4 * (code & 3))) + (1u << (4 * (code >> 2)));
-      kept |= ((1u << (code & 3)) | (1u << (code >> 2))) << (4 * r);
-    }
-    valid = valid && per_col == 0x2222u;
-    if (inside && !valid) report_first(p.bad, 2 * (row0 * w.cols + col0));  // kind 0: mask
-  } else {
-    // |x| by the hardware conversions: exact for every input but a NaN, which stays a NaN (the
-    // reference search, which NaN/Inf blocks take, sees no payloads).
-    float absw[16];
-#pragma unroll
-    for (int k = 0; k < 16; ++k) absw[k] = hw_abs_f32(word_element<In>(raw[k / 4], k % 4));
-    if (finite) {
-      kept = best_transposable_finite(absw);
-    } else {
-      const uint16_t pairs = rules::best_transposable(absw);
-#pragma unroll
-      for (int r = 0; r < 4; ++r) kept |= ((kPairBits >> (4 * ((pairs >> (3 * r)) & 7))) & 0xF) << (4 * r);
-    }
-  }
-  // The same mask transposed (bit 4c + r): W^T's block is the transpose of W's.
-  uint32_t kept_t = kept, t = (kept_t ^ (kept_t >> 3)) & 0x0A0Au;
-  kept_t ^= t ^ (t << 3);
-  t = (kept_t ^ (kept_t >> 6)) & 0x00CCu;
-  kept_t ^= t ^ (t << 6);
-  const PairPicks pk = pair_picks(kept), pk_t = pair_picks(kept_t);
-
-  // Metadata: a byte = this block's code | the next block's << 4, four rows' bytes at once (the
-  // next block's codes come in one shuffle: bj + 1 for W, bi + 1 for W^T).
-  const uint32_t odd_codes = __shfl_down_sync(0xFFFFFFFFu, pk.codes, 1);
-  const uint32_t odd_codes_t = __shfl_down_sync(0xFFFFFFFFu, pk_t.codes, 8);
-  const uint32_t bytes = pk.codes | (4 * (bj + 1) < t_cols ? odd_codes : 0) << 4;
-  const uint32_t bytes_t = pk_t.codes | (4 * (bi + 1) < t_rows ? odd_codes_t : 0) << 4;
-
-  // Values. W: row row0 + r keeps group g = col0 / 4; W^T: tile row 4bj + c keeps the two rows of
-  // the pattern with a one in column c, as group bi.
-  const int64_t g = col0 / 4, w_stride = (w.cols / 2) * int64_t(sizeof(Out));
-  char* wv = static_cast<char*>(p.w_values) + (row0 * (w.cols / 2) + 2 * g) * int64_t(sizeof(Out));
-  if (kPacked && finite && p.scale == 1.f) {
-    // 16-bit storage, finite block, scale 1: byte-permute picks from the words h. W^T's column c
-    // is first gathered as two words (rows 0-1, rows 2-3).
-    if constexpr (!kReread) pack_block(h);
+  // W's outputs, written when the last block's are known. Values: a row's pairs of the thread's
+  // blocks in one store when every row's are aligned (a multiple of 8 columns), else block by
+  // block. Metadata: four rows' bytes.
+  auto write_w_values = [&](const Pair(&w_vals)[kBlocks][4]) {
+    const int64_t w_stride = (w.cols / 2) * int64_t(sizeof(Out));
+    char* wv = static_cast<char*>(p.w_values) + (row0 * (w.cols / 2) + col0 / 2) * int64_t(sizeof(Out));
     if (inside) {
+      const bool one_store = kBlocks == 1 || w.cols % 8 == 0;
 #pragma unroll
-      for (int r = 0; r < 4; ++r, wv += w_stride)
-        *reinterpret_cast<uint32_t*>(wv) = __byte_perm(h[r][0], h[r][1], row_sel(pk, r));
+      for (int r = 0; r < 4; ++r, wv += w_stride) {
+        if (one_store) {
+          Vec<Pair, kBlocks> v;
+#pragma unroll
+          for (int b = 0; b < kBlocks; ++b) v.v[b] = w_vals[b][r];
+          *reinterpret_cast<Bits<int(sizeof(v))>*>(wv) = bits_as<Bits<int(sizeof(v))>>(v);
+        } else {
+#pragma unroll
+          for (int b = 0; b < kBlocks; ++b)
+            if (in[b]) reinterpret_cast<Pair*>(wv)[b] = w_vals[b][r];
+        }
+      }
     }
+  };
+  auto write_w_meta = [&](uint32_t bytes) {
+    if (inside && (kBlocks == 2 || bj % 2 == 0)) {
+      uint8_t* wm = p.w_meta + row0 * p.w_row_bytes + col0 / 8;
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const uint32_t half = c % 2 ? 0x7632u : 0x5410u;
-      const uint32_t lo = __byte_perm(h[0][c / 2], h[1][c / 2], half), hi = __byte_perm(h[2][c / 2], h[3][c / 2], half);
-      *reinterpret_cast<uint32_t*>(wt_vals.at(4 * bj + c, 2 * bi)) = __byte_perm(lo, hi, row_sel(pk_t, c));
+      for (int r = 0; r < 4; ++r, wm += p.w_row_bytes) {
+        const uint8_t byte = uint8_t(bytes >> (8 * r));
+        *wm = byte;
+        if (p.w_hw) p.w_hw[p.w_hwg.offset(row0 + r, col0 / 8)] = byte;
+      }
     }
-  } else {
-    // Any other case: the block as floats (to_f32 where a NaN may be present, keeping payloads),
-    // the kept values picked and converted one by one. fp32 inputs read the block again.
-    uint32_t again[4][kWords] = {};
-    if constexpr (kReread) {
-      if (direct && inside) read_direct(again);
-      if (!direct) read_tile(again);
+  };
+
+  // Block by block: the pattern, W's values and codes (held until the last block), W^T's values
+  // and metadata (staged in shared memory).
+  Pair w_vals[kBlocks][4];
+  uint32_t w_codes[kBlocks];
+  Out* const wt_slot = wt_vals.at(4 * kBlocks * bj, 2 * bi);  // the thread's slot in its first W^T row
+#pragma unroll
+  for (int b = 0; b < kBlocks; ++b) {
+    if (b == 1) {  // the second block's words, back from shared memory
+      if (direct) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) raw[1][r][0] = park[r][threadIdx.x].x, raw[1][r][1] = park[r][threadIdx.x].y;
+      } else {
+        read_tile(raw[1], 1);
+      }
     }
-    const uint32_t(&blk_raw)[4][kWords] = kReread ? again : raw;
-    float blk[4][4];
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) blk[r][c] = to_f32_non_nan(word_element<In>(blk_raw[r], c));
-    if (!finite) {
+    const uint32_t(&x)[4][kWords] = raw[b];
+    const int64_t bcol0 = col0 + 4 * b;  // the block's first column
+    const int trow0 = 4 * (kBlocks * bj + b);  // its first row in the W^T tile
+    Out* const wt_dst = wt_slot + 4 * b * (kTile / 2);  // the block's slot in that row
+    uint32_t h[4][2] = {};
+    if constexpr (kReread && kPacked) pack_block(x, h);
+
+    // Finite block: every |x| (as bits) below Inf's; 16-bit inputs are checked two per word.
+    bool finite;
+    if constexpr (kWords == 4) {
+      uint32_t m = 0;
 #pragma unroll
       for (int r = 0; r < 4; ++r)
 #pragma unroll
-        for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(word_element<In>(blk_raw[r], c));
-    }
-    if (inside) {
+        for (int k = 0; k < 4; ++k) m = max(m, x[r][k] & 0x7FFFFFFFu);
+      finite = m < 0x7F800000u;
+    } else {
+      uint32_t m = 0;
 #pragma unroll
-      for (int r = 0; r < 4; ++r, wv += w_stride)
-        *reinterpret_cast<Vec<Out, 2>*>(wv) = convert_pair<Out>(blk[r], pk.codes >> (8 * r), p);
+      for (int r = 0; r < 4; ++r) m = __vimax3_u16x2(m, x[r][0] & 0x7FFF7FFFu, x[r][1] & 0x7FFF7FFFu);
+      finite = max(m & 0xFFFFu, m >> 16) < rules::non_finite_key(In{});
     }
+    // Non-finite weights: the block's first NaN/Inf in row-major order (kind 1).
+    if (in[b] && !finite && p.check_finite) {
+      int k = 15;
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const float col[4] = {blk[0][c], blk[1][c], blk[2][c], blk[3][c]};
-      *reinterpret_cast<Vec<Out, 2>*>(wt_vals.at(4 * bj + c, 2 * bi)) = convert_pair<Out>(col, pk_t.codes >> (8 * c), p);
+      for (int j = 14; j >= 0; --j)
+        if (!rules::is_finite_f(to_f32(word_element<In>(x[j / 4], j % 4)))) k = j;
+      report_first(p.bad, 2 * ((row0 + k / 4) * w.cols + bcol0 + k % 4) + 1);
+    }
+
+    // The pattern as a 16-bit mask, bit 4r + c for a kept (r, c).
+    uint32_t kept = 0;
+    if (p.given_mask) {
+      // Read the block's codes, checking that every row keeps two and every column two: the rows'
+      // kept columns, spread one per nibble, add up to 2 in every nibble (0x2222).
+      bool valid = true;
+      uint32_t per_col = 0;
+      const int blk = kBlocks * bj + b;  // the block's column in the tile
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const uint32_t code = (mask_tile[4 * bi + r][blk / 2] >> (4 * (blk % 2))) & 0xF;
+        valid = valid && is_valid_group_code(uint8_t(code));
+        per_col += (1u << (4 * (code & 3))) + (1u << (4 * (code >> 2)));
+        kept |= ((1u << (code & 3)) | (1u << (code >> 2))) << (4 * r);
+      }
+      valid = valid && per_col == 0x2222u;
+      if (in[b] && !valid) report_first(p.bad, 2 * (row0 * w.cols + bcol0));  // kind 0: mask
+    } else {
+      // |x| by the hardware conversions: exact for every input but a NaN, which stays a NaN (the
+      // reference search, which NaN/Inf blocks take, sees no payloads).
+      float absw[16];
+#pragma unroll
+      for (int k = 0; k < 16; ++k) absw[k] = hw_abs_f32(word_element<In>(x[k / 4], k % 4));
+      if (finite) {
+        kept = best_transposable_finite(absw);
+      } else {
+        const uint16_t pairs = rules::best_transposable(absw);
+#pragma unroll
+        for (int r = 0; r < 4; ++r) kept |= ((kPairBits >> (4 * ((pairs >> (3 * r)) & 7))) & 0xF) << (4 * r);
+      }
+    }
+    // The same mask transposed (bit 4c + r): W^T's block is the transpose of W's.
+    uint32_t kept_t = kept, t = (kept_t ^ (kept_t >> 3)) & 0x0A0Au;
+    kept_t ^= t ^ (t << 3);
+    t = (kept_t ^ (kept_t >> 6)) & 0x00CCu;
+    kept_t ^= t ^ (t << 6);
+    const PairPicks pk = pair_picks(kept), pk_t = pair_picks(kept_t);
+    w_codes[b] = pk.codes;
+    // W's metadata (at the last block): a byte = a block's code | the next block's << 4 (zero
+    // past the matrix), four rows' bytes at once; with one block per thread the next block's
+    // codes come in one shuffle (lanes 1 apart).
+    uint32_t bytes = 0;
+    if (b == kBlocks - 1) {
+      if constexpr (kBlocks == 1) {
+        const uint32_t odd_codes = __shfl_down_sync(0xFFFFFFFFu, w_codes[0], 1);
+        bytes = w_codes[0] | (4 * (bj + 1) < t_cols ? odd_codes : 0) << 4;
+      } else {
+        bytes = w_codes[0] | (in[1] ? w_codes[1] : 0) << 4;
+      }
+    }
+
+    // W^T's metadata: a byte = this block's code | the block below's << 4 (lanes 8 apart), four
+    // rows' bytes at once.
+    const uint32_t odd_codes_t = __shfl_down_sync(0xFFFFFFFFu, pk_t.codes, 8);
+    const uint32_t bytes_t = pk_t.codes | (4 * (bi + 1) < t_rows ? odd_codes_t : 0) << 4;
+
+    // Values. W: row row0 + r keeps the block's group; W^T: tile row trow0 + c keeps the two rows
+    // of the pattern with a one in column c, as group bi (at wt_dst, c rows further).
+    if (kPacked && finite && p.scale == 1.f) {
+      // 16-bit storage, finite block, scale 1: byte-permute picks from the words h. W^T's column c
+      // is first gathered as two words (rows 0-1, rows 2-3).
+      if constexpr (kPacked) {
+        if constexpr (!kReread) pack_block(x, h);
+#pragma unroll
+        for (int r = 0; r < 4; ++r) w_vals[b][r] = bits_as<Pair>(prmt(h[r][0], h[r][1], row_sel(pk, r)));
+        if (b == kBlocks - 1) write_w_values(w_vals);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const uint32_t half = c % 2 ? 0x7632u : 0x5410u;
+          const uint32_t lo = __byte_perm(h[0][c / 2], h[1][c / 2], half), hi = __byte_perm(h[2][c / 2], h[3][c / 2], half);
+          *reinterpret_cast<uint32_t*>(wt_dst + c * (kTile / 2)) = prmt(lo, hi, row_sel(pk_t, c));
+        }
+      }
+    } else {
+      // Any other case: the block as floats (to_f32 where a NaN may be present, keeping payloads),
+      // the kept values picked and converted one by one. fp32 inputs read the block again.
+      uint32_t again[kBlocks][4][kWords] = {};
+      if constexpr (kReread) {
+        if (direct && inside) read_direct(again);
+        if (!direct) read_tile(again[0], 0);
+      }
+      const uint32_t(&again_b)[4][kWords] = again[b];
+      const uint32_t(&blk_raw)[4][kWords] = kReread ? again_b : x;
+      float blk[4][4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) blk[r][c] = to_f32_non_nan(word_element<In>(blk_raw[r], c));
+      if (!finite) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(word_element<In>(blk_raw[r], c));
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r) w_vals[b][r] = bits_as<Pair>(convert_pair<Out>(blk[r], pk.codes >> (8 * r), p));
+      if (b == kBlocks - 1) write_w_values(w_vals);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const float col[4] = {blk[0][c], blk[1][c], blk[2][c], blk[3][c]};
+        *reinterpret_cast<Pair*>(wt_dst + c * (kTile / 2)) =
+            bits_as<Pair>(convert_pair<Out>(col, pk_t.codes >> (8 * c), p));
+      }
+    }
+    if (b == kBlocks - 1) write_w_meta(bytes);
+    if (bi % 2 == 0) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) wt_meta[trow0 + c][bi / 2] = uint8_t(bytes_t >> (8 * c));
     }
   }
-  if (inside && bj % 2 == 0) {
-    uint8_t* wm = p.w_meta + row0 * p.w_row_bytes + g / 2;
-#pragma unroll
-    for (int r = 0; r < 4; ++r, wm += p.w_row_bytes) {
-      const uint8_t byte = uint8_t(bytes >> (8 * r));
-      *wm = byte;
-      if (p.w_hw) p.w_hw[p.w_hwg.offset(row0 + r, g / 2)] = byte;
-    }
-  }
-  if (bi % 2 == 0) {
-#pragma unroll
-    for (int c = 0; c < 4; ++c) wt_meta[4 * bj + c][bi / 2] = uint8_t(bytes_t >> (8 * c));
-  }
+
   __syncthreads();
 
   // Write the W^T tile: rows c0.., values from slot r0/2, metadata from byte r0/8; whole rows of
   // the tile go out as 16-byte vectors when the tile is full and the rows are 16-byte aligned.
+  // Offsets inside the tile fit 32 bits: a row of W^T holds under 2^21 values (the launch has at
+  // most 65535 tile rows), so the tile's rows span under 2^30 bytes.
   const int t_vals = t_rows / 2, t_bytes = (t_rows / 4 + 1) / 2;
-  const int64_t wt_row_vals = w.rows / 2;
-  Out* tv = static_cast<Out*>(p.wt_values) + c0 * wt_row_vals + r0 / 2;
-  constexpr int kChunks = WtTile<Out>::kChunks;
-  static_assert(kTile * (kTile / 2) % kThreads == 0, "whole passes over the W^T tile");
-  if (t_vals == kTile / 2 && (wt_row_vals * int64_t(sizeof(Out))) % 16 == 0) {
+  const uint32_t wt_row_vals = uint32_t(w.rows / 2), wt_row_bytes = uint32_t(p.wt_row_bytes);
+  Out* tv = static_cast<Out*>(p.wt_values) + c0 * int64_t(wt_row_vals) + r0 / 2;
+  constexpr int kChunks = WtTile<Out, kBlocks>::kChunks;
+  static_assert(kTileCols * (kTile / 2) % kThreads == 0, "whole passes over the W^T tile");
+  if (t_vals == kTile / 2 && wt_row_vals * sizeof(Out) % 16 == 0) {
+    // A thread moves chunk k of rows lr0, lr0 + kStep, ...: one row pointer, stepped.
+    constexpr int kStep = kThreads / kChunks;
+    static_assert(kThreads % kChunks == 0, "whole rows per pass");
+    const uint32_t k = threadIdx.x % kChunks, lr0 = threadIdx.x / kChunks;
+    char* dst = reinterpret_cast<char*>(tv + lr0 * wt_row_vals) + 16 * k;
 #pragma unroll
-    for (int i = 0; i < (kTile * kChunks + kThreads - 1) / kThreads; ++i) {
-      const int e = int(threadIdx.x) + i * kThreads, lr = e / kChunks, k = e % kChunks;
-      if (e < kTile * kChunks && lr < t_cols)
-        reinterpret_cast<uint4*>(tv + lr * wt_row_vals)[k] =
-            reinterpret_cast<const uint4*>(wt_vals.v[lr])[WtTile<Out>::chunk(lr, k)];
+    for (int i = 0; i < (kTileCols + kStep - 1) / kStep; ++i, dst += kStep * wt_row_vals * sizeof(Out)) {
+      const uint32_t lr = lr0 + i * kStep;
+      if (lr < uint32_t(t_cols))
+        *reinterpret_cast<uint4*>(dst) = reinterpret_cast<const uint4*>(wt_vals.v[lr])[WtTile<Out, kBlocks>::chunk(lr, k)];
     }
   } else {
-    for (int i = 0; i < kTile * (kTile / 2) / kThreads; ++i) {
+    for (int i = 0; i < kTileCols * (kTile / 2) / kThreads; ++i) {
       const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTile / 2), k = e % (kTile / 2);
       if (lr < t_cols && k < t_vals) tv[lr * wt_row_vals + k] = *wt_vals.at(lr, k);
     }
   }
   if (p.wt_hw) {
-    for (int e = threadIdx.x; e < kTile * (kTile / 8); e += kThreads) {
+    for (int e = threadIdx.x; e < kTileCols * (kTile / 8); e += kThreads) {
       const int lr = e / (kTile / 8), k = e % (kTile / 8);
       if (lr < t_cols && k < t_bytes) p.wt_hw[p.wt_hwg.offset(c0 + lr, r0 / 8 + k)] = wt_meta[lr][k];
     }
   }
   uint8_t* tm = p.wt_meta + c0 * p.wt_row_bytes + r0 / 8;
-  if (t_bytes == kTile / 8 && p.wt_row_bytes % 8 == 0) {
-    if (int(threadIdx.x) < t_cols)
-      *reinterpret_cast<uint2*>(tm + threadIdx.x * p.wt_row_bytes) = *reinterpret_cast<const uint2*>(wt_meta[threadIdx.x]);
+  if (t_bytes == kTile / 8 && wt_row_bytes % 8 == 0) {
+    if (threadIdx.x < uint32_t(t_cols))
+      *reinterpret_cast<uint2*>(tm + threadIdx.x * wt_row_bytes) = *reinterpret_cast<const uint2*>(wt_meta[threadIdx.x]);
   } else {
-    for (int i = 0; i < kTile * (kTile / 8) / kThreads; ++i) {
+    static_assert(kTileCols * (kTile / 8) % kThreads == 0, "whole passes over the W^T metadata tile");
+    for (int i = 0; i < kTileCols * (kTile / 8) / kThreads; ++i) {
       const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTile / 8), k = e % (kTile / 8);
-      if (lr < t_cols && k < t_bytes) tm[lr * p.wt_row_bytes + k] = wt_meta[lr][k];
+      if (lr < t_cols && k < t_bytes) tm[lr * wt_row_bytes + k] = wt_meta[lr][k];
     }
   }
 }
@@ -511,17 +629,19 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
                        res.wt.hw_meta.defined() ? res.wt.hw_meta.data<uint8_t>() : nullptr,
                        res.w.hw_meta.defined() ? sm90_meta(res.w.layout, res.w.rows, res.w.cols, res.w.dtype) : Sm90Meta{},
                        res.wt.hw_meta.defined() ? sm90_meta(res.wt.layout, res.wt.rows, res.wt.cols, res.wt.dtype) : Sm90Meta{}};
-  const dim3 grid(unsigned((w.cols() + kTile - 1) / kTile), unsigned((w.rows() + kTile - 1) / kTile));
   bool along_rows = false;
   const bool vec = vector_friendly(w, &along_rows);
-  S24_CHECK(grid.y <= 65535u, kShape, "prune_transposable: ", w.describe(), " has too many rows for one launch");
+  const unsigned tile_rows = unsigned((w.rows() + kTile - 1) / kTile);
+  S24_CHECK(tile_rows <= 65535u, kShape, "prune_transposable: ", w.describe(), " has too many rows for one launch");
   dispatch_input_dtype(w.dtype, [&](auto itag) {
     dispatch_dtype(res.w.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;
       using Out = typename decltype(otag)::type;
       if constexpr (kIsValueType<Out>) {
+        const dim3 grid(unsigned((w.cols() + kCols<In> - 1) / kCols<In>), tile_rows);
         // Row-major inputs with vector loads read straight from global memory: no input tile.
-        const size_t smem = vec && along_rows ? 0 : size_t(kTile) * kPitch * sizeof(In);
+        const size_t smem = vec && along_rows ? (kBlocksPer<In> == 2 ? 4 * kThreads * sizeof(uint2) : 0)
+                                              : size_t(kTile) * kPitch<In> * sizeof(In);
         transposable_kernel<In, Out><<<grid, kThreads, smem>>>(device_matrix(w), p, vec, along_rows);
         S24_CUDA_CHECK_LAUNCH("transposable_kernel");
       }
