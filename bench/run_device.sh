@@ -7,8 +7,8 @@
 # Usage, from the repository root:
 #   bench/run_device.sh [--bench transforms|gemm|ffn|all|none] [--filter GTEST_FILTER] [--explore]
 #                       [--no-cpu-tests] [--no-sanitizer] [bench args...]
-# --explore also builds the candidate GEMM kernels of bench/sm90_explore.def (SM90_EXPLORE_ONLY, an
-# extended regex, keeps only the candidates whose names match: fewer to compile);
+# --explore also builds the candidate GEMM kernels of bench/sm90_explore.def (SM90_EXPLORE_ONLY, a
+# regex of kernel names such as 'x_f16_a|x_f16_b', builds only those: fewer to compile);
 # --no-cpu-tests and --no-sanitizer skip the CPU suite (CI runs it) and the compute-sanitizer run.
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
 set -uo pipefail
@@ -38,14 +38,9 @@ cusparselt=$(python3 -c "import nvidia.cusparselt as m; print(m.__path__[0])" 2>
 step "GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 step "configure + build"
-if [ "$explore" = ON ] && [ -n "${SM90_EXPLORE_ONLY:-}" ]; then
-  # Only on this machine's copy: the candidates not named are dropped from the build.
-  grep -vE "^S24_SM90_KERNEL\(" bench/sm90_explore.def >/tmp/sm90_explore.def
-  grep -E "^S24_SM90_KERNEL\((${SM90_EXPLORE_ONLY})," bench/sm90_explore.def >>/tmp/sm90_explore.def
-  cp /tmp/sm90_explore.def bench/sm90_explore.def
-fi
 cmake -S . -B build-dev -G Ninja -DSPARSE24_CUDA=ON -DSPARSE24_GTEST_SOURCE="${GTEST_SOURCE:-$PWD/.deps/googletest}" \
   ${cusparselt:+-DSPARSE24_CUSPARSELT_DIR=$cusparselt} -DSPARSE24_SM90_EXPLORE=$explore \
+  -DSPARSE24_SM90_EXPLORE_ONLY="${SM90_EXPLORE_ONLY:-}" \
   >"$OUT_DIR/configure.log" 2>&1 || { tail -30 "$OUT_DIR/configure.log"; exit 1; }
 cmake --build build-dev -j"$nproc_" >"$OUT_DIR/build.log" 2>&1 || { grep -E "error" -A5 "$OUT_DIR/build.log" | head -60; exit 1; }
 build-dev/sparse24 info

@@ -24,22 +24,17 @@
 
 namespace sparse24::gemm {
 
-// The kernels of kernels.def, and with -DSPARSE24_SM90_EXPLORE=ON those of bench/sm90_explore.def
-// (candidates measured by `bench gemm --all-kernels`, not part of a normal build).
+// The kernels this build compiled (src/gemm/sm90/CMakeLists.txt lists them): those of
+// kernels.def, and with -DSPARSE24_SM90_EXPLORE=ON the candidates of bench/sm90_explore.def
+// (measured by `bench gemm --all-kernels`; SPARSE24_SM90_EXPLORE_ONLY picks some).
 #define S24_SM90_KERNEL(name, ...) const Sm90Kernel& sm90_kernel_##name();
-#include "gemm/sm90/kernels.def"
-#ifdef SPARSE24_SM90_EXPLORE
-#include "bench/sm90_explore.def"
-#endif
+#include "gemm/sm90_kernels.inc"
 #undef S24_SM90_KERNEL
 
 const std::vector<const Sm90Kernel*>& native_kernels() {
   static const std::vector<const Sm90Kernel*> kernels = {
 #define S24_SM90_KERNEL(name, ...) &sm90_kernel_##name(),
-#include "gemm/sm90/kernels.def"
-#ifdef SPARSE24_SM90_EXPLORE
-#include "bench/sm90_explore.def"
-#endif
+#include "gemm/sm90_kernels.inc"
 #undef S24_SM90_KERNEL
   };
   return kernels;
