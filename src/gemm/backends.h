@@ -45,9 +45,9 @@ struct DenseProblem {
 // The native CUTLASS sm90 kernels (src/gemm/native_sm90.cpp). Throws kDevice when the build has
 // no CUTLASS or the GPU is not sm_90.
 void native_mm(const SparseProblem& p);
-// Whether native_mm would run p (a Hopper GPU, a kernel for its dtypes, majors, layout and
-// alignment); if not, why.
-bool native_fits(const SparseProblem& p, std::string* why);
+// native_mm(p) if a native kernel takes p (a Hopper GPU, a kernel for its dtypes, majors, layout
+// and alignment), returning true; else false with the reason in *why, launching nothing.
+bool native_mm_if_it_fits(const SparseProblem& p, std::string* why);
 bool native_built();
 std::vector<NativeKernelInfo> native_kernel_info();
 

@@ -221,14 +221,16 @@ std::pair<const Sm90Kernel*, Reading> choose(const SparseProblem& p) {
 
 const Sm90Kernel& native_choice(const SparseProblem& p) { return *choose(p).first; }
 
-bool native_fits(const SparseProblem& p, std::string* why) {
+bool native_mm_if_it_fits(const SparseProblem& p, std::string* why) {
+  std::pair<const Sm90Kernel*, Reading> chosen;
   try {
-    choose(p);  // validation only: throws before anything is launched
-    return true;
+    chosen = choose(p);  // throws before anything is launched
   } catch (const Error& e) {
     if (why) *why = e.what();
     return false;
   }
+  launch(p, *chosen.first, chosen.second);
+  return true;
 }
 
 void native_mm(const SparseProblem& p) {

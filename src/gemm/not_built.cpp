@@ -10,7 +10,7 @@ constexpr const char* kNoNative =
     "(scripts/setup-deps.sh fetches them; CMake option SPARSE24_CUTLASS_DIR)";
 bool native_built() { return false; }
 std::vector<NativeKernelInfo> native_kernel_info() { return {}; }
-bool native_fits(const SparseProblem&, std::string* why) {
+bool native_mm_if_it_fits(const SparseProblem&, std::string* why) {
   if (why) *why = kNoNative;
   return false;
 }

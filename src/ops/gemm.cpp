@@ -119,7 +119,7 @@ void run_sparse(const char* op, const gemm::SparseProblem& p, GemmBackend backen
     case GemmBackend::kCublasLt: break;  // refused above
     case GemmBackend::kAuto: {
       std::string native_why;
-      if (gemm::native_fits(p, &native_why)) return gemm::native_mm(p);
+      if (gemm::native_mm_if_it_fits(p, &native_why)) return;
       try {
         return gemm::cusparselt_mm(p);
       } catch (const Error& e) {  // say why neither backend runs the call (cuSPARSELt's kind)
