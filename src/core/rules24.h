@@ -137,41 +137,53 @@ template <typename T>
 S24_HD T kept1(const MvueKept& k, const T y[4]) { return k.i1_ge3 ? y[3] : (k.i1_ge2 ? y[2] : y[1]); }
 
 // The two draws. First: the number of running sums (a0, a0 + a1, a0 + a1 + a2) not above u0 S,
-// as tests first >= 1, 2, 3. Second, among the others j0 < j1 < j2 in index order: their running
-// sums a_j0, a_j0 + a_j1 (T_first is the third) against u1 T_first give rank 0, 1 or 2 (tests
-// rank >= 1, 2), which picks j0, j1 or j2. Kept: i0 = min(first, rank), i1 = max(first, rank + 1).
+// as tests first >= 1, 2, 3 (each implies the one before: the running sums never decrease).
+// Second, among the others j0 < j1 < j2 in index order: their running sums a_j0, a_j0 + a_j1 and
+// T_first = (a_j0 + a_j1) + a_j2 (the very sums of mvue_sums: a01, a02 or a12, and t[first])
+// against u1 T_first give rank 0, 1 or 2 (tests rank >= 1, 2), which picks j0, j1 or j2.
+// Kept: i0 = min(first, rank), i1 = max(first, rank + 1).
 S24_HD MvueKept mvue_draw(const MvueSums& m, float u0, float u1) {
   const float r0 = u0 * m.s;
   const bool f1 = !(r0 < m.a[0]), f2 = !(r0 < m.a01), f3 = !(r0 < m.t[3]);
-  const float t_first = f3 ? m.t[3] : (f2 ? m.t[2] : (f1 ? m.t[1] : m.t[0]));
-  const float run0 = f1 ? m.a[0] : m.a[1], run1 = f2 ? m.a01 : (f1 ? m.a02 : m.a12);
+  const float run0 = f1 ? m.a[0] : m.a[1];                  // a_j0
+  const float run1 = run0 + (f2 ? m.a[1] : m.a[2]);         // a_j0 + a_j1
+  const float t_first = run1 + (f3 ? m.a[2] : m.a[3]);      // T_first
   const float r1 = u1 * t_first;
   const bool q1 = !(r1 < run0), q2 = !(r1 < run1);
   return {f1 && q1, f2 && q2, f2 || q1, f3 || q2};
 }
 
 // The kept values. Factoring a_i / S out of p_i:
-//   x_i / p_i = x_i * (S / d_i),   d_i = a_i h_i,   h_i = 1 + sum_{j != i} c_j,   c_j = a_j / T_j,
+//   x_i / p_i = x_i * (S / d_i),   d_i = a_i h_i = a_i + a_i s_i,   s_i = sum_{j != i} c_j,
+//   c_j = a_j / T_j,
 // with four reciprocals 1/T_j and one 1/d_i per kept value instead of divisions, every term of
-// h_i positive (no cancellation). kNormal (mvue_normal_range: S < 2^100, every finite fp16
-// group): every reciprocal's argument lies in rcp_normal's range (T_j in [3 eps, S], d_i in
-// [eps, S]), c_j <= S / (3 eps) and S / d_i <= S / eps stay finite. Huge groups (fp32/bf16
-// values of ~1e30 and more), where c_j could overflow, use the bounded terms
-//   d_i = p_i = a_i (1/S + sum_{j != i} (a_j / S) / T_j),   x_i / d_i,
-// with divisions. Both are p_i up to rounding (a few ulps); reciprocals and quotients are
-// correctly rounded (IEEE; on the GPU rcp_normal), so both backends agree bit for bit.
+// s_i positive (no cancellation), d_i in one fused multiply-add. kNormal (mvue_normal_range:
+// S < 2^100, every finite fp16 group): every reciprocal's argument lies in rcp_normal's range
+// (T_j in [3 eps, S], d_i in [eps, S]), c_j <= S / (3 eps) and S / d_i <= S / eps stay finite.
+// Huge groups (fp32/bf16 values of ~1e30 and more), where c_j could overflow, use the bounded
+// terms
+//   d_i = p_i = a_i / S + a_i s_i,   c_j = (a_j / S) / T_j,   x_i / d_i,
+// with divisions. Both are p_i up to rounding (a few ulps); reciprocals, quotients and fused
+// multiply-adds are correctly rounded (IEEE; on the GPU rcp_normal and FFMA, on the host fmaf),
+// so both backends agree bit for bit.
 S24_HD bool mvue_normal_range(float s, float eps) { return s < 0x1p100f && eps >= 0x1p-126f; }
+// a * b + c rounded once: FFMA on the GPU, fmaf (correctly rounded as well) on the host.
+S24_HD float fma_rn(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
 template <bool kNormal>
 S24_HD void mvue_denominators(const MvueSums& m, float d[4]) {
-  const float f = kNormal ? 1.f : 1.f / m.s;  // the first draw's term of h_i, or of p_i / a_i
   float c[4];
   S24_UNROLL
   for (int j = 0; j < 4; ++j) c[j] = kNormal ? m.a[j] * rcp_normal(m.t[j]) : (m.a[j] / m.s) / m.t[j];
-  const float e01 = f + (c[0] + c[1]), e23 = f + (c[2] + c[3]);  // pair sums, then the partner
-  d[0] = m.a[0] * (e23 + c[1]);
-  d[1] = m.a[1] * (e23 + c[0]);
-  d[2] = m.a[2] * (e01 + c[3]);
-  d[3] = m.a[3] * (e01 + c[2]);
+  const float c01 = c[0] + c[1], c23 = c[2] + c[3];  // s_i: the pair without i, then i's partner
+  const float s[4] = {c23 + c[1], c23 + c[0], c01 + c[3], c01 + c[2]};
+  S24_UNROLL
+  for (int i = 0; i < 4; ++i) d[i] = fma_rn(m.a[i], s[i], kNormal ? m.a[i] : m.a[i] / m.s);
 }
 // A kept value from its input and d.
 template <bool kNormal>

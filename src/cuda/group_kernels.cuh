@@ -136,15 +136,16 @@ __device__ __forceinline__ void mvue_store(float v0, float v1, const GroupParams
 }
 
 // MVUE's fast path for one metadata byte, `x`: its 8 inputs as floats (exact for all but NaN).
-// False when either group's sum S lies outside rules::mvue_normal_range (a NaN or Inf input, or
-// sums near overflow: never for finite fp16): then `out` and `meta` mean nothing and the byte
-// needs mvue_general_byte. Else the values and code of rules::apply_group, bit for bit: its
-// normal-range steps, values stored by mvue_store (|v| <= S: neither NaN nor Inf). Group 1's
-// code is in `meta` even for a row's lone last group (callers mask it). `key`: mvue_key(p.seed);
-// `n`: the byte's Philox counter, row * p.row_bytes + byte.
+// The values and code of rules::apply_group, bit for bit, when both groups' sums S lie in
+// rules::mvue_normal_range (no NaN or Inf input, no sums near overflow: always for finite fp16):
+// its normal-range steps, values stored by mvue_store (|v| <= S: neither NaN nor Inf). Else `out`
+// and `meta` mean nothing and the byte needs mvue_general_byte. `sums` keeps the largest bits of
+// every S seen (NaN above all: S is positive or NaN), so that callers test many bytes at once
+// (mvue_sums_normal). Group 1's code is in `meta` even for a row's lone last group (callers mask
+// it). `key`: mvue_key(p.seed); `n`: the byte's Philox counter, row * p.row_bytes + byte.
 template <typename Out, MvueStore S>
-__device__ __forceinline__ bool mvue_fast_byte(const float x[8], const GroupParams& p, const PhiloxKey& key,
-                                               uint64_t n, Vec<Out, 4>& out, uint8_t& meta) {
+__device__ __forceinline__ void mvue_fast_byte(const float x[8], const GroupParams& p, const PhiloxKey& key,
+                                               uint64_t n, Vec<Out, 4>& out, uint8_t& meta, uint32_t& sums) {
   const rules::MvueSums m[2] = {rules::mvue_sums(x, kMvueEps), rules::mvue_sums(x + 4, kMvueEps)};
   const Philox4 words = mvue_words(key, n);
   uint32_t code = 0;
@@ -157,11 +158,18 @@ __device__ __forceinline__ bool mvue_fast_byte(const float x[8], const GroupPara
     const float* g = x + 4 * h;
     mvue_store<Out, S>(rules::mvue_value<true>(m[h], rules::kept0(k, g), rules::kept0(k, d)),
                        rules::mvue_value<true>(m[h], rules::kept1(k, g), rules::kept1(k, d)), p, out.v + 2 * h);
-    constexpr uint32_t kPos[4] = {0, 1, 2, 3};  // the positions, picked as the values are
-    code |= uint32_t(group_code(int(rules::kept0(k, kPos)), int(rules::kept1(k, kPos)))) << (4 * h);
+    // Its code group_code(i0, i1) = i0 + 4 i1 at nibble h, the terms picked as the values are.
+    const uint32_t i0_code[4] = {0u, 1u << (4 * h), 2u << (4 * h), 3u << (4 * h)};
+    const uint32_t i1_code[4] = {0u, 4u << (4 * h), 8u << (4 * h), 12u << (4 * h)};
+    code += rules::kept0(k, i0_code) + rules::kept1(k, i1_code);
   }
   meta = uint8_t(code);
-  return rules::mvue_normal_range(m[0].s, kMvueEps) && rules::mvue_normal_range(m[1].s, kMvueEps);
+  sums = __vimax3_u32(sums, f32_to_bits(m[0].s), f32_to_bits(m[1].s));
+}
+// Whether every sum that went into `sums` (mvue_fast_byte; start at 0) lies in
+// rules::mvue_normal_range.
+__device__ __forceinline__ bool mvue_sums_normal(uint32_t sums) {
+  return rules::mvue_normal_range(f32_from_bits(sums), kMvueEps);
 }
 
 // Stores one byte's 4 values (2 when the row's last byte holds one group).
@@ -204,7 +212,9 @@ __device__ __forceinline__ void process_byte(const In raw[8], int64_t row, int64
     for (int i = 0; i < 8; ++i) x[i] = to_f32_non_nan(raw[i]);
     Vec<Out, 4> out;
     uint8_t meta;
-    if (mvue_fast_byte<Out, MvueStore::kAny>(x, p, mvue_key(p.seed), uint64_t(row * p.row_bytes + byte), out, meta)) {
+    uint32_t sums = 0;
+    mvue_fast_byte<Out, MvueStore::kAny>(x, p, mvue_key(p.seed), uint64_t(row * p.row_bytes + byte), out, meta, sums);
+    if (mvue_sums_normal(sums)) {
       store_byte<Out>(out, both ? meta : meta & 0xF, row, byte, both, p);
     } else {
       Vec<In, 8> r;
