@@ -219,6 +219,24 @@ __device__ __forceinline__ PairPicks pair_picks(uint32_t kept) {
 // Row r's selector of a PairPicks (prmt reads the low 16 bits).
 __device__ __forceinline__ uint32_t row_sel(const PairPicks& pk, int r) { return pk.sel[r / 2] >> (16 * (r % 2)); }
 
+// A given mask's block as a kept mask: `codes` holds row r's group code in byte r, whose columns
+// a = code & 3 and b = code >> 2 become one-hot bytes by byte-permute lookups, packed into
+// nibbles. Codes with a >= b give one column or the pair (b, a): given_transposable tells.
+__device__ __forceinline__ uint32_t given_kept(uint32_t codes) {
+  const uint32_t s = prmt(codes | codes >> 4, 0, 0x20u);  // nibble r: row r's code
+  const uint32_t k = prmt(0x08040201u, 0, s & 0x3333u) | prmt(0x08040201u, 0, (s >> 2) & 0x3333u);
+  return prmt(k | k >> 4, 0, 0x4420u);  // byte r of k: row r's columns, as nibble r
+}
+// Whether the given codes form a transposable block: every column keeps two (the transposed
+// mask's nibbles count 2 each), so that every row keeps two columns, and every row's code is the
+// canonical code of its columns (a < b), the one pair_picks gives back. Exactly the CPU's check:
+// valid codes, and two per column.
+__device__ __forceinline__ bool given_transposable(uint32_t codes, const PairPicks& pk, uint32_t kept_t) {
+  uint32_t n = kept_t - ((kept_t >> 1) & 0x5555u);  // per nibble: two 2-bit counts
+  n = (n & 0x3333u) + ((n >> 2) & 0x3333u);         // per nibble: its count
+  return n == 0x2222u && pk.codes == codes;
+}
+
 // Two kept values as stored (from_f32 of each): the path for non-finite blocks, scales other than
 // 1 and storage types that are not 16-bit.
 template <typename Out>
@@ -276,7 +294,6 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   extern __shared__ uint4 input_smem[];
   __shared__ WtTile<Out, kBlocks> wt_vals;
   __shared__ alignas(16) uint8_t wt_meta[kTileCols][kTile / 8];  // W^T's rows x 8 metadata bytes
-  __shared__ alignas(16) uint8_t mask_tile[kTile][kTileCols / 8];  // a given mask's bytes for the tile
   using Row = Vec<uint32_t, kWords * kBlocks>;  // a thread's part of a row: 16 bytes
   using Pair = Bits<2 * int(sizeof(Out))>;      // a row's two kept values of a block, as stored
   const bool direct = vec && along_rows;
@@ -325,6 +342,16 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   uint2(*park)[kThreads] = reinterpret_cast<uint2(*)[kThreads]>(input_smem);
   uint32_t raw[kBlocks][4][kWords] = {};
   if (direct && inside) read_direct(raw);
+  // A given mask: the byte of the thread's columns in each of its rows, loaded right behind the
+  // input, before anything waits for it (the parking does), so that both are in flight together
+  // and no thread waits at a barrier for another's loads. A 16-bit thread's byte holds its two
+  // blocks' codes; an fp32 thread's block is nibble bj % 2.
+  uint32_t mask_bytes[4] = {};
+  if (p.given_mask && inside) {
+    const uint8_t* src = p.given_mask + row0 * p.w_row_bytes + col0 / 8;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) mask_bytes[r] = src[r * p.w_row_bytes];
+  }
   if constexpr (kBlocks == 2) {
     if (direct) {
 #pragma unroll
@@ -332,26 +359,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     }
   }
   if (!direct) load_tile<In, In, kTile, kTileCols, kThreads, kPitch<In>>(w, r0, c0, vec, along_rows, tile);
-  if (p.given_mask) {
-    // The tile's bytes of the given mask: one load per row when the rows are whole and aligned.
-    using MaskRow = Bits<kTileCols / 8>;
-    const uint8_t* src = p.given_mask + r0 * p.w_row_bytes + c0 / 8;
-    const int t_bytes = (t_cols / 4 + 1) / 2;
-    if (t_bytes == kTileCols / 8 && p.w_row_bytes % (kTileCols / 8) == 0 &&
-        reinterpret_cast<uintptr_t>(p.given_mask) % (kTileCols / 8) == 0) {
-      if (int(threadIdx.x) < t_rows)
-        *reinterpret_cast<MaskRow*>(mask_tile[threadIdx.x]) =
-            *reinterpret_cast<const MaskRow*>(src + threadIdx.x * p.w_row_bytes);
-    } else {
-      static_assert(kTile * (kTileCols / 8) % kThreads == 0, "whole passes over the mask tile");
-#pragma unroll
-      for (int i = 0; i < kTile * (kTileCols / 8) / kThreads; ++i) {
-        const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTileCols / 8), k = e % (kTileCols / 8);
-        if (lr < t_rows && k < t_bytes) mask_tile[lr][k] = src[lr * p.w_row_bytes + k];
-      }
-    }
-  }
-  if (!direct || p.given_mask) __syncthreads();
+  if (!direct) __syncthreads();
   if (!direct) read_tile(raw[0], 0);
 
   // 16-bit storage: a block as stored, per row two words of packed values (the input's own bits
@@ -413,6 +421,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   // and metadata (staged in shared memory).
   Pair w_vals[kBlocks][4];
   uint32_t w_codes[kBlocks];
+  uint32_t given = 0;  // the given mask's bytes as one word, row r's in byte r
   Out* const wt_slot = wt_vals.at(4 * kBlocks * bj, 2 * bi);  // the thread's slot in its first W^T row
 #pragma unroll
   for (int b = 0; b < kBlocks; ++b) {
@@ -456,22 +465,12 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     }
 
     // The pattern as a 16-bit mask, bit 4r + c for a kept (r, c).
-    uint32_t kept = 0;
+    uint32_t kept = 0, codes = 0;
     if (p.given_mask) {
-      // Read the block's codes, checking that every row keeps two and every column two: the rows'
-      // kept columns, spread one per nibble, add up to 2 in every nibble (0x2222).
-      bool valid = true;
-      uint32_t per_col = 0;
-      const int blk = kBlocks * bj + b;  // the block's column in the tile
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const uint32_t code = (mask_tile[4 * bi + r][blk / 2] >> (4 * (blk % 2))) & 0xF;
-        valid = valid && is_valid_group_code(uint8_t(code));
-        per_col += (1u << (4 * (code & 3))) + (1u << (4 * (code >> 2)));
-        kept |= ((1u << (code & 3)) | (1u << (code >> 2))) << (4 * r);
-      }
-      valid = valid && per_col == 0x2222u;
-      if (in[b] && !valid) report_first(p.bad, 2 * (row0 * w.cols + bcol0));  // kind 0: mask
+      if (b == 0)  // gathered only now: nothing waits for the mask bytes before (an input tile loads first)
+        given = prmt(prmt(mask_bytes[0], mask_bytes[1], 0x40u), prmt(mask_bytes[2], mask_bytes[3], 0x40u), 0x5410u);
+      codes = (given >> (4 * (kBlocks == 2 ? b : bj % 2))) & 0x0F0F0F0Fu;  // byte r: row r's code
+      kept = given_kept(codes);
     } else {
       // |x| by the hardware conversions: exact for every input but a NaN, which stays a NaN (the
       // reference search, which NaN/Inf blocks take, sees no payloads).
@@ -492,6 +491,8 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     t = (kept_t ^ (kept_t >> 6)) & 0x00CCu;
     kept_t ^= t ^ (t << 6);
     const PairPicks pk = pair_picks(kept), pk_t = pair_picks(kept_t);
+    if (p.given_mask && in[b] && !given_transposable(codes, pk, kept_t))
+      report_first(p.bad, 2 * (row0 * w.cols + bcol0));  // kind 0: not a transposable block
     w_codes[b] = pk.codes;
     // W's metadata (at the last block): a byte = a block's code | the next block's << 4 (zero
     // past the matrix), four rows' bytes at once; with one block per thread the next block's

@@ -196,11 +196,13 @@ TEST_F(Cuda, Sm90MetadataMatchesTheCpu) {
 TEST_F(Cuda, ColumnMajorMvueEdgesMatchTheCpu) {
   // MVUE's column-major kernel (tiles of 256 (16-bit) or 128 (fp32) rows x 64 columns): row
   // counts off the tile, token counts with an odd number of groups or off the 64-column tile,
-  // every input type, several storage types (paired 16-bit stores with either overflow rule),
-  // NaN/Inf, kept values beyond fp16's range and huge values under kPropagate, and the sm90
-  // metadata beside the canonical one.
+  // full tiles stored as 16-byte units and full tiles whose value rows do not start at 16-byte
+  // boundaries (72 tokens), every input type, several storage types (paired 16-bit stores with
+  // either overflow rule), NaN/Inf, kept values beyond fp16's range and huge values under
+  // kPropagate, and the sm90 metadata beside the canonical one.
   for (auto [tokens, features] : std::vector<std::pair<int64_t, int64_t>>{
-           {4, 8}, {12, 264}, {48, 520}, {60, 200}, {68, 520}, {132, 8}, {1028, 136}, {256, 264}})
+           {4, 8}, {12, 264}, {48, 520}, {60, 200}, {68, 520}, {132, 8}, {1028, 136}, {256, 264},
+           {72, 264}, {512, 520}})
     for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16}) {
       Tensor dy = test::convert(test::randn(tokens, features, uint64_t(tokens * 31 + features)), DType::kF32);
       float* d = dy.data<float>();
@@ -259,6 +261,40 @@ TEST_F(Cuda, NonTransposableMaskIsRejected) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kInvalidMask) << e.what();
   }
+}
+
+// Malformed codes in a given mask: a valid code's mirror (its columns in the wrong order, so that
+// every row and column still counts two) or a column kept twice, in two blocks. The GPU names the
+// same first block as the CPU's check, from fp32 (a nibble per thread) and 16-bit input (two
+// blocks per thread: low and high nibbles), row- and column-major.
+TEST_F(Cuda, MalformedMaskCodesAreRejected) {
+  const Tensor w = test::randn(64, 136, 3);
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
+    for (Layout layout : {Layout::kRowMajor, Layout::kColMajor})
+      for (int g : {20, 21})
+        for (bool mirror : {true, false}) {
+          const Mask24 bad = prune_transposable(w).mask;
+          for (auto [r, gg] : {std::pair<int64_t, int64_t>{17, g}, {45, 3}}) {
+            const uint8_t c = bad.code(r, gg);
+            bad.set_code(r, gg, mirror ? uint8_t((c >> 2) | (c & 3) << 2) : uint8_t((c & 3) * 5));
+          }
+          const Tensor x = test::convert(w, dt, layout);
+          const std::string tag = x.view().describe() + " group " + std::to_string(g) + (mirror ? " mirror" : " twice");
+          std::string cpu, gpu;
+          try {
+            compress_transposable(x, bad);
+          } catch (const Error& e) {
+            cpu = e.what();
+          }
+          try {
+            compress_transposable(x.to(Device::kCUDA), bad.to(Device::kCUDA));
+          } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::kInvalidMask) << tag << ": " << e.what();
+            gpu = e.what();
+          }
+          ASSERT_FALSE(cpu.empty()) << tag;
+          EXPECT_EQ(gpu, cpu) << tag;
+        }
 }
 
 TEST_F(Cuda, SmallTransformsMatchTheCpu) {
