@@ -11,6 +11,9 @@
 # regex of kernel names such as 'x_f16_a|x_f16_b', builds only those: fewer to compile);
 # --no-cpu-tests and --no-sanitizer skip the CPU suite (CI runs it) and the compute-sanitizer run.
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
+# Rebuilding by hand on a warm machine (cmake --build build-dev): a file that the device tool's
+# copy of the working tree replaced can keep an older timestamp than its object, and ninja then
+# skips it; touch the changed sources first, or a timing measures the old code.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-out/device}"
