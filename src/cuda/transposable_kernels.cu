@@ -44,11 +44,14 @@ S24_HD uint32_t umax6(const uint32_t x[6]) {
   return lo > hi ? lo : hi;
 }
 
-// __byte_perm (PRMT) for selectors whose nibbles are 0..7: byte i of the result is byte
-// (nibble i of sel) of the 8 bytes y:x.
+// PTX's prmt.b32 for selectors whose four low nibbles are 0..7 by construction: byte i of the
+// result is byte (nibble i of sel) of the 8 bytes y:x. (__byte_perm would first clear each
+// nibble's bit 3, PRMT's sign-replicate flag: one more instruction per run-time selector.)
 S24_HD uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t sel) {
 #if defined(__CUDA_ARCH__)
-  return __byte_perm(x, y, sel);
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(x), "r"(y), "r"(sel));
+  return r;
 #else
   const uint64_t xy = uint64_t(y) << 32 | x;
   uint32_t r = 0;
@@ -199,33 +202,25 @@ __device__ __forceinline__ float hw_abs_f32(bf16_t x) { return rules::abs_f(to_f
 struct PairPicks {
   uint32_t codes, sel[2];
 };
-// PTX's prmt.b32: byte i of the result is byte (nibble i of sel) of y:x, for the four low nibbles
-// of sel. For selectors whose nibbles are 0..7 by construction: __byte_perm would first clear
-// each nibble's bit 3 (PRMT's sign-replicate flag), one more instruction per selector.
-__device__ __forceinline__ uint32_t prmt(uint32_t x, uint32_t y, uint32_t sel) {
-  uint32_t r;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(x), "r"(y), "r"(sel));
-  return r;
-}
 __device__ __forceinline__ PairPicks pair_picks(uint32_t kept) {
   const uint32_t n = (kept >> 1) & 0x7777u;  // per nibble: the table index
   PairPicks r;
-  r.codes = prmt(0x09080400u, 0x000E0D0Cu, n);            // n/2 -> code: 0 4 8 9 12 13 14 0
-  const uint32_t ab = prmt(0x21201000u, 0x00323130u, n);  // n/2 -> a | b << 4, the same pairs
-  r.sel[0] = prmt(0x76543210u, 0, ab);                    // value i -> bytes 2i | 2i + 1 << 4
-  r.sel[1] = prmt(0x76543210u, 0, ab >> 16);
+  r.codes = byte_perm(0x09080400u, 0x000E0D0Cu, n);            // n/2 -> code: 0 4 8 9 12 13 14 0
+  const uint32_t ab = byte_perm(0x21201000u, 0x00323130u, n);  // n/2 -> a | b << 4, the same pairs
+  r.sel[0] = byte_perm(0x76543210u, 0, ab);                    // value i -> bytes 2i | 2i + 1 << 4
+  r.sel[1] = byte_perm(0x76543210u, 0, ab >> 16);
   return r;
 }
-// Row r's selector of a PairPicks (prmt reads the low 16 bits).
+// Row r's selector of a PairPicks (byte_perm reads the low 16 bits).
 __device__ __forceinline__ uint32_t row_sel(const PairPicks& pk, int r) { return pk.sel[r / 2] >> (16 * (r % 2)); }
 
 // A given mask's block as a kept mask: `codes` holds row r's group code in byte r, whose columns
 // a = code & 3 and b = code >> 2 become one-hot bytes by byte-permute lookups, packed into
 // nibbles. Codes with a >= b give one column or the pair (b, a): given_transposable tells.
 __device__ __forceinline__ uint32_t given_kept(uint32_t codes) {
-  const uint32_t s = prmt(codes | codes >> 4, 0, 0x20u);  // nibble r: row r's code
-  const uint32_t k = prmt(0x08040201u, 0, s & 0x3333u) | prmt(0x08040201u, 0, (s >> 2) & 0x3333u);
-  return prmt(k | k >> 4, 0, 0x4420u);  // byte r of k: row r's columns, as nibble r
+  const uint32_t s = byte_perm(codes | codes >> 4, 0, 0x20u);  // nibble r: row r's code
+  const uint32_t k = byte_perm(0x08040201u, 0, s & 0x3333u) | byte_perm(0x08040201u, 0, (s >> 2) & 0x3333u);
+  return byte_perm(k | k >> 4, 0, 0x4420u);  // byte r of k: row r's columns, as nibble r
 }
 // Whether the given codes form a transposable block: every column keeps two (the transposed
 // mask's nibbles count 2 each), so that every row keeps two columns, and every row's code is the
@@ -468,7 +463,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     uint32_t kept = 0, codes = 0;
     if (p.given_mask) {
       if (b == 0)  // gathered only now: nothing waits for the mask bytes before (an input tile loads first)
-        given = prmt(prmt(mask_bytes[0], mask_bytes[1], 0x40u), prmt(mask_bytes[2], mask_bytes[3], 0x40u), 0x5410u);
+        given = byte_perm(byte_perm(mask_bytes[0], mask_bytes[1], 0x40u), byte_perm(mask_bytes[2], mask_bytes[3], 0x40u), 0x5410u);
       codes = (given >> (4 * (kBlocks == 2 ? b : bj % 2))) & 0x0F0F0F0Fu;  // byte r: row r's code
       kept = given_kept(codes);
     } else {
@@ -520,13 +515,13 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
       if constexpr (kPacked) {
         if constexpr (!kReread) pack_block(x, h);
 #pragma unroll
-        for (int r = 0; r < 4; ++r) w_vals[b][r] = bits_as<Pair>(prmt(h[r][0], h[r][1], row_sel(pk, r)));
+        for (int r = 0; r < 4; ++r) w_vals[b][r] = bits_as<Pair>(byte_perm(h[r][0], h[r][1], row_sel(pk, r)));
         if (b == kBlocks - 1) write_w_values(w_vals);
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
           const uint32_t half = c % 2 ? 0x7632u : 0x5410u;
           const uint32_t lo = __byte_perm(h[0][c / 2], h[1][c / 2], half), hi = __byte_perm(h[2][c / 2], h[3][c / 2], half);
-          *reinterpret_cast<uint32_t*>(wt_dst + c * (kTile / 2)) = prmt(lo, hi, row_sel(pk_t, c));
+          *reinterpret_cast<uint32_t*>(wt_dst + c * (kTile / 2)) = byte_perm(lo, hi, row_sel(pk_t, c));
         }
       }
     } else {
