@@ -47,8 +47,10 @@ commands:
                                transposable; exit 0 if 2:4 along rows, 1 if not
   randn OUT.npy --rows R --cols C [--seed N] [--dtype fp32|fp16]
                                write a matrix of N(0,1) values
-  bench transforms [--quick]   time every CUDA transform kernel at GPT-2/LLaMA-7B shapes against
-                               a device-to-device copy (needs a CUDA build and a GPU)
+  bench transforms [--quick] [--only TEXT]
+                               time every CUDA transform kernel at GPT-2/LLaMA-7B shapes against
+                               a device-to-device copy (needs a CUDA build and a GPU); --only: the
+                               rows whose "kernel shape in -> out" contains TEXT
   bench gemm [--quick] [--all-kernels] [--only CASE] [--dtype fp16|bf16|e4m3]
                                time the sparse GEMM backends (native, cuSPARSELt default and
                                searched) against cuBLAS dense at training shapes (e4m3: S-STE's

@@ -72,11 +72,20 @@ std::vector<Tensor> inputs(int n, int64_t rows, int64_t cols, DType dt, Layout l
 
 int transforms(int argc, char** argv) {
   bool quick = false;
+  std::string only;  // rows whose "kernel shape in -> out" contains it
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    S24_CHECK(a == "--quick", kValue, "bench transforms: unknown argument '", a, "' (only --quick)");
-    quick = true;
+    if (a == "--quick") {
+      quick = true;
+    } else if (a == "--only" && i + 1 < argc) {
+      only = argv[++i];
+    } else {
+      S24_CHECK(false, kValue, "bench transforms: unknown argument '", a, "' (--quick, --only TEXT)");
+    }
   }
+  auto wanted = [&](const std::string& kernel, const std::string& shape, const std::string& types) {
+    return (kernel + " " + shape + " " + types).find(only) != std::string::npos;
+  };
   std::string why;
   const std::vector<GpuInfo> gpus = list_gpus(&why);
   S24_CHECK(!gpus.empty(), kDevice, "bench transforms needs a GPU (", why, ")");
@@ -109,6 +118,8 @@ int transforms(int argc, char** argv) {
   };
   for (auto [rows, cols] : weights)
     for (const GroupCase& gc : group_cases) {
+      const std::string types = std::string(dtype_name(gc.in)) + " -> " + dtype_name(gc.out);
+      if (!wanted(gc.name, shape_str(rows, cols), types)) continue;
       const double bytes = double(rows * cols) * (dtype_size(gc.in) + 0.5 * dtype_size(gc.out) + 0.125);
       const int n = rotation(bytes);
       const std::vector<Tensor> in = inputs(n, rows, cols, gc.in, Layout::kRowMajor);
@@ -123,7 +134,6 @@ int transforms(int argc, char** argv) {
       o.non_finite = NonFinite::kPropagate;  // as in training: no synchronisation
       o.overflow = Overflow::kSaturate;
       const double us = time_us(n, [&](int i) { cuda::prune_groups(in[size_t(i)], args, o, out[size_t(i)]); });
-      const std::string types = std::string(dtype_name(gc.in)) + " -> " + dtype_name(gc.out);
       print({gc.name, shape_str(rows, cols), types, us, bytes}, copy);
     }
 
@@ -132,6 +142,9 @@ int transforms(int argc, char** argv) {
   for (auto [rows, cols] : weights)
     for (DType in_dt : {DType::kF32, DType::kF16})
       for (bool search : {true, false}) {
+        const char* name = search ? "transposable search, W+W^T" : "transposable mask, W+W^T";
+        const std::string types = std::string(dtype_name(in_dt)) + " -> fp16 x2";
+        if (!wanted(name, shape_str(rows, cols), types)) continue;
         const double bytes = double(rows * cols) * (dtype_size(in_dt) + 2 * (0.5 * 2 + 0.125));
         const int n = rotation(bytes);
         const std::vector<Tensor> in = inputs(n, rows, cols, in_dt, Layout::kRowMajor);
@@ -145,13 +158,12 @@ int transforms(int argc, char** argv) {
         const double us = time_us(n, [&](int i) {
           cuda::prune_transposable(in[size_t(i)], search ? nullptr : &mask, o, out[size_t(i)], /*report=*/false);
         });
-        print({search ? "transposable search, W+W^T" : "transposable mask, W+W^T", shape_str(rows, cols),
-               std::string(dtype_name(in_dt)) + " -> fp16 x2", us, bytes},
-              copy);
+        print({name, shape_str(rows, cols), types, us, bytes}, copy);
       }
 
   // Masked decay on fp32 master weights and gradients (read grad and W, write grad).
   for (auto [rows, cols] : weights) {
+    if (!wanted("masked decay", shape_str(rows, cols), "fp32")) continue;
     const double bytes = double(rows * cols) * (4 + 4 + 4 + 0.125);
     const int n = rotation(bytes);
     const std::vector<Tensor> g = inputs(n, rows, cols, DType::kF32, Layout::kRowMajor);
@@ -165,6 +177,9 @@ int transforms(int argc, char** argv) {
   // column-major N x tokens view.
   for (int64_t rows : grad_rows)
     for (DType dt : {DType::kF16, DType::kBF16}) {
+      const char* name = "MVUE24 of dY^T (col-major)";
+      const std::string types = std::string(dtype_name(dt)) + " -> " + dtype_name(dt);
+      if (!wanted(name, shape_str(rows, tokens), types)) continue;
       const double bytes = double(rows * tokens) * (dtype_size(dt) + 0.5 * dtype_size(dt) + 0.125);
       const int n = rotation(bytes);
       const std::vector<Tensor> dy = inputs(n, tokens, rows, dt, Layout::kRowMajor);
@@ -176,9 +191,7 @@ int transforms(int argc, char** argv) {
       CompressOptions o;
       o.non_finite = NonFinite::kPropagate;
       const double us = time_us(n, [&](int i) { cuda::prune_groups(dy[size_t(i)].view().t(), args, o, out[size_t(i)]); });
-      print({"MVUE24 of dY^T (col-major)", shape_str(rows, tokens), std::string(dtype_name(dt)) + " -> " + dtype_name(dt),
-             us, bytes},
-            copy);
+      print({name, shape_str(rows, tokens), types, us, bytes}, copy);
     }
   return 0;
 }
