@@ -15,7 +15,12 @@
 namespace sparse24::cuda {
 namespace {
 
-constexpr int kTile = 64, kThreads = 256;  // 64-row tiles of 16 x 16 threads (kCols below: their width)
+// A block of threads takes a tile of kTileRows rows of W: (kTileRows / 4) x 16 threads, each one
+// or two 4x4 blocks (kCols below: the tile's width). 64 rows, or 128 for a given mask on large
+// matrices: W^T's tile rows are then 64 values, whole 128-byte lines for fp16, with 16-byte
+// metadata runs (+3-4 points of the copy rate on an H100, bench/NOTES.md v17). The search stays
+// at 64 rows (its longer work between the loads and the block's barrier lost 1-10% with 512
+// threads), and so do smaller matrices (fewer, larger blocks fill the GPU's last wave worse).
 
 // ---- The search ------------------------------------------------------------------------------
 // Pair p of a row keeps columns (0,1) (0,2) (0,3) (1,2) (1,3) (2,3); pair 5 - p keeps the other two.
@@ -248,19 +253,19 @@ __device__ __forceinline__ Vec<Out, 2> convert_pair(const float x[4], uint32_t c
 template <typename In>
 constexpr int kBlocksPer = sizeof(In) == 4 ? 1 : 2;
 template <typename In>
-constexpr int kCols = kTile * kBlocksPer<In>;  // the tile's columns
+constexpr int kCols = 64 * kBlocksPer<In>;  // the tile's columns: 16 thread columns
 template <typename In>
 constexpr int kPitch = kCols<In> + 4;          // row pitch of the input tile (other layouts only)
 
-// The W^T tile in shared memory: kRows rows (W's columns) x 32 values, its 16-byte chunks XOR-
+// The W^T tile in shared memory: kRows rows (W's columns) x kTileRows / 2 values, its 16-byte chunks XOR-
 // swizzled by the row's thread column (row / (4 kBlocks)) so that the 8 thread columns of a
 // warp, which write the same word of rows 4 kBlocks apart, hit different banks. The rows of one
 // thread column share their swizzle: at(row + c, i) is at(row, i) + c rows within them.
-template <typename Out, int kBlocks>
+template <typename Out, int kBlocks, int kTileRows>
 struct WtTile {
-  static constexpr int kRows = kTile * kBlocks;
-  static constexpr int kChunks = (kTile / 2) * int(sizeof(Out)) / 16;  // 16-byte chunks per row
-  alignas(16) Out v[kRows][kTile / 2];
+  static constexpr int kRows = 64 * kBlocks;
+  static constexpr int kChunks = (kTileRows / 2) * int(sizeof(Out)) / 16;  // 16-byte chunks per row
+  alignas(16) Out v[kRows][kTileRows / 2];
   __device__ static int chunk(int row, int k) { return k ^ ((row / (4 * kBlocks)) & (kChunks - 1)); }
   __device__ Out* at(int row, int i) {
     constexpr int kPer = 16 / int(sizeof(Out));  // values per chunk
@@ -280,20 +285,22 @@ __device__ __forceinline__ To bits_as(const From& x) {
   return r;
 }
 
-template <typename In, typename Out>
-__global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix w, TransposableParams p, bool vec,
-                                                               bool along_rows) {
+// kGiven: the pattern is read from p.given_mask (else searched); each kernel holds only its path.
+template <typename In, typename Out, bool kGiven, int kTileRows>
+__global__ void __launch_bounds__(4 * kTileRows, 256 / kTileRows)
+    transposable_kernel(DeviceMatrix w, TransposableParams p, bool vec, bool along_rows) {
+  constexpr int kThreads = 4 * kTileRows;
   constexpr int kWords = int(sizeof(In));  // 32-bit words per block row
   constexpr int kBlocks = kBlocksPer<In>, kTileCols = kCols<In>;
   // The input tile for layouts other than row-major with vector loads (dynamic: 0 bytes else).
   extern __shared__ uint4 input_smem[];
-  __shared__ WtTile<Out, kBlocks> wt_vals;
-  __shared__ alignas(16) uint8_t wt_meta[kTileCols][kTile / 8];  // W^T's rows x 8 metadata bytes
+  __shared__ WtTile<Out, kBlocks, kTileRows> wt_vals;
+  __shared__ alignas(16) uint8_t wt_meta[kTileCols][kTileRows / 8];  // W^T's rows x their metadata bytes
   using Row = Vec<uint32_t, kWords * kBlocks>;  // a thread's part of a row: 16 bytes
   using Pair = Bits<2 * int(sizeof(Out))>;      // a row's two kept values of a block, as stored
   const bool direct = vec && along_rows;
-  const int64_t r0 = int64_t(blockIdx.y) * kTile, c0 = int64_t(blockIdx.x) * kTileCols;
-  const int t_rows = int(min(int64_t(kTile), w.rows - r0)), t_cols = int(min(int64_t(kTileCols), w.cols - c0));
+  const int64_t r0 = int64_t(blockIdx.y) * kTileRows, c0 = int64_t(blockIdx.x) * kTileCols;
+  const int t_rows = int(min(int64_t(kTileRows), w.rows - r0)), t_cols = int(min(int64_t(kTileCols), w.cols - c0));
 
   // A warp covers 4 block rows x 8 thread columns (thread column bj holds blocks kBlocks bj + b):
   // lanes 8 apart (bi, bi + 1) share W^T's metadata bytes, and with one block per thread lanes
@@ -302,7 +309,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   const int bi = 4 * (warp / 2) + lane / 8, bj = 8 * (warp % 2) + lane % 8;
   // The first element. Rows fit 32 bits (the launch has at most 65535 tile rows): formed in 32
   // bits, row0's upper half is a known zero and takes no register through the search.
-  const int64_t row0 = uint32_t(blockIdx.y * kTile + 4 * bi), col0 = c0 + 4 * kBlocks * bj;
+  const int64_t row0 = uint32_t(blockIdx.y * kTileRows + 4 * bi), col0 = c0 + 4 * kBlocks * bj;
   bool in[kBlocks];  // which of the thread's blocks lie inside the matrix
 #pragma unroll
   for (int b = 0; b < kBlocks; ++b) in[b] = 4 * bi < t_rows && 4 * (kBlocks * bj + b) < t_cols;
@@ -330,10 +337,11 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
       for (int k = 0; k < kWords; ++k) dst[r][k] = x.v[k];
     }
   };
-  // Two blocks per thread: the second one's words wait in shared memory while the first is
-  // searched (16 raw words and a search do not fit 64 registers). Direct reads park them in
-  // `park` (the input tile's space, unused then; each thread its own slots); tile reads take
-  // them from the tile when their turn comes.
+  // Two blocks per thread and a search: the second block's words wait in shared memory while the
+  // first is searched (16 raw words and a search do not fit 64 registers). Direct reads park them
+  // in `park` (the input tile's space, unused then; each thread its own slots); tile reads take
+  // them from the tile when their turn comes. A given mask needs no search: both stay in registers.
+  constexpr bool kPark = kBlocks == 2 && !kGiven;
   uint2(*park)[kThreads] = reinterpret_cast<uint2(*)[kThreads]>(input_smem);
   uint32_t raw[kBlocks][4][kWords] = {};
   if (direct && inside) read_direct(raw);
@@ -342,18 +350,18 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
   // and no thread waits at a barrier for another's loads. A 16-bit thread's byte holds its two
   // blocks' codes; an fp32 thread's block is nibble bj % 2.
   uint32_t mask_bytes[4] = {};
-  if (p.given_mask && inside) {
+  if (kGiven && inside) {
     const uint8_t* src = p.given_mask + row0 * p.w_row_bytes + col0 / 8;
 #pragma unroll
     for (int r = 0; r < 4; ++r) mask_bytes[r] = src[r * p.w_row_bytes];
   }
-  if constexpr (kBlocks == 2) {
+  if constexpr (kPark) {
     if (direct) {
 #pragma unroll
       for (int r = 0; r < 4; ++r) park[r][threadIdx.x] = make_uint2(raw[1][r][0], raw[1][r][1]);
     }
   }
-  if (!direct) load_tile<In, In, kTile, kTileCols, kThreads, kPitch<In>>(w, r0, c0, vec, along_rows, tile);
+  if (!direct) load_tile<In, In, kTileRows, kTileCols, kThreads, kPitch<In>>(w, r0, c0, vec, along_rows, tile);
   if (!direct) __syncthreads();
   if (!direct) read_tile(raw[0], 0);
 
@@ -421,17 +429,17 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
 #pragma unroll
   for (int b = 0; b < kBlocks; ++b) {
     if (b == 1) {  // the second block's words, back from shared memory
-      if (direct) {
+      if (!direct) {
+        read_tile(raw[1], 1);
+      } else if constexpr (kPark) {
 #pragma unroll
         for (int r = 0; r < 4; ++r) raw[1][r][0] = park[r][threadIdx.x].x, raw[1][r][1] = park[r][threadIdx.x].y;
-      } else {
-        read_tile(raw[1], 1);
       }
     }
     const uint32_t(&x)[4][kWords] = raw[b];
     const int64_t bcol0 = col0 + 4 * b;  // the block's first column
     const int trow0 = 4 * (kBlocks * bj + b);  // its first row in the W^T tile
-    Out* const wt_dst = wt_slot + 4 * b * (kTile / 2);  // the block's slot in that row
+    Out* const wt_dst = wt_slot + 4 * b * (kTileRows / 2);  // the block's slot in that row
     uint32_t h[4][2] = {};
     if constexpr (kReread && kPacked) pack_block(x, h);
 
@@ -450,18 +458,20 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
       for (int r = 0; r < 4; ++r) m = __vimax3_u16x2(m, x[r][0] & 0x7FFF7FFFu, x[r][1] & 0x7FFF7FFFu);
       finite = max(m & 0xFFFFu, m >> 16) < rules::non_finite_key(In{});
     }
-    // Non-finite weights: the block's first NaN/Inf in row-major order (kind 1).
-    if (in[b] && !finite && p.check_finite) {
+    // Non-finite weights: the block's first NaN/Inf in row-major order (kind 1), found among the
+    // block's values as floats (v(k), k = 0..15).
+    auto report_non_finite = [&](auto v) {
       int k = 15;
 #pragma unroll
       for (int j = 14; j >= 0; --j)
-        if (!rules::is_finite_f(to_f32(word_element<In>(x[j / 4], j % 4)))) k = j;
+        if (!rules::is_finite_f(v(j))) k = j;
       report_first(p.bad, 2 * ((row0 + k / 4) * w.cols + bcol0 + k % 4) + 1);
-    }
+    };
 
     // The pattern as a 16-bit mask, bit 4r + c for a kept (r, c).
     uint32_t kept = 0, codes = 0;
-    if (p.given_mask) {
+    if constexpr (kGiven) {
+      if (in[b] && !finite && p.check_finite) report_non_finite([&](int k) { return to_f32(word_element<In>(x[k / 4], k % 4)); });
       if (b == 0)  // gathered only now: nothing waits for the mask bytes before (an input tile loads first)
         given = byte_perm(byte_perm(mask_bytes[0], mask_bytes[1], 0x40u), byte_perm(mask_bytes[2], mask_bytes[3], 0x40u), 0x5410u);
       codes = (given >> (4 * (kBlocks == 2 ? b : bj % 2))) & 0x0F0F0F0Fu;  // byte r: row r's code
@@ -475,6 +485,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
       if (finite) {
         kept = best_transposable_finite(absw);
       } else {
+        if (in[b]) report_non_finite([&](int k) { return absw[k]; });  // the search always reports
         const uint16_t pairs = rules::best_transposable(absw);
 #pragma unroll
         for (int r = 0; r < 4; ++r) kept |= ((kPairBits >> (4 * ((pairs >> (3 * r)) & 7))) & 0xF) << (4 * r);
@@ -486,7 +497,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     t = (kept_t ^ (kept_t >> 6)) & 0x00CCu;
     kept_t ^= t ^ (t << 6);
     const PairPicks pk = pair_picks(kept), pk_t = pair_picks(kept_t);
-    if (p.given_mask && in[b] && !given_transposable(codes, pk, kept_t))
+    if (kGiven && in[b] && !given_transposable(codes, pk, kept_t))
       report_first(p.bad, 2 * (row0 * w.cols + bcol0));  // kind 0: not a transposable block
     w_codes[b] = pk.codes;
     // W's metadata (at the last block): a byte = a block's code | the next block's << 4 (zero
@@ -521,7 +532,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
         for (int c = 0; c < 4; ++c) {
           const uint32_t half = c % 2 ? 0x7632u : 0x5410u;
           const uint32_t lo = __byte_perm(h[0][c / 2], h[1][c / 2], half), hi = __byte_perm(h[2][c / 2], h[3][c / 2], half);
-          *reinterpret_cast<uint32_t*>(wt_dst + c * (kTile / 2)) = byte_perm(lo, hi, row_sel(pk_t, c));
+          *reinterpret_cast<uint32_t*>(wt_dst + c * (kTileRows / 2)) = byte_perm(lo, hi, row_sel(pk_t, c));
         }
       }
     } else {
@@ -551,7 +562,7 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const float col[4] = {blk[0][c], blk[1][c], blk[2][c], blk[3][c]};
-        *reinterpret_cast<Pair*>(wt_dst + c * (kTile / 2)) =
+        *reinterpret_cast<Pair*>(wt_dst + c * (kTileRows / 2)) =
             bits_as<Pair>(convert_pair<Out>(col, pk_t.codes >> (8 * c), p));
       }
     }
@@ -566,14 +577,15 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
 
   // Write the W^T tile: rows c0.., values from slot r0/2, metadata from byte r0/8; whole rows of
   // the tile go out as 16-byte vectors when the tile is full and the rows are 16-byte aligned.
-  // Offsets inside the tile fit 32 bits: a row of W^T holds under 2^21 values (the launch has at
-  // most 65535 tile rows), so the tile's rows span under 2^30 bytes.
+  // Offsets inside the tile fit 32 bits: a row of W^T holds under 2^22 values (the launch has at
+  // most 65535 tile rows), so the tile's rows span under 2^31 bytes.
   const int t_vals = t_rows / 2, t_bytes = (t_rows / 4 + 1) / 2;
   const uint32_t wt_row_vals = uint32_t(w.rows / 2), wt_row_bytes = uint32_t(p.wt_row_bytes);
   Out* tv = static_cast<Out*>(p.wt_values) + c0 * int64_t(wt_row_vals) + r0 / 2;
-  constexpr int kChunks = WtTile<Out, kBlocks>::kChunks;
-  static_assert(kTileCols * (kTile / 2) % kThreads == 0, "whole passes over the W^T tile");
-  if (t_vals == kTile / 2 && wt_row_vals * sizeof(Out) % 16 == 0) {
+  using Wt = WtTile<Out, kBlocks, kTileRows>;
+  constexpr int kChunks = Wt::kChunks;
+  static_assert(kTileCols * (kTileRows / 2) % kThreads == 0, "whole passes over the W^T tile");
+  if (t_vals == kTileRows / 2 && wt_row_vals * sizeof(Out) % 16 == 0) {
     // A thread moves chunk k of rows lr0, lr0 + kStep, ...: one row pointer, stepped.
     constexpr int kStep = kThreads / kChunks;
     static_assert(kThreads % kChunks == 0, "whole rows per pass");
@@ -583,28 +595,29 @@ __global__ void __launch_bounds__(kThreads, 4) transposable_kernel(DeviceMatrix 
     for (int i = 0; i < (kTileCols + kStep - 1) / kStep; ++i, dst += kStep * wt_row_vals * sizeof(Out)) {
       const uint32_t lr = lr0 + i * kStep;
       if (lr < uint32_t(t_cols))
-        *reinterpret_cast<uint4*>(dst) = reinterpret_cast<const uint4*>(wt_vals.v[lr])[WtTile<Out, kBlocks>::chunk(lr, k)];
+        *reinterpret_cast<uint4*>(dst) = reinterpret_cast<const uint4*>(wt_vals.v[lr])[Wt::chunk(lr, k)];
     }
   } else {
-    for (int i = 0; i < kTileCols * (kTile / 2) / kThreads; ++i) {
-      const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTile / 2), k = e % (kTile / 2);
+    for (int i = 0; i < kTileCols * (kTileRows / 2) / kThreads; ++i) {
+      const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTileRows / 2), k = e % (kTileRows / 2);
       if (lr < t_cols && k < t_vals) tv[lr * wt_row_vals + k] = *wt_vals.at(lr, k);
     }
   }
   if (p.wt_hw) {
-    for (int e = threadIdx.x; e < kTileCols * (kTile / 8); e += kThreads) {
-      const int lr = e / (kTile / 8), k = e % (kTile / 8);
+    for (int e = threadIdx.x; e < kTileCols * (kTileRows / 8); e += kThreads) {
+      const int lr = e / (kTileRows / 8), k = e % (kTileRows / 8);
       if (lr < t_cols && k < t_bytes) p.wt_hw[p.wt_hwg.offset(c0 + lr, r0 / 8 + k)] = wt_meta[lr][k];
     }
   }
   uint8_t* tm = p.wt_meta + c0 * p.wt_row_bytes + r0 / 8;
-  if (t_bytes == kTile / 8 && wt_row_bytes % 8 == 0) {
+  using MetaRun = Bits<kTileRows / 8>;  // a W^T row's metadata bytes of the tile
+  if (t_bytes == kTileRows / 8 && wt_row_bytes % sizeof(MetaRun) == 0) {
     if (threadIdx.x < uint32_t(t_cols))
-      *reinterpret_cast<uint2*>(tm + threadIdx.x * wt_row_bytes) = *reinterpret_cast<const uint2*>(wt_meta[threadIdx.x]);
+      *reinterpret_cast<MetaRun*>(tm + threadIdx.x * wt_row_bytes) = *reinterpret_cast<const MetaRun*>(wt_meta[threadIdx.x]);
   } else {
-    static_assert(kTileCols * (kTile / 8) % kThreads == 0, "whole passes over the W^T metadata tile");
-    for (int i = 0; i < kTileCols * (kTile / 8) / kThreads; ++i) {
-      const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTile / 8), k = e % (kTile / 8);
+    static_assert(kTileCols * (kTileRows / 8) % kThreads == 0, "whole passes over the W^T metadata tile");
+    for (int i = 0; i < kTileCols * (kTileRows / 8) / kThreads; ++i) {
+      const int e = int(threadIdx.x) + i * kThreads, lr = e / (kTileRows / 8), k = e % (kTileRows / 8);
       if (lr < t_cols && k < t_bytes) tm[lr * wt_row_bytes + k] = wt_meta[lr][k];
     }
   }
@@ -627,18 +640,35 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
                        res.wt.hw_meta.defined() ? sm90_meta(res.wt.layout, res.wt.rows, res.wt.cols, res.wt.dtype) : Sm90Meta{}};
   bool along_rows = false;
   const bool vec = vector_friendly(w, &along_rows);
-  const unsigned tile_rows = unsigned((w.rows() + kTile - 1) / kTile);
-  S24_CHECK(tile_rows <= 65535u, kShape, "prune_transposable: ", w.describe(), " has too many rows for one launch");
+  S24_CHECK((w.rows() + 63) / 64 <= 65535, kShape, "prune_transposable: ", w.describe(), " has too many rows for one launch");
+  int sms = 0;
+  S24_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, current_gpu()));
   dispatch_input_dtype(w.dtype, [&](auto itag) {
     dispatch_dtype(res.w.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;
       using Out = typename decltype(otag)::type;
       if constexpr (kIsValueType<Out>) {
-        const dim3 grid(unsigned((w.cols() + kCols<In> - 1) / kCols<In>), tile_rows);
-        // Row-major inputs with vector loads read straight from global memory: no input tile.
-        const size_t smem = vec && along_rows ? (kBlocksPer<In> == 2 ? 4 * kThreads * sizeof(uint2) : 0)
-                                              : size_t(kTile) * kPitch<In> * sizeof(In);
-        transposable_kernel<In, Out><<<grid, kThreads, smem>>>(device_matrix(w), p, vec, along_rows);
+        auto launch = [&](auto given, auto tile_rows) {
+          constexpr bool kGiven = decltype(given)::value;
+          constexpr int kTileRows = decltype(tile_rows)::value, kThreads = 4 * kTileRows;
+          const auto kernel = transposable_kernel<In, Out, kGiven, kTileRows>;
+          const dim3 grid(unsigned((w.cols() + kCols<In> - 1) / kCols<In>), unsigned((w.rows() + kTileRows - 1) / kTileRows));
+          // Row-major inputs with vector loads read straight from global memory (the search parks
+          // its second blocks in shared memory); other layouts go through an input tile.
+          const size_t smem = vec && along_rows ? (kBlocksPer<In> == 2 && !kGiven ? 4 * kThreads * sizeof(uint2) : 0)
+                                                : size_t(kTileRows) * kPitch<In> * sizeof(In);
+          // With the static W^T tile, some variants need more than the default 48 KB per block.
+          S24_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+          kernel<<<grid, kThreads, smem>>>(device_matrix(w), p, vec, along_rows);
+        };
+        // 128-row tiles for a given mask when they make at least 8 blocks per SM (blocks of 512
+        // threads, two per SM: four waves or more).
+        const bool tall_tiles = mask && (w.rows() + 127) / 128 * ((w.cols() + kCols<In> - 1) / kCols<In>) >= 8 * int64_t(sms);
+        using Rows64 = std::integral_constant<int, 64>;
+        using Rows128 = std::integral_constant<int, 128>;
+        if (tall_tiles) launch(std::true_type{}, Rows128{});
+        else if (mask) launch(std::true_type{}, Rows64{});
+        else launch(std::false_type{}, Rows64{});
         S24_CUDA_CHECK_LAUNCH("transposable_kernel");
       }
     });

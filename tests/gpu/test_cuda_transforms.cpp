@@ -125,6 +125,31 @@ TEST_F(Cuda, TransposableMatchesTheCpu) {
           }
 }
 
+// A given mask on matrices large enough for the 128-row tiles (at least 8 blocks per SM on GPUs
+// of up to 200 SMs), with edges that end inside a tile both ways; row-major input (straight to
+// registers) and column-major (through the input tile, over 48 KB of shared memory per block),
+// and a NaN carried through under kPropagate.
+TEST_F(Cuda, TallTilesOfAGivenMaskMatchTheCpu) {
+  const int64_t rows = 128 * 48 + 4, cols = 128 * 33 + 8;
+  Tensor src = test::randn(rows, cols, 44);
+  src.data<float>()[1000 * cols + 77] = NAN;
+  const Mask24 mask = prune_transposable(test::randn(rows, cols, 45)).mask;
+  const Mask24 mask_d = mask.to(Device::kCUDA);
+  CompressOptions o;
+  o.non_finite = NonFinite::kPropagate;
+  for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16})
+    for (Layout layout : {Layout::kRowMajor, Layout::kColMajor})
+      for (DType out_dt : {DType::kF16, DType::kF32}) {
+        const Tensor w = test::convert(src, in_dt, layout);
+        o.dtype = out_dt;
+        const std::string tag = w.view().describe() + " -> " + dtype_name(out_dt);
+        const Transposable24 c = compress_transposable(w, mask, o), g = compress_transposable(w.to(Device::kCUDA), mask_d, o);
+        expect_same(c.w, g.w, "tall tiles W " + tag);
+        expect_same(c.wt, g.wt, "tall tiles W^T " + tag);
+        if (HasFailure()) return;
+      }
+}
+
 // Weights so large that pattern sums overflow to +Inf (the search must break ties among Inf
 // scores as the CPU does), and a given mask over 16-bit weights holding NaN under kPropagate.
 TEST_F(Cuda, TransposableEdgesMatchTheCpu) {
