@@ -8,7 +8,6 @@
 //     but summed in a fixed tree rather than in row order (the same bits on every run, no
 //     atomics; not the CPU's bits).
 #include <algorithm>
-#include <map>
 #include <mutex>
 
 #include "cpu/nn_cpu.h"
@@ -253,10 +252,8 @@ void column_sums(Reader reader, const DeviceMatrix& m, int64_t chunk_rows, int64
 // mutex is held from pass 1 to pass 2 so that no other thread's pass 1 lands between them.
 std::mutex g_partials_mutex;
 Scratch& partials_of_current_gpu() {
-  static auto* buffers = new std::map<int, Scratch>();  // never destroyed (CUDA may be gone at exit)
-  int dev = 0;
-  S24_CUDA_CHECK(cudaGetDevice(&dev));
-  return (*buffers)[dev];
+  static PerGpu<Scratch> buffers;
+  return buffers.get();
 }
 
 // Both passes for dout of element type T: one chunk adds to dbias directly; several go through

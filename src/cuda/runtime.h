@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -41,6 +43,34 @@ class Scratch {
  private:
   std::shared_ptr<void> buffer_;
   size_t bytes_ = 0;
+};
+
+// One T per GPU, made on the first use of each GPU: the GEMM backends' handles, plans and
+// workspaces, the SM counts. get() default-constructs the GPU's T and passes it to `init` once
+// (again on the next call if init threw); the T stays in place for the process's life, never
+// destroyed (at exit CUDA may be torn down before static destructors run). Finding the T is
+// thread-safe; using it is the caller's to guard.
+template <typename T>
+class PerGpu {
+ public:
+  template <typename Init>
+  T& get(Init init, int gpu = current_gpu()) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_ptr<T>& slot = (*slots_)[gpu];
+    if (!slot) {
+      auto fresh = std::make_unique<T>();
+      init(*fresh);
+      slot = std::move(fresh);
+    }
+    return *slot;
+  }
+  T& get(int gpu = current_gpu()) {
+    return get([](T&) {}, gpu);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<int, std::unique_ptr<T>>* slots_ = new std::map<int, std::unique_ptr<T>>();
 };
 
 }  // namespace sparse24::cuda

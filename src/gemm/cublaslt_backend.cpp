@@ -199,21 +199,16 @@ struct DeviceState {
 
 std::mutex g_mutex;  // guards everything below and every call's use of a DeviceState
 
-// The state of the current GPU, created on first use. Never destroyed: at exit CUDA may be torn
-// down before static destructors run.
+// The state of the current GPU, created on first use.
 DeviceState& device_state() {
-  static auto* states = new std::map<int, DeviceState>();
-  int dev = 0;
-  S24_CUDA_CHECK(cudaGetDevice(&dev));
-  const auto found = states->find(dev);
-  if (found != states->end()) return found->second;
-  DeviceState st;
-  st.workspace.get(kWorkspaceBytes);
-  st.ones = cuda::alloc(4);
-  const uint16_t ones[2] = {0x3C00, 0x3F80};  // fp16 1.0, bf16 1.0
-  cuda::copy(st.ones.get(), true, ones, false, sizeof(ones));
-  S24_CUBLAS_CHECK(cublasLtCreate(&st.handle));
-  return states->emplace(dev, std::move(st)).first->second;
+  static cuda::PerGpu<DeviceState> states;
+  return states.get([](DeviceState& st) {
+    st.workspace.get(kWorkspaceBytes);
+    st.ones = cuda::alloc(4);
+    const uint16_t ones[2] = {0x3C00, 0x3F80};  // fp16 1.0, bf16 1.0
+    cuda::copy(st.ones.get(), true, ones, false, sizeof(ones));
+    S24_CUBLAS_CHECK(cublasLtCreate(&st.handle));
+  });
 }
 
 // The heuristic's best algorithm for g, cached. No algorithm: kShape for a row-ordered D (the

@@ -413,16 +413,8 @@ struct Backend {
 
 // The state of GPU `gpu` (current_gpu() by default), made on first use while it is current.
 Backend& backend(int gpu = cuda::current_gpu()) {
-  static std::mutex creation;
-  static auto* states = new std::map<int, Backend*>();
-  const std::lock_guard<std::mutex> lock(creation);
-  Backend*& b = (*states)[gpu];
-  if (!b) {
-    auto fresh = std::make_unique<Backend>();
-    S24_CUSPARSELT_CHECK(cusparseLtInit(&fresh->handle));
-    b = fresh.release();
-  }
-  return *b;
+  static cuda::PerGpu<Backend> states;
+  return states.get([](Backend& b) { S24_CUSPARSELT_CHECK(cusparseLtInit(&b.handle)); }, gpu);
 }
 
 // Writes the dense pruned m x k copy of S's stored values (row-major, pruned entries zero) to

@@ -13,7 +13,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <map>
 #include <mutex>
 #include <string>
 
@@ -80,20 +79,16 @@ std::string describe_kernels() {
 
 // The current GPU's SM count; throws kDevice unless it is a Hopper (sm_90). Asked once per GPU.
 int sm_count() {
-  static std::mutex mu;
-  static auto* counts = new std::map<int, int>();  // never destroyed, as the workspaces
-  const int dev = cuda::current_gpu();
-  std::lock_guard<std::mutex> lock(mu);
-  const auto found = counts->find(dev);
-  if (found != counts->end()) return found->second;
-  int n = 0, major = 0, minor = 0;
-  S24_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-  S24_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  S24_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-  S24_CHECK(major == 9 && minor == 0, kDevice, "the native sparse GEMM runs on Hopper (sm_90); "
-            "GPU ", dev, " is sm_", major, minor, ": use GemmBackend::kCusparselt");
-  (*counts)[dev] = n;
-  return n;
+  static cuda::PerGpu<int> counts;
+  return counts.get([](int& n) {
+    const int dev = cuda::current_gpu();
+    int major = 0, minor = 0;
+    S24_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    S24_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    S24_CHECK(major == 9 && minor == 0, kDevice, "the native sparse GEMM runs on Hopper (sm_90); "
+              "GPU ", dev, " is sm_", major, minor, ": use GemmBackend::kCusparselt");
+    S24_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+  });
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -159,12 +154,11 @@ std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& 
 
 // The workspace of the launch in progress, one per GPU (memory of one device is no use to a
 // kernel on another); launches are serialised (launch_mutex) so that no thread grows (frees) the
-// buffer between another's get and its kernel's launch. Never destroyed: at exit CUDA may be torn
-// down before static destructors run.
+// buffer between another's get and its kernel's launch.
 std::mutex launch_mutex;
 void* workspace(size_t bytes) {
-  static auto* scratch = new std::map<int, cuda::Scratch>();
-  return (*scratch)[cuda::current_gpu()].get(bytes);
+  static cuda::PerGpu<cuda::Scratch> scratch;
+  return scratch.get().get(bytes);
 }
 
 void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
