@@ -77,7 +77,8 @@ int transforms(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--quick") {
       quick = true;
-    } else if (a == "--only" && i + 1 < argc) {
+    } else if (a == "--only") {
+      S24_CHECK(i + 1 < argc, kValue, "bench transforms: --only needs TEXT (part of a row's \"kernel shape in -> out\")");
       only = argv[++i];
     } else {
       S24_CHECK(false, kValue, "bench transforms: unknown argument '", a, "' (--quick, --only TEXT)");
@@ -163,14 +164,15 @@ int transforms(int argc, char** argv) {
 
   // Masked decay on fp32 master weights and gradients (read grad and W, write grad).
   for (auto [rows, cols] : weights) {
-    if (!wanted("masked decay", shape_str(rows, cols), "fp32")) continue;
+    const char* name = "masked decay";
+    if (!wanted(name, shape_str(rows, cols), "fp32")) continue;
     const double bytes = double(rows * cols) * (4 + 4 + 4 + 0.125);
     const int n = rotation(bytes);
     const std::vector<Tensor> g = inputs(n, rows, cols, DType::kF32, Layout::kRowMajor);
     const std::vector<Tensor> w = inputs(n, rows, cols, DType::kF32, Layout::kRowMajor);
     const Mask24 mask = prune_magnitude(w[0]).mask;
     const double us = time_us(n, [&](int i) { cuda::masked_decay(g[size_t(i)], w[size_t(i)], mask, 6e-5f); });
-    print({"masked decay", shape_str(rows, cols), "fp32", us, bytes}, copy);
+    print({name, shape_str(rows, cols), "fp32", us, bytes}, copy);
   }
 
   // MVUE24 on output gradients: dY (tokens x N, row-major) pruned along tokens as dY^T, a

@@ -257,10 +257,11 @@ constexpr int kCols = 64 * kBlocksPer<In>;  // the tile's columns: 16 thread col
 template <typename In>
 constexpr int kPitch = kCols<In> + 4;          // row pitch of the input tile (other layouts only)
 
-// The W^T tile in shared memory: kRows rows (W's columns) x kTileRows / 2 values, its 16-byte chunks XOR-
-// swizzled by the row's thread column (row / (4 kBlocks)) so that the 8 thread columns of a
-// warp, which write the same word of rows 4 kBlocks apart, hit different banks. The rows of one
-// thread column share their swizzle: at(row + c, i) is at(row, i) + c rows within them.
+// The W^T tile in shared memory: kRows rows (W's columns) x kTileRows / 2 values, its 16-byte
+// chunks XOR-swizzled by the row's thread column (row / (4 kBlocks)) so that the 8 thread columns
+// of a warp, which write the same word of rows 4 kBlocks apart, spread over the row's chunks (all
+// different banks where a row has 8 chunks or more: 16-bit values in 128-row tiles, fp32). The
+// rows of one thread column share their swizzle: at(row + c, i) is at(row, i) + c rows within them.
 template <typename Out, int kBlocks, int kTileRows>
 struct WtTile {
   static constexpr int kRows = 64 * kBlocks;
@@ -346,8 +347,8 @@ __global__ void __launch_bounds__(4 * kTileRows, 256 / kTileRows)
   uint32_t raw[kBlocks][4][kWords] = {};
   if (direct && inside) read_direct(raw);
   // A given mask: the byte of the thread's columns in each of its rows, loaded right behind the
-  // input, before anything waits for it (the parking does), so that both are in flight together
-  // and no thread waits at a barrier for another's loads. A 16-bit thread's byte holds its two
+  // input, before anything waits for the input (the input tile's stores do), so that both are in
+  // flight together and no thread waits at a barrier for another's loads. A 16-bit thread's byte holds its two
   // blocks' codes; an fp32 thread's block is nibble bj % 2.
   uint32_t mask_bytes[4] = {};
   if (kGiven && inside) {
@@ -577,8 +578,8 @@ __global__ void __launch_bounds__(4 * kTileRows, 256 / kTileRows)
 
   // Write the W^T tile: rows c0.., values from slot r0/2, metadata from byte r0/8; whole rows of
   // the tile go out as 16-byte vectors when the tile is full and the rows are 16-byte aligned.
-  // Offsets inside the tile fit 32 bits: a row of W^T holds under 2^22 values (the launch has at
-  // most 65535 tile rows), so the tile's rows span under 2^31 bytes.
+  // Offsets inside the tile fit 32 bits: a row of W^T holds under 2^21 values (W has at most 65535
+  // x 64 rows), so the tile's rows span under 2^30 bytes.
   const int t_vals = t_rows / 2, t_bytes = (t_rows / 4 + 1) / 2;
   const uint32_t wt_row_vals = uint32_t(w.rows / 2), wt_row_bytes = uint32_t(p.wt_row_bytes);
   Out* tv = static_cast<Out*>(p.wt_values) + c0 * int64_t(wt_row_vals) + r0 / 2;
@@ -641,8 +642,10 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
   bool along_rows = false;
   const bool vec = vector_friendly(w, &along_rows);
   S24_CHECK((w.rows() + 63) / 64 <= 65535, kShape, "prune_transposable: ", w.describe(), " has too many rows for one launch");
-  int sms = 0;
-  S24_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, current_gpu()));
+  static PerGpu<int> sm_counts;
+  const int sms = sm_counts.get([](int& n) {
+    S24_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, current_gpu()));
+  });
   dispatch_input_dtype(w.dtype, [&](auto itag) {
     dispatch_dtype(res.w.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;
@@ -655,15 +658,22 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
           const dim3 grid(unsigned((w.cols() + kCols<In> - 1) / kCols<In>), unsigned((w.rows() + kTileRows - 1) / kTileRows));
           // Row-major inputs with vector loads read straight from global memory (the search parks
           // its second blocks in shared memory); other layouts go through an input tile.
+          constexpr size_t kTileBytes = size_t(kTileRows) * kPitch<In> * sizeof(In);
+          static_assert(kTileBytes >= 4 * kThreads * sizeof(uint2), "the input tile's space holds the park");
           const size_t smem = vec && along_rows ? (kBlocksPer<In> == 2 && !kGiven ? 4 * kThreads * sizeof(uint2) : 0)
-                                                : size_t(kTileRows) * kPitch<In> * sizeof(In);
-          // With the static W^T tile, some variants need more than the default 48 KB per block.
-          S24_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+                                                : kTileBytes;
+          // With the static W^T tile, some variants need more than the default 48 KB per block:
+          // allowed the most they can ask for, once per GPU (a per-launch setting could race
+          // between host threads launching the same kernel on different layouts).
+          static PerGpu<int> allowed;
+          allowed.get([&](int&) {
+            S24_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kTileBytes)));
+          });
           kernel<<<grid, kThreads, smem>>>(device_matrix(w), p, vec, along_rows);
         };
-        // 128-row tiles for a given mask when they make at least 8 blocks per SM (blocks of 512
-        // threads, two per SM: four waves or more).
-        const bool tall_tiles = mask && (w.rows() + 127) / 128 * ((w.cols() + kCols<In> - 1) / kCols<In>) >= 8 * int64_t(sms);
+        // 128-row tiles for a given mask on matrices of at least 8 x 128 x 128 elements per SM (for
+        // 16-bit input 8 blocks of 512 threads per SM, two at a time: four waves or more).
+        const bool tall_tiles = mask && w.rows() * w.cols() >= 8 * 128 * 128 * int64_t(sms);
         using Rows64 = std::integral_constant<int, 64>;
         using Rows128 = std::integral_constant<int, 128>;
         if (tall_tiles) launch(std::true_type{}, Rows128{});

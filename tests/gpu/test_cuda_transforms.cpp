@@ -96,9 +96,10 @@ TEST_F(Cuda, LargeColumnMajorGradientMvue) {
   expect_same(prune_mvue(dyt, 77, o), prune_mvue(dy_d.view().t(), 77, o), "mvue dY^T");
 }
 
-// Shapes off the tiles (64 x 64 for fp32 input, 64 x 128 for 16-bit input, whose threads hold two
-// blocks side by side): an odd number of groups per row leaves a thread's second block outside
-// the matrix; {20, 200} and {64, 136} end row-major 16-bit tiles inside a tile's width.
+// Shapes off the 64-row tiles (64 x 64 for fp32 input, 64 x 128 for 16-bit input, whose threads
+// hold two blocks side by side; TallTilesOfAGivenMaskMatchTheCpu has the 128-row ones): an odd
+// number of groups per row leaves a thread's second block outside the matrix; {20, 200} and
+// {64, 136} end row-major 16-bit tiles inside a tile's width.
 TEST_F(Cuda, TransposableMatchesTheCpu) {
   for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
            {4, 4}, {8, 12}, {36, 20}, {64, 64}, {68, 132}, {132, 44}, {20, 200}, {64, 136}, {256, 768}, {1000, 1004}})
@@ -123,31 +124,6 @@ TEST_F(Cuda, TransposableMatchesTheCpu) {
             expect_same(c.wt, gm.wt, "compress_transposable W^T " + tag);
             if (HasFailure()) return;
           }
-}
-
-// A given mask on matrices large enough for the 128-row tiles (at least 8 blocks per SM on GPUs
-// of up to 200 SMs), with edges that end inside a tile both ways; row-major input (straight to
-// registers) and column-major (through the input tile, over 48 KB of shared memory per block),
-// and a NaN carried through under kPropagate.
-TEST_F(Cuda, TallTilesOfAGivenMaskMatchTheCpu) {
-  const int64_t rows = 128 * 48 + 4, cols = 128 * 33 + 8;
-  Tensor src = test::randn(rows, cols, 44);
-  src.data<float>()[1000 * cols + 77] = NAN;
-  const Mask24 mask = prune_transposable(test::randn(rows, cols, 45)).mask;
-  const Mask24 mask_d = mask.to(Device::kCUDA);
-  CompressOptions o;
-  o.non_finite = NonFinite::kPropagate;
-  for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16})
-    for (Layout layout : {Layout::kRowMajor, Layout::kColMajor})
-      for (DType out_dt : {DType::kF16, DType::kF32}) {
-        const Tensor w = test::convert(src, in_dt, layout);
-        o.dtype = out_dt;
-        const std::string tag = w.view().describe() + " -> " + dtype_name(out_dt);
-        const Transposable24 c = compress_transposable(w, mask, o), g = compress_transposable(w.to(Device::kCUDA), mask_d, o);
-        expect_same(c.w, g.w, "tall tiles W " + tag);
-        expect_same(c.wt, g.wt, "tall tiles W^T " + tag);
-        if (HasFailure()) return;
-      }
 }
 
 // Weights so large that pattern sums overflow to +Inf (the search must break ties among Inf
@@ -216,6 +192,75 @@ TEST_F(Cuda, Sm90MetadataMatchesTheCpu) {
           }
         if (HasFailure()) return;
       }
+}
+
+// A given mask on matrices large enough for the 128-row tiles (at least 8 x 128 x 128 elements per
+// SM on GPUs of up to 190 SMs). 6144 rows: W^T's values and metadata leave as 16-byte runs; 6268
+// rows: a bottom tile of 124 rows (values one by one, metadata still in 16-byte runs) and an odd
+// number of groups per row. Row-major input (straight to registers) and column-major (through
+// the input tile: up to 68 KB of shared memory per block), every storage type, the sm90
+// metadata, a NaN under kPropagate and under kError, and a mask block that is not transposable.
+TEST_F(Cuda, TallTilesOfAGivenMaskMatchTheCpu) {
+  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{6144, 4224}, {6268, 4228}}) {
+    const Tensor finite_src = test::randn(rows, cols, 44);  // for int8 storage, which has no NaN
+    Tensor src = test::randn(rows, cols, 44);
+    src.data<float>()[1000 * cols + 77] = NAN;
+    const Mask24 mask = prune_transposable(test::randn(rows, cols, 45)).mask;
+    const Mask24 mask_d = mask.to(Device::kCUDA);
+    const bool full = rows == 6144;
+    for (DType in_dt : {DType::kF32, DType::kF16, DType::kBF16})
+      for (Layout layout : {Layout::kRowMajor, Layout::kColMajor})
+        for (const Storage& st : kStorages) {
+          if (!full && st.dtype != DType::kF16 && st.dtype != DType::kF32) continue;
+          if (full && layout == Layout::kColMajor && (in_dt != DType::kF16 || st.dtype != DType::kF16)) continue;
+          const bool nan = st.dtype != DType::kI8;
+          const Tensor w = test::convert(nan ? src : finite_src, in_dt, layout);
+          CompressOptions o;
+          o.dtype = st.dtype;
+          o.scale = st.scale;
+          o.overflow = st.overflow;
+          o.non_finite = nan ? NonFinite::kPropagate : NonFinite::kError;
+          const std::string tag = w.view().describe() + " -> " + dtype_name(st.dtype);
+          const Transposable24 c = compress_transposable(w, mask, o), g = compress_transposable(w.to(Device::kCUDA), mask_d, o);
+          expect_same(c.w, g.w, "tall tiles W " + tag);
+          expect_same(c.wt, g.wt, "tall tiles W^T " + tag);
+          if (HasFailure()) return;
+        }
+    const Tensor w16 = test::convert(src, DType::kF16);
+    if (full) {  // the sm90 layouts need both dimensions divisible by 16
+      CompressOptions sm90;
+      sm90.dtype = DType::kF16;
+      sm90.layout = MetaLayout::kSm90K64;
+      sm90.non_finite = NonFinite::kPropagate;
+      const Transposable24 c = compress_transposable(w16, mask, sm90), g = compress_transposable(w16.to(Device::kCUDA), mask_d, sm90);
+      expect_same_hw(c.w, g.w, "tall tiles sm90 W");
+      expect_same_hw(c.wt, g.wt, "tall tiles sm90 W^T");
+    }
+    // The errors: the same message as the CPU's (but for the device named), naming the first bad
+    // position.
+    auto message = [](auto&& call) {
+      try {
+        call();
+      } catch (const Error& e) {
+        std::string m = e.what();
+        const size_t at = m.find(", cuda]");
+        if (at != std::string::npos) m.replace(at, 7, ", cpu]");
+        return m;
+      }
+      return std::string("no error");
+    };
+    const std::string nan_cpu = message([&] { compress_transposable(w16, mask); });
+    EXPECT_NE(nan_cpu.find("1000"), std::string::npos) << nan_cpu;
+    EXPECT_EQ(message([&] { compress_transposable(w16.to(Device::kCUDA), mask_d); }), nan_cpu);
+    const Mask24& bad = mask;  // its last use: one block broken in place (a valid code mirrored)
+    const uint8_t code = bad.code(3000, 500);
+    bad.set_code(3000, 500, uint8_t((code >> 2) | (code & 3) << 2));
+    const Tensor finite = test::convert(test::randn(rows, cols, 46), DType::kF16);
+    const std::string bad_cpu = message([&] { compress_transposable(finite, bad); });
+    EXPECT_NE(bad_cpu, "no error");
+    EXPECT_EQ(message([&] { compress_transposable(finite.to(Device::kCUDA), bad.to(Device::kCUDA)); }), bad_cpu);
+    if (HasFailure()) return;
+  }
 }
 
 TEST_F(Cuda, ColumnMajorMvueEdgesMatchTheCpu) {
