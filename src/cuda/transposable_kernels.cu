@@ -348,8 +348,8 @@ __global__ void __launch_bounds__(4 * kTileRows, 256 / kTileRows)
   if (direct && inside) read_direct(raw);
   // A given mask: the byte of the thread's columns in each of its rows, loaded right behind the
   // input, before anything waits for the input (the input tile's stores do), so that both are in
-  // flight together and no thread waits at a barrier for another's loads. A 16-bit thread's byte holds its two
-  // blocks' codes; an fp32 thread's block is nibble bj % 2.
+  // flight together and no thread waits at a barrier for another's loads. A 16-bit thread's byte
+  // holds its two blocks' codes; an fp32 thread's block is nibble bj % 2.
   uint32_t mask_bytes[4] = {};
   if (kGiven && inside) {
     const uint8_t* src = p.given_mask + row0 * p.w_row_bytes + col0 / 8;
@@ -472,7 +472,8 @@ __global__ void __launch_bounds__(4 * kTileRows, 256 / kTileRows)
     // The pattern as a 16-bit mask, bit 4r + c for a kept (r, c).
     uint32_t kept = 0, codes = 0;
     if constexpr (kGiven) {
-      if (in[b] && !finite && p.check_finite) report_non_finite([&](int k) { return to_f32(word_element<In>(x[k / 4], k % 4)); });
+      if (in[b] && !finite && p.check_finite)
+        report_non_finite([&](int k) { return to_f32(word_element<In>(x[k / 4], k % 4)); });
       if (b == 0)  // gathered only now: nothing waits for the mask bytes before (an input tile loads first)
         given = byte_perm(byte_perm(mask_bytes[0], mask_bytes[1], 0x40u), byte_perm(mask_bytes[2], mask_bytes[3], 0x40u), 0x5410u);
       codes = (given >> (4 * (kBlocks == 2 ? b : bj % 2))) & 0x0F0F0F0Fu;  // byte r: row r's code
@@ -641,7 +642,8 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
                        res.wt.hw_meta.defined() ? sm90_meta(res.wt.layout, res.wt.rows, res.wt.cols, res.wt.dtype) : Sm90Meta{}};
   bool along_rows = false;
   const bool vec = vector_friendly(w, &along_rows);
-  S24_CHECK((w.rows() + 63) / 64 <= 65535, kShape, "prune_transposable: ", w.describe(), " has too many rows for one launch");
+  S24_CHECK((w.rows() + 63) / 64 <= 65535, kShape, "prune_transposable: ", w.describe(),
+            " has too many rows for one launch");
   static PerGpu<int> sm_counts;
   const int sms = sm_counts.get([](int& n) {
     S24_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, current_gpu()));
@@ -655,7 +657,8 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
           constexpr bool kGiven = decltype(given)::value;
           constexpr int kTileRows = decltype(tile_rows)::value, kThreads = 4 * kTileRows;
           const auto kernel = transposable_kernel<In, Out, kGiven, kTileRows>;
-          const dim3 grid(unsigned((w.cols() + kCols<In> - 1) / kCols<In>), unsigned((w.rows() + kTileRows - 1) / kTileRows));
+          const dim3 grid(unsigned((w.cols() + kCols<In> - 1) / kCols<In>),
+                          unsigned((w.rows() + kTileRows - 1) / kTileRows));
           // Row-major inputs with vector loads read straight from global memory (the search parks
           // its second blocks in shared memory); other layouts go through an input tile.
           constexpr size_t kTileBytes = size_t(kTileRows) * kPitch<In> * sizeof(In);

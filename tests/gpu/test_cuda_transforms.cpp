@@ -221,7 +221,8 @@ TEST_F(Cuda, TallTilesOfAGivenMaskMatchTheCpu) {
           o.overflow = st.overflow;
           o.non_finite = nan ? NonFinite::kPropagate : NonFinite::kError;
           const std::string tag = w.view().describe() + " -> " + dtype_name(st.dtype);
-          const Transposable24 c = compress_transposable(w, mask, o), g = compress_transposable(w.to(Device::kCUDA), mask_d, o);
+          const Transposable24 c = compress_transposable(w, mask, o);
+          const Transposable24 g = compress_transposable(w.to(Device::kCUDA), mask_d, o);
           expect_same(c.w, g.w, "tall tiles W " + tag);
           expect_same(c.wt, g.wt, "tall tiles W^T " + tag);
           if (HasFailure()) return;
@@ -232,7 +233,8 @@ TEST_F(Cuda, TallTilesOfAGivenMaskMatchTheCpu) {
       sm90.dtype = DType::kF16;
       sm90.layout = MetaLayout::kSm90K64;
       sm90.non_finite = NonFinite::kPropagate;
-      const Transposable24 c = compress_transposable(w16, mask, sm90), g = compress_transposable(w16.to(Device::kCUDA), mask_d, sm90);
+      const Transposable24 c = compress_transposable(w16, mask, sm90);
+      const Transposable24 g = compress_transposable(w16.to(Device::kCUDA), mask_d, sm90);
       expect_same_hw(c.w, g.w, "tall tiles sm90 W");
       expect_same_hw(c.wt, g.wt, "tall tiles sm90 W^T");
     }
