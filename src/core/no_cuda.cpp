@@ -22,6 +22,7 @@ void convert(void*, DType, const void*, DType, int64_t) { no_cuda(); }
 unsigned long long* reset_report_slot() { no_cuda(); }
 int64_t read_report_slot() { no_cuda(); }
 int current_gpu() { no_cuda(); }
+int sm_count() { no_cuda(); }
 std::vector<GpuInfo> gpus(std::string* why) {
   if (why) *why = "built without CUDA";
   return {};

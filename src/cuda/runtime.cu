@@ -52,6 +52,13 @@ int current_gpu() {
   return dev;
 }
 
+int sm_count() {
+  static PerGpu<int> counts;
+  return counts.get([](int& n) {
+    check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, current_gpu()), "cudaDeviceGetAttribute");
+  });
+}
+
 namespace {
 bool caching() {
   static const bool on = [] {

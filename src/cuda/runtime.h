@@ -23,6 +23,8 @@ std::shared_ptr<void> alloc(size_t bytes);
 void copy(void* dst, bool dst_on_gpu, const void* src, bool src_on_gpu, size_t bytes);
 std::vector<GpuInfo> gpus(std::string* why);
 int current_gpu();
+// The current GPU's number of SMs (asked once per GPU).
+int sm_count();
 // The device slot where a kernel reports the first offending input position (a non-finite
 // value, an invalid mask block): reset it before the launch, read it (synchronising) after.
 // Reading gives the lowest index reported, or -1 for none.

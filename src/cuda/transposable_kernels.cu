@@ -644,10 +644,7 @@ int64_t prune_transposable(const TensorView& w, const Mask24* mask, const Compre
   const bool vec = vector_friendly(w, &along_rows);
   S24_CHECK((w.rows() + 63) / 64 <= 65535, kShape, "prune_transposable: ", w.describe(),
             " has too many rows for one launch");
-  static PerGpu<int> sm_counts;
-  const int sms = sm_counts.get([](int& n) {
-    S24_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, current_gpu()));
-  });
+  const int sms = sm_count();
   dispatch_input_dtype(w.dtype, [&](auto itag) {
     dispatch_dtype(res.w.dtype, [&](auto otag) {
       using In = typename decltype(itag)::type;

@@ -77,18 +77,18 @@ std::string describe_kernels() {
   return s;
 }
 
-// The current GPU's SM count; throws kDevice unless it is a Hopper (sm_90). Asked once per GPU.
-int sm_count() {
-  static cuda::PerGpu<int> counts;
-  return counts.get([](int& n) {
+// The current GPU's SM count; throws kDevice unless it is a Hopper (sm_90). Checked once per GPU.
+int hopper_sm_count() {
+  static cuda::PerGpu<int> checked;  // the value unused: made once the GPU passed
+  checked.get([](int&) {
     const int dev = cuda::current_gpu();
     int major = 0, minor = 0;
     S24_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     S24_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
     S24_CHECK(major == 9 && minor == 0, kDevice, "the native sparse GEMM runs on Hopper (sm_90); "
               "GPU ", dev, " is sm_", major, minor, ": use GemmBackend::kCusparselt");
-    S24_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
   });
+  return cuda::sm_count();
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -120,7 +120,7 @@ void check_alignment(const SparseProblem& p, const Sm90Kernel& k, const Reading&
 // The kernels for p's dtypes and majors, with the reading each uses.
 std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& p) {
   const Sparse24Matrix& s = *p.s;
-  sm_count();
+  hopper_sm_count();  // throws unless the GPU is a Hopper
   const MetaLayout want = native_layout(s.dtype);
   S24_CHECK(s.layout != MetaLayout::kCanonical && s.hw_meta.defined(), kValue, "native sparse "
             "GEMM: the 2:4 operand (", s.rows, " x ", s.cols, ", ", dtype_name(s.dtype),
@@ -181,7 +181,7 @@ void launch(const SparseProblem& p, const Sm90Kernel& k, const Reading& r) {
   a.bias = p.bias ? p.bias->data : nullptr;
   a.alpha = p.alpha * s.scale;
   a.beta = p.beta;
-  a.sm_count = sm_count();
+  a.sm_count = hopper_sm_count();
   a.workspace = &workspace;
   std::lock_guard<std::mutex> lock(launch_mutex);
   k.run(a);
