@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <new>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -159,7 +161,9 @@ int cmd_prune(int argc, char** argv) {
   } else if (method == "soft") {
     S24_CHECK(args.has("beta") || opts.non_finite == NonFinite::kError, kValue,
               "--method soft --nan propagate needs --beta: S-STE's default beta needs finite weights");
-    const float beta = args.get_float("beta").value_or(float(sste_scale(w)));
+    const std::optional<float> given = args.get_float("beta");
+    S24_CHECK(!given || (std::isfinite(*given) && *given > 0), kValue, "--beta must be finite and > 0, got ", *given);
+    const float beta = given ? *given : float(sste_scale(w));  // the default needs finite weights
     s = prune_soft_threshold(w, beta, opts);
     char buf[64];
     std::snprintf(buf, sizeof buf, ", beta %.6g", double(beta));
@@ -221,7 +225,8 @@ int cmd_randn(int argc, char** argv) {
   args.expect_positional(1, "OUT.npy");
   S24_CHECK(args.has("rows") && args.has("cols"), kValue, "randn needs --rows R --cols C");
   const int64_t rows = args.get_int("rows", 0), cols = args.get_int("cols", 0);
-  S24_CHECK(rows > 0 && cols > 0 && rows * cols <= (int64_t(1) << 32), kShape, "randn: bad shape ", rows, " x ", cols);
+  S24_CHECK(rows > 0 && cols > 0 && rows <= (int64_t(1) << 32) / cols, kShape, "randn: bad shape ", rows, " x ", cols,
+            " (rows and cols > 0, at most 2^32 elements)");
   const DType dt = parse_dtype(args.get_or("dtype", "fp32").c_str());
   S24_CHECK(dt == DType::kF32 || dt == DType::kF16, kDType, "randn writes fp32 or fp16, not ", dtype_name(dt));
   Tensor t = Tensor::matrix(rows, cols, dt);
@@ -308,7 +313,8 @@ int cmd_sample(int argc, char** argv) {
   const std::string prompt = args.get_or("prompt", "");
   const std::string text = trainer::sample(*args.get("checkpoint"), prompt, int(args.get_int("tokens", 200, 0, 1 << 24)),
                                            args.get_float("temperature").value_or(0.8f), args.get_u64("seed", 1));
-  std::printf("%s%s\n", prompt.c_str(), text.c_str());
+  const std::string out = prompt + text + "\n";  // byte-level text may hold NUL bytes: written whole
+  std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }
 
@@ -361,6 +367,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const sparse24::Error& e) {
     std::fprintf(stderr, "sparse24: %s\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "sparse24: out of memory (an allocation failed; a smaller shape, batch or model may fit)\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sparse24: unexpected failure: %s\n", e.what());

@@ -157,6 +157,8 @@ TEST_F(Cli, ErrorsAreClearAndExitTwo) {
       {"prune " + in, "expected 2 arguments"},
       {"check", "expected 1 argument"},
       {"randn " + out + " --rows 0 --cols 4", "bad shape"},
+      {"randn " + out + " --rows 4611686018427387904 --cols 4", "at most 2^32 elements"},  // no overflow
+      {"prune " + in + " " + out + " --method soft --beta -1", "--beta must be finite and > 0"},
   };
   for (const Case& c : cases) {
     const CliResult r = run(c.args);
@@ -171,6 +173,14 @@ TEST_F(Cli, ErrorsAreClearAndExitTwo) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("row 2, column 5"), std::string::npos) << r.output;
   EXPECT_EQ(run("prune " + path("nan.npy") + " " + out + " --nan propagate").code, 0);
+  // A given --beta is used as is: S-STE's default scale (which needs finite weights) is not computed.
+  EXPECT_EQ(run("prune " + path("nan.npy") + " " + out + " --method soft --nan propagate --beta 1").code, 0);
+  const Tensor zero = Tensor::matrix(8, 8, DType::kF32);
+  fill_zeros(zero);
+  write_npy(path("zero.npy"), zero);  // a zero matrix: no default scale
+  const CliResult z = run("prune " + path("zero.npy") + " " + out + " --method soft");
+  EXPECT_EQ(z.code, 2);
+  EXPECT_EQ(run("prune " + path("zero.npy") + " " + out + " --method soft --beta 1").code, 0) << z.output;
 }
 
 }  // namespace

@@ -6,10 +6,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "sparse24/sparse24.h"
 #include "test_util.h"
 #include "trainer/checkpoint.h"
+#include "trainer/gpt2.h"
 #include "trainer/metrics.h"
 #include "trainer/train.h"
 
@@ -28,6 +30,16 @@ std::string write_corpus(const fs::path& dir) {
   const fs::path p = dir / "corpus.txt";
   std::ofstream(p) << text;
   return p.string();
+}
+
+// fn() throws an Error whose message holds `words`.
+void expect_error(const std::function<void()>& fn, const std::string& words) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected '" << words << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
 }
 
 TrainConfig tiny(const std::string& data, const fs::path& out, SparseMode mode) {
@@ -95,14 +107,6 @@ TEST(Train, ResumedRunEqualsUninterrupted) {
 TEST(Train, BadInputsGetClearErrors) {
   const fs::path dir = test_dir();
   const std::string data = write_corpus(dir);
-  auto expect_error = [](const std::function<void()>& fn, const std::string& words) {
-    try {
-      fn();
-      ADD_FAILURE() << "no error; expected '" << words << "'";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-    }
-  };
   expect_error([&] { train(tiny((dir / "missing.txt").string(), dir / "a", SparseMode::kDense), false); }, "missing.txt");
   {
     std::ofstream f(dir / "odd.bin", std::ios::binary);
@@ -138,6 +142,78 @@ TEST(Train, BadInputsGetClearErrors) {
   TrainConfig v = tiny((dir / "big.bin").string(), dir / "d", SparseMode::kDense);
   v.model.vocab = 256;
   expect_error([&] { train(v, false); }, "vocabulary");
+}
+
+// A checkpoint whose checksum is right but whose contents are not (hand-edited, or written by a
+// diverged run) fails with an error that names what is wrong, before anything large is allocated.
+TEST(Train, EditedCheckpointsGetClearErrors) {
+  const fs::path dir = test_dir();
+  TrainConfig c = tiny(write_corpus(dir), dir / "e", SparseMode::kDense);
+  c.steps = 2;
+  train(c, false);
+  const std::string path = c.out_dir + "/checkpoint.bin";
+  const Checkpoint good = read_checkpoint(path);
+  const std::string edited = (dir / "edited.bin").string();
+  auto with_config = [&](const std::vector<std::pair<std::string, std::string>>& edits) {
+    Checkpoint ck = good;
+    for (const auto& [from, to] : edits) {
+      const size_t at = ck.config_json.find(from);
+      ASSERT_NE(at, std::string::npos) << from;
+      ck.config_json.replace(at, from.size(), to);
+    }
+    write_checkpoint(edited, ck);
+  };
+  auto sample_edited = [&] { trainer::sample(edited, "the ", 5, 0.f, 1); };
+  with_config({{"\"layers\": 2", "\"layers\": 1.5"}});
+  expect_error(sample_edited, "\"layers\" must be an integer");
+  with_config({{"\"vocab\": 256", "\"vocab\": 1e+300"}});
+  expect_error(sample_edited, "\"vocab\" must be an integer");
+  with_config({{"\"mode\": \"dense\"", "\"mode\": \"bogus\""}});
+  expect_error(sample_edited, "unknown mode \"bogus\"");
+  // Sizes that the weights in the file do not have are refused before a model of that size is
+  // built (a 38 KB file claiming 2^40 parameters allocated without bound); one the file does
+  // have but no machine here can hold names the memory it needs.
+  with_config({{"\"vocab\": 256", "\"vocab\": 16777216"}, {"\"channels\": 32", "\"channels\": 65536"}});
+  expect_error(sample_edited, "model.wte is fp32[256 x 32, row-major, cpu] but the configuration says 16777216 x 65536");
+  with_config({{"\"layers\": 2", "\"layers\": 100000"}});
+  expect_error(sample_edited, "the configuration says 100000 layers");
+  with_config({{"\"layers\": 2", "\"layers\": 1"}});
+  expect_error(sample_edited, "the configuration says 1 layers");
+  GptConfig huge;
+  huge.vocab = 1 << 24;
+  huge.channels = 1 << 16;
+  expect_error([&] { Gpt2 g(huge); }, "GB and this machine has");
+  // Non-finite weights.
+  Checkpoint nan = good;
+  Tensor wte = tensor_from_blob(nan.blob("model.wte"), "model.wte");
+  wte.data<float>()[7] = NAN;
+  nan.blobs["model.wte"] = tensor_to_blob(wte.view());
+  write_checkpoint(edited, nan);
+  expect_error(sample_edited, "model.wte holds a non-finite value (nan) at element 7");
+  // The step to resume from: a whole number in [0, steps].
+  for (const std::string next : {"abc", "2abc", "1e3", "-5", "3", "99999999999999999999"}) {
+    SCOPED_TRACE(next);
+    Checkpoint ck = good;
+    ck.blobs["trainer.next_step"] = next;
+    write_checkpoint(path, ck);
+    expect_error([&] { train(c, true); }, "trainer.next_step \"" + next + "\" is not a step in [0, 2]");
+  }
+}
+
+// A model of token ids reads its prompt as ids, and says which word is not one.
+TEST(Train, TokenPromptsAreIds) {
+  const fs::path dir = test_dir();
+  std::vector<int32_t> ids(2000);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7) % 50);
+  write_nanogpt_tokens((dir / "t.bin").string(), ids);
+  TrainConfig c = tiny((dir / "t.bin").string(), dir / "t", SparseMode::kDense);
+  c.model.vocab = 64;
+  c.steps = 2;
+  train(c, false);
+  const std::string ckpt = c.out_dir + "/checkpoint.bin";
+  EXPECT_FALSE(trainer::sample(ckpt, "1 2 3", 4, 0.f, 1).empty());
+  for (const std::string bad : {"x", "64", "-1", "99999999999999"})
+    expect_error([&] { trainer::sample(ckpt, "1 2 " + bad + " 3", 4, 0.f, 1); }, "\"" + bad + "\" is not an id in [0, 64)");
 }
 
 // The whole model's gradient (dense, a tiny configuration) against central finite differences.

@@ -972,6 +972,13 @@ TEST(TrainerIoPlot, DegenerateInputs) {
   bad = PlotOptions();
   bad.line_width = 0;
   EXPECT_S24_ERROR(render_plot("", {}, "", "", bad), kValue, "", "line width");
+  // Ranges that doubles cannot divide into ticks fail at once (they hung, or drew nothing): a span
+  // under 1e-12 of the values, one beyond the doubles, subnormal values.
+  const std::vector<std::vector<std::pair<double, double>>> undrawable = {
+      {{1e17, 1}, {1e17 + 16, 2}}, {{0, 1e308}, {1, -1e308}}, {{-1e308, 1}, {1e308, 2}}, {{0, 5e-324}, {1, 1e-323}}};
+  for (const auto& points : undrawable)
+    EXPECT_S24_ERROR(render_plot("", {{"s", points, palette(0)}}, "", "", PlotOptions()), kValue, "",
+                     "axis range cannot be drawn");
 }
 
 TEST(TrainerIoPlot, FromMetricsLogs) {

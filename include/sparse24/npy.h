@@ -5,7 +5,8 @@
 // view: no transpose; rank 3-4 Fortran arrays are converted to C order). float64 and the wider
 // integers are converted to fp32 (the transforms work in fp32). Malformed, truncated or
 // unsupported files, and files with trailing bytes after the data, throw kIO with the file name
-// and what is wrong. Writes are
+// and what is wrong; so do empty arrays with more than 2^32 elements along their non-zero
+// dimensions (loops over the empty rows of a 2^61 x 0 matrix would never end). Writes are
 // atomic: the data goes to a temporary file beside the target, which is then renamed over it, so
 // an existing file is never left half-written.
 #pragma once

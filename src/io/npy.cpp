@@ -345,6 +345,10 @@ NpyArray read_npy(const std::string& path) {
     nonzero *= d ? d : 1;
   }
 
+  // An empty array's other dimensions still bound every loop over it (the rows of a 2^61 x 0
+  // matrix): at most 2^32 of them.
+  S24_CHECK(numel > 0 || nonzero <= (int64_t(1) << 32), kIO, path, ": an empty array with ", nonzero,
+            " elements along its non-zero dimensions (at most 2^32)");
   // The data must be exactly numel elements: no fewer, no more.
   const int64_t expected = numel * et.size, available = int64_t(size - header_end);
   S24_CHECK(available >= expected, kIO, path, ": truncated: expected ", expected,

@@ -1,7 +1,10 @@
 // The GPT-2 model over nn.h (dense layers) and layers.h (2:4 sparse linears); see gpt2.h.
 #include "trainer/gpt2.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <sstream>
 
@@ -47,6 +50,27 @@ Tensor normal(std::initializer_list<int64_t> shape, float std, std::mt19937_64& 
   return t;
 }
 
+// The machine's memory in bytes (0 if unknown), and a check that `bytes` of fp32 tensors fit in
+// it: configurations that cannot fit fail here, naming the size, instead of in the allocator.
+double physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? double(pages) * double(page) : 0.0;
+}
+void check_fits(double bytes, const char* what) {
+  const double have = physical_memory_bytes();
+  S24_CHECK(have == 0 || bytes <= have, kValue, "GPT-2 config: ", what, " need about ", bytes / 1e9,
+            " GB and this machine has ", have / 1e9, " GB");
+}
+
+// A loaded fp32 host tensor holds only finite values (a checkpoint's weights; its checksum
+// catches corruption in transit, not NaNs written by a diverged or hand-edited run).
+void check_finite(const TensorView& t, const std::string& name) {
+  if (t.device != Device::kCPU) return;
+  const float* p = static_cast<const float*>(t.data);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    S24_CHECK(std::isfinite(p[i]), kIO, "checkpoint: ", name, " holds a non-finite value (", p[i], ") at element ", i);
+}
+
 // A rank-1 int32 view of host token ids.
 TensorView ids(const int32_t* p, int64_t n) {
   TensorView v;
@@ -81,6 +105,13 @@ Gpt2::Gpt2(const GptConfig& c) : config_(c) {
             c.heads, ")");
   S24_CHECK(c.mode == SparseMode::kDense || c.channels % 4 == 0, kShape, "GPT-2 config: channels (", c.channels,
             ") must be divisible by 4 for 2:4 sparse linears");
+  {  // every weight and its gradient in fp32 (the sparse layers hold more: this is a floor)
+    const double C = c.channels, L = c.layers;
+    const double params = (double(c.vocab) + c.max_seq + 2) * C + L * (12 * C * C + 13 * C);
+    char what[96];
+    std::snprintf(what, sizeof what, "its %.3g parameters (weights and gradients, 8 bytes each)", params);
+    check_fits(8 * params, what);
+  }
   std::mt19937_64 rng(c.seed);
   const int64_t C = c.channels;
   wte_ = normal({c.vocab, C}, 0.02f, rng);
@@ -129,6 +160,13 @@ int64_t Gpt2::num_parameters() const {
 void Gpt2::ensure_acts(int B, int T) {
   if (acts_ && B == B_ && T == T_) return;
   const int64_t N = int64_t(B) * T, C = config_.channels, V = config_.vocab, NH = config_.heads;
+  {  // the tensors below, in fp32
+    const double n = double(N), c = double(C), att = double(B) * NH * T * T;
+    const double floats = config_.layers * (18 * n * c + 4 * n + 2 * att) + 17 * n * c + 3 * n * double(V) + 2 * att;
+    char what[96];
+    std::snprintf(what, sizeof what, "activations of %d x %d tokens", B, T);
+    check_fits(4 * floats, what);
+  }
   auto a = std::make_shared<Acts>();
   a->encoded = zeros({N, C});
   for (int l = 0; l < config_.layers; ++l)
@@ -356,8 +394,16 @@ void Gpt2::load(const std::vector<std::pair<std::string, std::string>>& blobs) {
     for (const auto& [name, layer] : linears) {
       std::istringstream is(find(p + name));
       layer->load_state(is);
+      check_finite(layer->weight(), p + name + " (weight)");
+      check_finite(layer->bias(), p + name + " (bias)");
     }
+    const std::pair<const Tensor*, const char*> norms[] = {
+        {&b.ln1w, "ln1.w"}, {&b.ln1b, "ln1.b"}, {&b.ln2w, "ln2.w"}, {&b.ln2b, "ln2.b"}};
+    for (const auto& [t, name] : norms) check_finite(t->view(), p + name);
   }
+  const std::pair<const Tensor*, const char*> rest[] = {
+      {&wte_, "model.wte"}, {&wpe_, "model.wpe"}, {&lnfw_, "model.lnf.w"}, {&lnfb_, "model.lnf.b"}};
+  for (const auto& [t, name] : rest) check_finite(t->view(), name);
 }
 
 }  // namespace sparse24::trainer

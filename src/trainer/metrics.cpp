@@ -6,11 +6,10 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <set>
 
+#include "io/files.h"
 #include "sparse24/error.h"
 
 namespace sparse24::trainer {
@@ -291,10 +290,10 @@ MetricsRow parse_json_object(const std::string& text, const std::string& what) {
 }
 
 std::vector<MetricsRow> read_metrics(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  S24_CHECK(in, kIO, path, ": cannot open: ", std::strerror(errno));
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  S24_CHECK(!in.bad(), kIO, path, ": read error");
+  const File f = open_regular_file(path);  // names the path: missing, a directory, ...
+  std::string text(size_t(file_size(path, f.get())), '\0');
+  S24_CHECK(std::fread(text.data(), 1, text.size(), f.get()) == text.size(), kIO, path, ": read error: ",
+            std::strerror(errno));
   std::vector<MetricsRow> rows;
   size_t pos = 0;
   for (int line_no = 1; pos < text.size(); ++line_no) {

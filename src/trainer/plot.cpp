@@ -292,7 +292,8 @@ Ticks nice_ticks(double lo, double hi, int target) {
   const double norm = raw / mag;
   t.step = (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
   const double eps = t.step * 1e-9;
-  for (double k = std::ceil((lo - eps) / t.step); k * t.step <= hi + eps; k += 1) t.values.push_back(k == 0 ? 0.0 : k * t.step);
+  for (double k = std::ceil((lo - eps) / t.step); k * t.step <= hi + eps && t.values.size() < 1000; k += 1)
+    t.values.push_back(k == 0 ? 0.0 : k * t.step);
   const double biggest = std::max(std::fabs(lo), std::fabs(hi));
   static const std::pair<double, const char*> kUnits[] = {{1e12, "T"}, {1e9, "G"}, {1e6, "M"}, {1e3, "k"}};
   if (biggest >= 1e5 && biggest < 1e18) {
@@ -358,6 +359,15 @@ std::vector<uint8_t> render_plot(const std::string& title, const std::vector<Ser
   if (std::isfinite(opt.y_max)) yhi = opt.y_max;
   S24_CHECK(xlo < xhi && ylo < yhi, kValue, "plot axis range is empty: x [", xlo, ", ", xhi, "], y [", ylo,
             ", ", yhi, "]");
+  // A span that doubles cannot divide into ticks: not finite (values near +-1e308), under 1e-12
+  // of the values (1e17 .. 1e17 + 16) or under 1e-290 (subnormal values).
+  auto drawable = [](double lo, double hi) {
+    const double span = hi - lo;
+    return std::isfinite(span) && span >= 1e-290 && span >= 1e-12 * std::max(std::fabs(lo), std::fabs(hi));
+  };
+  S24_CHECK(drawable(xlo, xhi) && drawable(ylo, yhi), kValue, "plot axis range cannot be drawn: x [", xlo, ", ",
+            xhi, "], y [", ylo, ", ", yhi, "] (a span must be finite, at least 1e-290 and at least 1e-12 of its "
+            "values)");
 
   // Layout: text is the 5x7 font at scale 2 (16 pixels with the descender row), the title at
   // scale 3 when it fits. Text too wide for the image is cut with "...".

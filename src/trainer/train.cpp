@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <random>
 #include <sstream>
@@ -92,6 +94,16 @@ TrainConfig config_from_json(const std::string& json) {
     return it->second;
   };
   auto boolean = [&](const char* key) { return number(key) != 0.0; };
+  // Integral numbers in range: a hand-edited or corrupt configuration fails here, naming the key.
+  auto integer = [&](const char* key, double lo, double hi) {
+    const double v = number(key);
+    S24_CHECK(v == std::floor(v) && v >= lo && v <= hi, kIO, "configuration JSON: \"", key,
+              "\" must be an integer in [", lo, ", ", hi, "], got ", v);
+    return v;
+  };
+  constexpr double kIntMax = double(std::numeric_limits<int>::max()), kI64Max = 9007199254740992.0;  // 2^53
+  auto i32 = [&](const char* key) { return int(integer(key, -kIntMax, kIntMax)); };
+  auto i64 = [&](const char* key) { return int64_t(integer(key, -kI64Max, kI64Max)); };
   auto u64 = [&](const char* key) {
     const std::string& v = get(key);
     char* end = nullptr;
@@ -108,36 +120,38 @@ TrainConfig config_from_json(const std::string& json) {
   c.format = parse_token_format(get("data_format"));
   c.val_fraction = number("val_fraction");
   GptConfig& m = c.model;
-  m.vocab = int(number("vocab"));
-  m.max_seq = int(number("max_seq"));
-  m.layers = int(number("layers"));
-  m.heads = int(number("heads"));
-  m.channels = int(number("channels"));
+  m.vocab = i32("vocab");
+  m.max_seq = i32("max_seq");
+  m.layers = i32("layers");
+  m.heads = i32("heads");
+  m.channels = i32("channels");
   const std::string mode = get("mode");
+  S24_CHECK(mode == "dense" || mode == "fst" || mode == "sste", kIO, "configuration JSON: unknown mode \"", mode,
+            "\" (dense, fst, sste)");
   m.mode = mode == "fst" ? SparseMode::kFst : mode == "sste" ? SparseMode::kSste : SparseMode::kDense;
   m.sparse_linears = parse_sparse_linears(get("sparse_linears"));
-  m.mask_freq = int(number("mask_freq"));
+  m.mask_freq = i32("mask_freq");
   m.decay_alpha = float(number("decay_alpha"));
   m.gemms.forward = boolean("sparse_forward");
   m.gemms.input_grad = boolean("sparse_input_grad");
   m.gemms.weight_grad = boolean("sparse_weight_grad");
   m.weight_dtype = parse_dtype(get("weight_dtype").c_str());
   m.seed = u64("model_seed");
-  c.batch = int(number("batch"));
-  c.seq = int(number("seq"));
-  c.grad_accum = int(number("grad_accum"));
-  c.steps = int64_t(number("steps"));
+  c.batch = i32("batch");
+  c.seq = i32("seq");
+  c.grad_accum = i32("grad_accum");
+  c.steps = i64("steps");
   c.lr = float(number("lr"));
   c.min_lr = float(number("min_lr"));
-  c.warmup = int64_t(number("warmup"));
+  c.warmup = i64("warmup");
   c.weight_decay = float(number("weight_decay"));
   c.beta1 = float(number("beta1"));
   c.beta2 = float(number("beta2"));
   c.grad_clip = float(number("grad_clip"));
   c.dense_fraction = number("dense_fraction");
-  c.eval_every = int64_t(number("eval_every"));
-  c.eval_batches = int(number("eval_batches"));
-  c.ckpt_every = int64_t(number("ckpt_every"));
+  c.eval_every = i64("eval_every");
+  c.eval_batches = i32("eval_batches");
+  c.ckpt_every = i64("ckpt_every");
   c.seed = u64("seed");
   c.label = get("label");
   return c;
@@ -257,7 +271,10 @@ TrainResult train(const TrainConfig& config, bool resume) {
     r.model->load(blobs);
     std::istringstream is(ck.blob("optim.adamw"));
     r.opt->load(is);
-    start = std::stoll(ck.blob("trainer.next_step"));
+    const std::string& next = ck.blob("trainer.next_step");
+    const auto [end, ec] = std::from_chars(next.data(), next.data() + next.size(), start);
+    S24_CHECK(ec == std::errc() && end == next.data() + next.size() && start >= 0 && start <= c.steps, kIO,
+              "train --resume: ", ckpt, ": trainer.next_step \"", next, "\" is not a step in [0, ", c.steps, "]");
     std::fprintf(stderr, "resuming %s at step %lld\n", ckpt.c_str(), (long long)start);
   } else {
     std::error_code ec;
@@ -336,6 +353,14 @@ std::string sample(const std::string& checkpoint, const std::string& prompt, int
             "sample: tokens must be >= 0 and the temperature finite and >= 0");
   const Checkpoint ck = read_checkpoint(checkpoint);
   const TrainConfig c = config_from_json(ck.config_json);
+  // The configuration must describe the weights the file holds before a model of its size is
+  // built: the embedding's shape, and blocks 0 .. layers - 1 and no more.
+  const TensorView wte = tensor_from_blob(ck.blob("model.wte"), "model.wte").view();
+  S24_CHECK(wte.rank == 2 && wte.shape[0] == c.model.vocab && wte.shape[1] == c.model.channels, kIO, checkpoint,
+            ": model.wte is ", wte.describe(), " but the configuration says ", c.model.vocab, " x ", c.model.channels);
+  auto block = [&](int l) { return ck.has("model.h" + std::to_string(l) + ".ln1.w"); };
+  S24_CHECK(block(c.model.layers - 1) && !block(c.model.layers), kIO, checkpoint, ": the configuration says ",
+            c.model.layers, " layers, the file holds another number");
   Gpt2 model(c.model);
   std::vector<std::pair<std::string, std::string>> blobs(ck.blobs.begin(), ck.blobs.end());
   model.load(blobs);
@@ -345,7 +370,14 @@ std::string sample(const std::string& checkpoint, const std::string& prompt, int
     for (unsigned char ch : prompt) ctx.push_back(ch);
   } else {
     std::istringstream is(prompt);
-    for (int32_t id; is >> id;) ctx.push_back(id);
+    for (std::string word; is >> word;) {
+      int32_t id = -1;
+      const auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
+      S24_CHECK(ec == std::errc() && end == word.data() + word.size() && id >= 0 && id < c.model.vocab, kValue,
+                "sample: this model reads its prompt as token ids separated by spaces; \"", word,
+                "\" is not an id in [0, ", c.model.vocab, ")");
+      ctx.push_back(id);
+    }
   }
   if (ctx.empty()) ctx.push_back(bytes ? '\n' : 0);
   std::mt19937_64 rng(seed);
