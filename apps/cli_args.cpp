@@ -83,7 +83,9 @@ std::optional<float> Args::get_float(const std::string& name) const {
   char* end = nullptr;
   errno = 0;
   const float x = std::strtof(v->c_str(), &end);
-  S24_CHECK(errno == 0 && end != v->c_str() && *end == '\0', kValue, "--", name, " expects a number, got '", *v, "'");
+  S24_CHECK(end != v->c_str() && *end == '\0', kValue, "--", name, " expects a number, got '", *v, "'");
+  S24_CHECK(errno == 0, kValue, "--", name, " is ", *v, ", outside the range of fp32 (its normal numbers span ",
+            "1.2e-38 to 3.4e38 in magnitude)");
   return x;
 }
 

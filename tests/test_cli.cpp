@@ -159,6 +159,7 @@ TEST_F(Cli, ErrorsAreClearAndExitTwo) {
       {"randn " + out + " --rows 0 --cols 4", "bad shape"},
       {"randn " + out + " --rows 4611686018427387904 --cols 4", "at most 2^32 elements"},  // no overflow
       {"prune " + in + " " + out + " --method soft --beta -1", "--beta must be finite and > 0"},
+      {"prune " + in + " " + out + " --method soft --beta 1e39", "--beta is 1e39, outside the range of fp32"},
   };
   for (const Case& c : cases) {
     const CliResult r = run(c.args);

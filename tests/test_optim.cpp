@@ -271,6 +271,23 @@ TEST(OptimAdamW, LoadErrors) {
     AdamW b;
     expect_error([&] { b.load(is); }, ErrorKind::kIO, "bad magic");
   }
+  // Values AdamW never writes: a NaN alpha, a negative second moment. The stream ends with the one
+  // parameter's alpha, 16 first and 16 second moments, and the 8-byte end marker.
+  auto with_float = [&](size_t at, float x) {
+    std::string bad = full;
+    std::memcpy(&bad[at], &x, sizeof x);
+    return bad;
+  };
+  const size_t v_last = full.size() - 8 - 4, alpha = full.size() - 8 - 2 * 16 * 4 - 4;
+  for (const auto& [bytes, words] : {std::pair{with_float(v_last, -1.f), "second moment at element 15 is -1"},
+                                     std::pair{with_float(alpha, NAN), "masked-decay alpha is nan"}}) {
+    std::istringstream is(bytes);
+    AdamW b;
+    const Tensor w2 = copy(w), g2 = copy(g);
+    b.add(w2, g2, true);
+    expect_error([&] { b.load(is); }, ErrorKind::kIO, words);
+    EXPECT_EQ(b.steps(), 0);
+  }
   {
     std::stringstream ls;
     LossScaler().save(ls);  // another kind of stream

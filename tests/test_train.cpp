@@ -190,6 +190,15 @@ TEST(Train, EditedCheckpointsGetClearErrors) {
   nan.blobs["model.wte"] = tensor_to_blob(wte.view());
   write_checkpoint(edited, nan);
   expect_error(sample_edited, "model.wte holds a non-finite value (nan) at element 7");
+  // Bytes after a layer's or the optimizer's state.
+  Checkpoint extra = good;
+  extra.blobs["model.h0.qkv"] += "x";
+  write_checkpoint(edited, extra);
+  expect_error(sample_edited, "model.h0.qkv has bytes after the layer's state");
+  extra = good;
+  extra.blobs["optim.adamw"] += "x";
+  write_checkpoint(path, extra);
+  expect_error([&] { train(c, true); }, "optim.adamw has bytes after the optimizer's state");
   // The step to resume from: a whole number in [0, steps].
   for (const std::string next : {"abc", "2abc", "1e3", "-5", "3", "99999999999999999999"}) {
     SCOPED_TRACE(next);

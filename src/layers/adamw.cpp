@@ -274,9 +274,14 @@ void AdamW::load(std::istream& is) {
     S24_CHECK(n == params_[i].param.numel(), kIO, rd.what(), ": parameter ", i, " has ", n,
               " elements in the stream, ", params_[i].param.numel(), " here (mismatched stream)");
     alphas.push_back(rd.get<float>("a masked-decay alpha"));
+    S24_CHECK(std::isfinite(alphas.back()) && alphas.back() >= 0, kIO, rd.what(), ": parameter ", i,
+              "'s masked-decay alpha is ", alphas.back(), " (must be finite and >= 0)");
     Tensor m = Tensor::empty({n}, DType::kF32), v = Tensor::empty({n}, DType::kF32);
     rd.bytes(m.data<float>(), size_t(n) * sizeof(float), "the first moments");
     rd.bytes(v.data<float>(), size_t(n) * sizeof(float), "the second moments");
+    for (int64_t k = 0; k < n; ++k)  // a sum of squares: never negative (NaN after NaN gradients)
+      S24_CHECK(!(v.data<float>()[k] < 0), kIO, rd.what(), ": parameter ", i, "'s second moment at element ", k,
+                " is ", v.data<float>()[k], " (AdamW never writes a negative one)");
     ms.push_back(m.to(params_[i].param.device));
     vs.push_back(v.to(params_[i].param.device));
   }

@@ -394,6 +394,8 @@ void Gpt2::load(const std::vector<std::pair<std::string, std::string>>& blobs) {
     for (const auto& [name, layer] : linears) {
       std::istringstream is(find(p + name));
       layer->load_state(is);
+      S24_CHECK(is.peek() == std::char_traits<char>::eof(), kIO, "checkpoint: ", p + name,
+                " has bytes after the layer's state");
       check_finite(layer->weight(), p + name + " (weight)");
       check_finite(layer->bias(), p + name + " (bias)");
     }

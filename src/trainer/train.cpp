@@ -271,6 +271,8 @@ TrainResult train(const TrainConfig& config, bool resume) {
     r.model->load(blobs);
     std::istringstream is(ck.blob("optim.adamw"));
     r.opt->load(is);
+    S24_CHECK(is.peek() == std::char_traits<char>::eof(), kIO, "train --resume: ", ckpt,
+              ": optim.adamw has bytes after the optimizer's state");
     const std::string& next = ck.blob("trainer.next_step");
     const auto [end, ec] = std::from_chars(next.data(), next.data() + next.size(), start);
     S24_CHECK(ec == std::errc() && end == next.data() + next.size() && start >= 0 && start <= c.steps, kIO,
