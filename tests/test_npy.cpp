@@ -202,12 +202,14 @@ TEST(NpyRoundTrip, OverwritesAnExistingFile) {
 
 TEST(NpyRead, F8IsConvertedToF32) {
   const fs::path dir = test_dir();
-  const std::vector<double> v = {0.1, -2.5, 1e300, -1e-300, std::numeric_limits<double>::quiet_NaN(), 3.0};
-  const NpyArray a = read_bytes(dir, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", raw(v));
+  // Beyond fp32's range: +-Inf from the rounding midpoint (2^128 - 2^103) on, +-FLT_MAX below it.
+  const std::vector<double> v = {0.1, -2.5, 1e300, -1e-300, std::numeric_limits<double>::quiet_NaN(), 3.0,
+                                 -1e300, 0x1.fffffefp127, -0x1.ffffffp127, 0x1.fffffe8p127};
+  const NpyArray a = read_bytes(dir, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 5), }", raw(v));
   EXPECT_EQ(a.descr, "<f8");
   EXPECT_EQ(a.tensor.dtype(), DType::kF32);
   ASSERT_EQ(a.tensor.rows(), 2);
-  ASSERT_EQ(a.tensor.cols(), 3);
+  ASSERT_EQ(a.tensor.cols(), 5);
   const float* f = a.tensor.data<float>();
   EXPECT_EQ(f[0], 0.1f);
   EXPECT_EQ(f[1], -2.5f);
@@ -216,6 +218,10 @@ TEST(NpyRead, F8IsConvertedToF32) {
   EXPECT_TRUE(std::signbit(f[3]));
   EXPECT_TRUE(std::isnan(f[4]));
   EXPECT_EQ(f[5], 3.f);
+  EXPECT_EQ(f[6], -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(f[7], std::numeric_limits<float>::max());
+  EXPECT_EQ(f[8], -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(f[9], std::numeric_limits<float>::max());
 }
 
 TEST(NpyRead, SameSizeTypesAreKeptBitExact) {

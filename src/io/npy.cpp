@@ -27,11 +27,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "sparse24/error.h"
@@ -184,12 +186,22 @@ class HeaderParser {
 
 // ---- descr ---------------------------------------------------------------------------------
 
-// Converts n little-endian elements of type S at src to fp32.
+// Converts n little-endian elements of type S at src to fp32, rounding to nearest as numpy's
+// astype does: float64 beyond fp32's range becomes +-Inf, or +-FLT_MAX below the rounding
+// midpoint (a C++ cast of an out-of-range value is undefined, so those are set here).
 template <typename S>
 void convert_to_f32(const char* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     S v;
     std::memcpy(&v, src + i * sizeof(S), sizeof(S));
+    if constexpr (std::is_floating_point_v<S>) {
+      constexpr double kMax = std::numeric_limits<float>::max(), kMidpoint = 0x1.ffffffp127;  // FLT_MAX, 2^128
+      if (std::fabs(v) > kMax && std::isfinite(v)) {
+        const float big = std::fabs(v) >= kMidpoint ? std::numeric_limits<float>::infinity() : float(kMax);
+        dst[i] = v > 0 ? big : -big;
+        continue;
+      }
+    }
     dst[i] = static_cast<float>(v);
   }
 }
