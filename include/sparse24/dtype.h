@@ -4,7 +4,7 @@
 // here is host+device), so both backends round identically. The rules (docs/DTYPES.md):
 //   * float -> fp16 / bf16 / fp8: round to nearest, ties to even.
 //   * Overflow, default mode (Overflow::kPyTorch), as PyTorch's casts:
-//       fp16, bf16, e5m2: to +-Inf;  e4m3fn (no Inf): to NaN (|x| >= 480; 448 <= |x| < 464 -> 448).
+//       fp16, bf16, e5m2: to +-Inf;  e4m3fn (no Inf): to NaN (|x| > 464; 448 <= |x| <= 464 -> 448).
 //   * Overflow::kSaturate (FP8 training): clamp to the largest finite value (Inf too); NaN stays NaN.
 //   * NaN stays NaN. The NaN's top mantissa bits are kept (quiet bit set when none survive), so
 //     every NaN code of every type round-trips. PyTorch writes one canonical NaN per type; ours is
@@ -57,7 +57,7 @@ enum class Overflow : uint8_t {
 constexpr int dtype_size(DType t) {
   return (t == DType::kF32 || t == DType::kI32) ? 4 : (t == DType::kF16 || t == DType::kBF16) ? 2 : 1;
 }
-// "fp32", "fp16", "bf16", "int8", "e4m3", "e5m2", "uint8".
+// "fp32", "fp16", "bf16", "int8", "e4m3", "e5m2", "uint8", "int32".
 const char* dtype_name(DType t);
 // Parses the names above (and the aliases float32/float16/bfloat16/fp8_e4m3/fp8_e5m2); throws kDType.
 DType parse_dtype(const char* name);
