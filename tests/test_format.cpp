@@ -218,5 +218,55 @@ TEST(TensorCopy, ConvertsBetweenFloatDtypes) {
   test::expect_error([&] { copy_into(small, src); }, ErrorKind::kShape, "copy from");
 }
 
+// A matrix or mask whose fields disagree, or whose codes are not valid, is refused where it is
+// read, not read past its buffers or mis-encoded (a fuzz of the API under AddressSanitizer).
+TEST(Format, InconsistentMatricesAndMasksAreRefused) {
+  const Tensor x = test::randn(4, 8, 1);
+  Sparse24Matrix s = prune_magnitude(x);
+  s.rows = 8;  // the values and mask hold 4 rows
+  test::expect_error([&] { decompress(s); }, ErrorKind::kShape, "decompress: 2:4 matrix 8 x 8 has values");
+  s = prune_magnitude(x);
+  s.values = Tensor::matrix(4, 4, DType::kF16);  // dtype says fp32
+  test::expect_error([&] { decompress(s); }, ErrorKind::kDType, "holds values of dtype fp16");
+  s = prune_magnitude(x);
+  s.scale = std::nanf("");
+  test::expect_error([&] { decompress(s); }, ErrorKind::kValue, "has scale nan");
+  test::expect_error([&] { mm(s, x.view().t()); }, ErrorKind::kValue, "has scale nan");
+  test::expect_error([&] { make_sparse24(4, 8, DType::kF16, -1.f, Device::kCPU); }, ErrorKind::kValue,
+                     "scale must be finite and > 0, got -1");
+  // Codes that are not one of the six: a mask from empty() before its codes are set, a code 0xF.
+  const Mask24 blank = Mask24::empty(1, 8);
+  fill_zeros(blank.codes());
+  const Tensor row = test::randn(1, 8, 3);
+  test::expect_error([&] { prune_with_mask(row, blank); }, ErrorKind::kInvalidMask,
+                     "prune_with_mask: the mask's row 0, group 0 has code 0x0");
+  s = prune_magnitude(x);
+  s.mask.set_code(3, 1, 0xF);
+  test::expect_error([&] { decompress(s); }, ErrorKind::kInvalidMask, "row 3, group 1 has code 0xf");
+  // Shapes, dtypes and pointers.
+  test::expect_error([&] { Mask24::empty(2, -4); }, ErrorKind::kShape, "2 x -4");
+  CompressOptions bad_dtype;
+  bad_dtype.dtype = DType(42);
+  test::expect_error([&] { prune_magnitude(x, bad_dtype); }, ErrorKind::kDType, "");
+  EXPECT_FALSE(is_value_dtype(DType(42)));
+  test::expect_error([&] { parse_dtype(nullptr); }, ErrorKind::kDType, "a null name");
+  const TensorView null_view = TensorView::matrix(nullptr, DType::kF32, 4, 8);
+  test::expect_error([&] { check_24(null_view); }, ErrorKind::kValue, "null data pointer");
+  test::expect_error([&] { finite_amax(null_view); }, ErrorKind::kValue, "null data pointer");
+  test::expect_error([&] { Mask24::from_dense(null_view); }, ErrorKind::kValue, "null data pointer");
+  EXPECT_TRUE(Mask24{} == Mask24{});
+}
+
+// copy_into between overlapping views of one buffer copies what the source held.
+TEST(TensorCopy, OverlappingViews) {
+  const Tensor x = test::randn(8, 4, 2);
+  const std::vector<float> before(x.data<float>(), x.data<float>() + 32);
+  TensorView a = x.view(), b = x.view();
+  a.shape[0] = b.shape[0] = 4;
+  b.data = x.data<float>() + 8;  // rows 2..5, overlapping rows 0..3
+  copy_into(b, a);
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(x.data<float>()[8 + i], before[i]) << i;
+}
+
 }  // namespace
 }  // namespace sparse24

@@ -605,6 +605,27 @@ TEST(LayersSste, BetaIsFrozenAtInitialisation) {
   EXPECT_EQ(l.beta(), sste_scale(l.weight()));
 }
 
+// set_weights with weights S-STE cannot scale (all zero, NaN) throws and leaves the layer as it
+// was: weights, beta and the output all unchanged.
+TEST(LayersSste, RefusedSetWeightsChangesNothing) {
+  const int64_t in = 16, out = 12;
+  SparseLinear l(config(SparseMode::kSste, in, out, 10));
+  const Tensor x = test::randn(4, in, 4);
+  const Tensor y = l.forward(x);
+  const Tensor w0 = Tensor::copy_of(l.weight(), Device::kCPU);
+  const double beta0 = l.beta();
+  Tensor zeros = Tensor::matrix(out, in, DType::kF32);
+  fill_zeros(zeros);
+  Tensor nan = Tensor::copy_of(w0.view(), Device::kCPU);
+  nan.data<float>()[5] = NAN;
+  for (const Tensor* w : {&zeros, &nan}) {
+    EXPECT_THROW(l.set_weights(w->view()), Error);
+    EXPECT_TRUE(same_bits(Tensor::copy_of(l.weight(), Device::kCPU), w0));
+    EXPECT_EQ(l.beta(), beta0);
+    EXPECT_TRUE(same_bits(l.forward(x), y));
+  }
+}
+
 TEST(LayersSste, SoftThresholdIsRecomputedEveryForward) {
   SparseLinear l(config(SparseMode::kSste, 8, 8, 12));
   const Tensor x = test::randn(4, 8, 1);

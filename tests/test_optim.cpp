@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -435,6 +436,23 @@ TEST(OptimLossScaler, SkipsOverflowsAndBacksOff) {
   EXPECT_EQ(s.scale(), 512.f);
   EXPECT_EQ(s.growth_tracker(), 0);
   expect_error([&] { s.update(); }, ErrorKind::kValue, "call unscale_and_check");
+}
+
+// Backing off never reaches a scale of 0 (the next unscale would divide by it): it stops at the
+// smallest normal float.
+TEST(OptimLossScaler, BackoffStopsAtTheSmallestNormal) {
+  LossScalerConfig c;
+  c.init_scale = 1e-37f;
+  LossScaler s(c);
+  const Tensor bad = test::randn(2, 2, 1);
+  for (int i = 0; i < 200; ++i) {
+    bad.data<float>()[0] = NAN;
+    EXPECT_FALSE(s.unscale_and_check({bad}));
+    s.update();
+  }
+  EXPECT_EQ(s.scale(), std::numeric_limits<float>::min());
+  const Tensor ok = test::randn(2, 2, 2);
+  EXPECT_TRUE(s.unscale_and_check({ok}));
 }
 
 TEST(OptimLossScaler, ConfigErrorsAndSavedState) {

@@ -62,7 +62,10 @@ const char* dtype_name(DType t);
 // Parses the names above (and the aliases float32/float16/bfloat16/fp8_e4m3/fp8_e5m2); throws kDType.
 DType parse_dtype(const char* name);
 // Types a value can be stored in after compression (the float types and int8).
-constexpr bool is_value_dtype(DType t) { return t != DType::kU8 && t != DType::kI32; }
+constexpr bool is_value_dtype(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kI8 || t == DType::kF8E4M3 ||
+         t == DType::kF8E5M2;
+}
 // Types the transforms read (fp32, fp16, bf16).
 constexpr bool is_input_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
 // The 8-bit float types (e4m3, e5m2).

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "sparse24/tensor.h"
 
@@ -57,6 +58,9 @@ class Mask24 {
   Mask24 transposed() const;
   Mask24 to(Device device) const;
   bool operator==(const Mask24& other) const;  // same shape and codes (CPU)
+  // CPU masks: throws kInvalidMask naming `op` and the first group whose code is not one of the
+  // six valid ones (a mask from empty() holds none until every code is set).
+  void check_codes(const char* op) const;
 
  private:
   int64_t rows_ = 0, cols_ = 0;
@@ -105,6 +109,12 @@ struct Sparse24Matrix {
 
   Device device() const { return values.device(); }
   Sparse24Matrix to(Device device) const;
+  // Throws unless the fields agree (every reader of the values trusts them): values and mask
+  // present (kValue), cols divisible by 4 and values rows x cols/2 row-major with a rows x cols
+  // mask (kShape), a value dtype that the values have (kDType), a finite scale > 0 (kValue), the
+  // mask on the values' device (kDevice). Messages start with `op` and `what` (how the caller
+  // names the matrix).
+  void check(const char* op, const std::string& what) const;
 };
 
 // Allocates a compressed matrix (values and canonical metadata uninitialised; hw_meta, for a sm90

@@ -115,8 +115,8 @@ class LossScaler {
   float scale() const { return scale_; }
   // Multiplies every gradient by 1/scale (exact for the power-of-two scales this class keeps when
   // started from one). Returns false if any gradient holds NaN or Inf: then the step must be
-  // skipped, and the scale has already backed off (times backoff_factor) and the growth counter
-  // restarted. Gradients as clip_grad_norm's.
+  // skipped, and the scale has already backed off (times backoff_factor, not below the smallest
+  // normal float) and the growth counter restarted. Gradients as clip_grad_norm's.
   bool unscale_and_check(const std::vector<TensorView>& grads);
   // Called once per iteration after unscale_and_check: after a good check it counts a good step
   // and grows the scale (times growth_factor) every growth_interval consecutive good steps; after

@@ -28,6 +28,7 @@ DType parse_dtype(const char* name) {
       {"int8", DType::kI8},   {"e4m3", DType::kF8E4M3},    {"fp8_e4m3", DType::kF8E4M3},
       {"e5m2", DType::kF8E5M2}, {"fp8_e5m2", DType::kF8E5M2}, {"uint8", DType::kU8},
       {"int32", DType::kI32}};
+  S24_CHECK(name != nullptr, kDType, "parse_dtype: a null name");
   for (const Alias& a : kAliases)
     if (std::strcmp(a.name, name) == 0) return a.t;
   S24_FAIL(kDType, "unknown dtype '", name, "' (expected fp32, fp16, bf16, int8, e4m3, e5m2, uint8, int32)");

@@ -1,6 +1,8 @@
 #include "sparse24/format.h"
 
+#include <cmath>
 #include <cstring>
+#include <string>
 
 #include "cuda/cast_cuda.h"
 #include "cuda/runtime.h"
@@ -9,7 +11,7 @@
 namespace sparse24 {
 
 Mask24 Mask24::empty(int64_t rows, int64_t cols, Device device) {
-  S24_CHECK(cols % 4 == 0, kShape, "a 2:4 mask needs columns divisible by 4, got ", rows, " x ", cols);
+  S24_CHECK(rows >= 0 && cols >= 0 && cols % 4 == 0, kShape, "a 2:4 mask needs rows, cols >= 0 and columns divisible by 4, got ", rows, " x ", cols);
   Mask24 m;
   m.rows_ = rows;
   m.cols_ = cols;
@@ -34,6 +36,7 @@ Mask24 Mask24::from_dense(const TensorView& mask) {
   S24_CHECK(mask.is_matrix(), kShape, "a mask must be a matrix, got ", mask.describe());
   S24_CHECK(mask.device == Device::kCPU, kDevice, "Mask24::from_dense reads CPU masks, got ", mask.describe());
   S24_CHECK(mask.cols() % 4 == 0, kShape, "mask ", mask.describe(), ": columns not divisible by 4");
+  S24_CHECK(mask.data != nullptr || mask.numel() == 0, kValue, "Mask24::from_dense: null data pointer");
   Mask24 m = empty(mask.rows(), mask.cols());
   dispatch_dtype(mask.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -78,9 +81,34 @@ Mask24 Mask24::to(Device device) const {
   return m;
 }
 
+void Mask24::check_codes(const char* op) const {
+  for (int64_t r = 0; r < rows_; ++r)
+    for (int64_t g = 0; g < groups_per_row(); ++g)
+      S24_CHECK(is_valid_group_code(code(r, g)), kInvalidMask, op, ": the mask's row ", r, ", group ", g,
+                " has code 0x", std::hex, int(code(r, g)), std::dec, ", not one of the six valid codes");
+}
+
 bool Mask24::operator==(const Mask24& other) const {
   if (rows_ != other.rows_ || cols_ != other.cols_) return false;
+  if (rows_ * row_bytes() == 0) return true;  // memcmp takes no null pointers, even for 0 bytes
   return std::memcmp(codes_.data<uint8_t>(), other.codes_.data<uint8_t>(), size_t(rows_ * row_bytes())) == 0;
+}
+
+void Sparse24Matrix::check(const char* op, const std::string& what) const {
+  S24_CHECK(values.defined() && mask.defined(), kValue, op, ": the 2:4 operand (", rows, " x ", cols,
+            ") has no values or metadata (build it with make_sparse24 or a prune)");
+  S24_CHECK(rows >= 0 && cols >= 0 && cols % 4 == 0, kShape, op, ": ", what, " needs columns divisible by 4");
+  S24_CHECK(is_value_dtype(dtype) && values.dtype() == dtype, kDType, op, ": ", what, " holds values of dtype ",
+            dtype_name(values.dtype()));
+  S24_CHECK(values.view().is_matrix() && values.rows() == rows && values.cols() == cols / 2 &&
+                values.view().is_row_major(),
+            kShape, op, ": ", what, " has values ", values.view().describe(), ", expected ", rows, " x ", cols / 2,
+            " row-major");
+  S24_CHECK(mask.rows() == rows && mask.cols() == cols, kShape, op, ": ", what, " has metadata for ", mask.rows(),
+            " x ", mask.cols());
+  S24_CHECK(std::isfinite(scale) && scale > 0, kValue, op, ": ", what, " has scale ", scale,
+            " (must be finite and > 0)");
+  S24_CHECK(mask.device() == device(), kDevice, op, ": ", what, " has its metadata on ", device_name(mask.device()));
 }
 
 Sparse24Matrix Sparse24Matrix::to(Device device) const {
@@ -157,6 +185,7 @@ Sparse24Matrix to_storage(const Sparse24Matrix& s, DType dtype, MetaLayout layou
 Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scale, Device device, MetaLayout layout) {
   S24_CHECK(cols % 4 == 0, kShape, "a 2:4 matrix needs columns divisible by 4, got ", rows, " x ", cols);
   S24_CHECK(is_value_dtype(dtype), kDType, "2:4 values cannot be stored as ", dtype_name(dtype));
+  S24_CHECK(std::isfinite(scale) && scale > 0, kValue, "a 2:4 matrix's scale must be finite and > 0, got ", scale);
   Sparse24Matrix s;
   s.rows = rows;
   s.cols = cols;

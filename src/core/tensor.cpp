@@ -151,7 +151,7 @@ void copy_into(const TensorView& dst, const TensorView& src) {
   const bool on_cpu = src.device == Device::kCPU && dst.device == Device::kCPU;
   if (same_order && !convert) {
     if (on_cpu) {
-      if (bytes) std::memcpy(dst.data, src.data, bytes);
+      if (bytes) std::memmove(dst.data, src.data, bytes);  // the views may overlap
     } else {
       cuda::copy(dst.data, dst.device == Device::kCUDA, src.data, src.device == Device::kCUDA, bytes);
     }
@@ -201,6 +201,7 @@ float finite_amax(const TensorView& x) {
   S24_CHECK(x.is_matrix(), kShape, "finite_amax: expected a matrix, got ", x.describe());
   S24_CHECK(is_input_dtype(x.dtype), kDType, "finite_amax: ", x.describe(), " must be fp32, fp16 or bf16");
   if (x.numel() == 0) return 0.f;
+  S24_CHECK(x.data != nullptr, kValue, "finite_amax: null data pointer");
   if (x.device == Device::kCUDA) return cuda::finite_amax(x);
   float amax = 0.f;
   dispatch_input_dtype(x.dtype, [&](auto tag) {

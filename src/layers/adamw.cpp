@@ -1,4 +1,5 @@
 // AdamW with the fused masked decay, clipping by global norm, and the loss scaler (optim.h).
+#include <algorithm>
 #include <cmath>
 #include <istream>
 #include <limits>
@@ -358,7 +359,8 @@ bool LossScaler::unscale_and_check(const std::vector<TensorView>& grads) {
   checked_ = true;
   last_ok_ = finite;
   if (!finite) {
-    scale_ = scale_ * config_.backoff_factor;
+    // Never below the smallest normal float: a scale of 0 would divide the next gradients by 0.
+    scale_ = std::max(scale_ * config_.backoff_factor, std::numeric_limits<float>::min());
     good_steps_ = 0;
     ++skipped_;
   }

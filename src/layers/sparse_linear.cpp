@@ -213,6 +213,9 @@ void SparseLinear::set_weights(const TensorView& w, const TensorView* b) {
   }
   // Through fp32 row-major host copies: any dtype, layout and device in, the masters out.
   const Tensor wh = to_f32_row_major(w.device == Device::kCPU ? w : Tensor::copy_of(w, Device::kCPU).view());
+  // S-STE's scale first: it throws on weights it cannot scale (all zero, NaN), and the layer must
+  // then be left as it was.
+  const double beta = config_.mode == SparseMode::kSste ? sste_scale(wh) : 1.0;
   const Tensor bh = Tensor::empty({config_.out}, DType::kF32);
   if (config_.bias) {
     float* bp = bh.data<float>();
@@ -242,7 +245,7 @@ void SparseLinear::set_weights(const TensorView& w, const TensorView* b) {
   flip_rate_ = std::nan("");
   sste_prev_mask_ = Mask24{};
   sste_mask_step_ = -2;
-  beta_ = config_.mode == SparseMode::kSste ? sste_scale(wh) : 1.0;
+  beta_ = beta;
 }
 
 void SparseLinear::zero_grad() {

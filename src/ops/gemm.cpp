@@ -33,21 +33,7 @@ std::string describe(const SparseOperand& s) {
 // dtype, metadata rows x cols, both on one device).
 void check_sparse(const char* op, const SparseOperand& s) {
   S24_CHECK(s.matrix != nullptr, kValue, op, ": the 2:4 operand is a null matrix pointer");
-  const Sparse24Matrix& m = *s.matrix;
-  S24_CHECK(m.values.defined() && m.mask.defined(), kValue, op, ": the 2:4 operand (", m.rows,
-            " x ", m.cols, ") has no values or metadata (build it with make_sparse24 or a prune)");
-  S24_CHECK(m.rows >= 0 && m.cols >= 0 && m.cols % 4 == 0, kShape, op, ": 2:4 operand ",
-            describe(s), " needs columns divisible by 4");
-  S24_CHECK(is_value_dtype(m.dtype) && m.values.dtype() == m.dtype, kDType, op, ": 2:4 operand ",
-            describe(s), " holds values of dtype ", dtype_name(m.values.dtype()));
-  S24_CHECK(m.values.view().is_matrix() && m.values.rows() == m.rows &&
-                m.values.cols() == m.cols / 2 && m.values.view().is_row_major(),
-            kShape, op, ": 2:4 operand ", describe(s), " has values ", m.values.view().describe(),
-            ", expected ", m.rows, " x ", m.cols / 2, " row-major");
-  S24_CHECK(m.mask.rows() == m.rows && m.mask.cols() == m.cols, kShape, op, ": 2:4 operand ",
-            describe(s), " has metadata for ", m.mask.rows(), " x ", m.mask.cols());
-  S24_CHECK(m.mask.device() == m.device(), kDevice, op, ": 2:4 operand ", describe(s),
-            " has its metadata on ", device_name(m.mask.device()));
+  s.matrix->check(op, "2:4 operand " + describe(s));
 }
 
 // A dense matrix operand: rank 2, fp32, fp16, bf16 or fp8 (any layout).

@@ -96,6 +96,7 @@ Sparse24Matrix prune_with_mask(const TensorView& dense, const Mask24& mask, cons
   S24_CHECK(mask.rows() == dense.rows() && mask.cols() == dense.cols(), kShape, "prune_with_mask: mask is ",
             mask.rows(), " x ", mask.cols(), " but the input is ", dense.describe());
   check_same_device("prune_with_mask", dense.device, mask.device(), "the mask");
+  if (mask.device() == Device::kCPU) mask.check_codes("prune_with_mask");  // CUDA: not yet checked
   cpu::GroupArgs args{rules::GroupRule::kMask};
   args.mask = &mask;
   return prune_groups("prune_with_mask", dense, args, opts);
@@ -214,7 +215,8 @@ const uint16_t* transposable_patterns() {
 
 Tensor decompress(const Sparse24Matrix& s, DType dtype) {
   S24_CHECK(is_input_dtype(dtype), kDType, "decompress: output must be fp32, fp16 or bf16, got ", dtype_name(dtype));
-  S24_CHECK(s.values.defined() && s.mask.defined(), kValue, "decompress: empty matrix");
+  s.check("decompress", detail::concat("2:4 matrix ", s.rows, " x ", s.cols));
+  if (s.device() == Device::kCPU) s.mask.check_codes("decompress");  // CUDA: not yet checked
   Tensor out = Tensor::matrix(s.rows, s.cols, dtype, Layout::kRowMajor, s.device());
   if (s.device() == Device::kCUDA) cuda::decompress(s, out);
   else cpu::decompress(s, out);
@@ -246,6 +248,7 @@ double flip_rate(const Mask24& a, const Mask24& b) {
 
 SparsityReport check_24(const TensorView& dense) {
   S24_CHECK(dense.is_matrix(), kShape, "check_24: expected a matrix, got ", dense.describe());
+  S24_CHECK(dense.data != nullptr || dense.numel() == 0, kValue, "check_24: null data pointer");
   if (dense.device == Device::kCUDA) return cpu::check_24(Tensor::copy_of(dense, Device::kCPU));
   return cpu::check_24(dense);
 }
