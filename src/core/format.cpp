@@ -11,7 +11,8 @@
 namespace sparse24 {
 
 Mask24 Mask24::empty(int64_t rows, int64_t cols, Device device) {
-  S24_CHECK(rows >= 0 && cols >= 0 && cols % 4 == 0, kShape, "a 2:4 mask needs rows, cols >= 0 and columns divisible by 4, got ", rows, " x ", cols);
+  S24_CHECK(rows >= 0 && cols >= 0 && cols % 4 == 0, kShape,
+            "a 2:4 mask needs rows, cols >= 0 and columns divisible by 4, got ", rows, " x ", cols);
   Mask24 m;
   m.rows_ = rows;
   m.cols_ = cols;
