@@ -387,6 +387,10 @@ TEST(OptimClip, Errors) {
   TensorView gpu = g.view().t();  // a transposed (non-contiguous) view said to be on CUDA
   gpu.device = Device::kCUDA;
   expect_error([&] { clip_grad_norm({gpu}, 1.0); }, ErrorKind::kShape, "on CUDA must be contiguous");
+  TensorView repeated = g.view();  // one element seen 4 times: it would be summed and scaled 4 times
+  repeated.shape[1] = 4;
+  repeated.strides[1] = 0;
+  expect_error([&] { clip_grad_norm({repeated}, 1.0); }, ErrorKind::kShape, "stride 0 along dimension 1");
 }
 
 // ---- Loss scaling --------------------------------------------------------------------------

@@ -94,7 +94,8 @@ class AdamW {
 // Scales the gradients in place so that their global L2 norm (over all tensors together) is at
 // most max_norm, as torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), applied
 // only when it is below 1. Returns the norm before clipping (accumulated in double). Gradients:
-// fp32/fp16/bf16, rank 1 to 4, any strides on the CPU, contiguous on CUDA (a list may mix both).
+// fp32/fp16/bf16, rank 1 to 4, any strides on the CPU but 0 (each element its own memory),
+// contiguous on CUDA (a list may mix both).
 // A non-finite norm (an overflow) leaves the gradients unchanged and is returned as is: the
 // caller skips the step. max_norm must be finite and > 0 (kValue).
 double clip_grad_norm(const std::vector<TensorView>& grads, double max_norm);

@@ -50,6 +50,9 @@ void check_grad_list(const char* op, const std::vector<TensorView>& grads) {
     S24_CHECK(is_input_dtype(g.dtype), kDType, op, ": gradient ", i, " ", g.describe(),
               " must be fp32, fp16 or bf16");
     S24_CHECK(g.data != nullptr || g.numel() == 0, kValue, op, ": gradient ", i, " has a null data pointer");
+    for (int d = 0; d < g.rank; ++d)  // every element its own memory: each is summed and scaled once
+      S24_CHECK(g.strides[d] != 0 || g.shape[d] <= 1, kShape, op, ": gradient ", i, " ", g.describe(),
+                " repeats elements (stride 0 along dimension ", d, ")");
   }
 }
 
