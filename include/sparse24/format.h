@@ -14,7 +14,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 
 #include "sparse24/tensor.h"
 
@@ -112,9 +111,9 @@ struct Sparse24Matrix {
   // Throws unless the fields agree (every reader of the values trusts them): values and mask
   // present (kValue), cols divisible by 4 and values rows x cols/2 row-major with a rows x cols
   // mask (kShape), a value dtype that the values have (kDType), a finite scale > 0 (kValue), the
-  // mask on the values' device (kDevice). Messages start with `op` and `what` (how the caller
-  // names the matrix).
-  void check(const char* op, const std::string& what) const;
+  // mask on the values' device (kDevice). Messages start with `op` and describe the matrix
+  // (built only on failure: this runs in every product).
+  void check(const char* op) const;
 };
 
 // Allocates a compressed matrix (values and canonical metadata uninitialised; hw_meta, for a sm90

@@ -33,7 +33,7 @@ std::string describe(const SparseOperand& s) {
 // dtype, metadata rows x cols, both on one device).
 void check_sparse(const char* op, const SparseOperand& s) {
   S24_CHECK(s.matrix != nullptr, kValue, op, ": the 2:4 operand is a null matrix pointer");
-  s.matrix->check(op, "2:4 operand " + describe(s));
+  s.matrix->check(op);
 }
 
 // A dense matrix operand: rank 2, fp32, fp16, bf16 or fp8 (any layout).
