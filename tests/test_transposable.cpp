@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "test_util.h"
@@ -153,6 +154,35 @@ TEST(Transposable, GivenMaskIsCheckedAndNonFiniteFollowsThePolicy) {
   CompressOptions o;
   o.non_finite = NonFinite::kPropagate;
   EXPECT_NO_THROW(compress_transposable(w, good, o));
+}
+
+// Under NonFinite::kPropagate a group holding NaN or Inf stores the canonical NaN in both kept
+// slots, in W (groups along rows) and in W^T (groups along W's columns): exactly what
+// prune_with_mask stores for W and for W^T under the same mask, whether the non-finite value is
+// kept or pruned.
+TEST(Transposable, PropagatedNonFiniteGroupsHoldNaN) {
+  Tensor w = test::randn(8, 12, 31);
+  const Mask24 mask = prune_transposable(w).mask;
+  int planted = 0;
+  for (int64_t c = 0; c < 12 && planted < 2; ++c)  // one kept and one pruned entry of row 1
+    if (mask.kept(1, c) == (planted == 0)) {
+      w.data<float>()[1 * 12 + c] = planted == 0 ? INFINITY : NAN;
+      ++planted;
+    }
+  w.data<float>()[6 * 12 + 9] = -NAN;
+  CompressOptions o;
+  o.non_finite = NonFinite::kPropagate;
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kF8E4M3}) {
+    SCOPED_TRACE(dtype_name(dt));
+    o.dtype = dt;
+    if (dt == DType::kF8E4M3) o.scale = 0.05f;
+    const Transposable24 t = compress_transposable(w, mask, o);
+    const Tensor wt = Tensor::copy_of(w.view().t(), Device::kCPU);
+    const Sparse24Matrix want_w = prune_with_mask(w, mask, o), want_wt = prune_with_mask(wt, mask.transposed(), o);
+    const size_t bytes = size_t(8 * 6 * dtype_size(dt));
+    EXPECT_EQ(std::memcmp(t.w.values.view().data, want_w.values.view().data, bytes), 0);
+    EXPECT_EQ(std::memcmp(t.wt.values.view().data, want_wt.values.view().data, bytes), 0);
+  }
 }
 
 }  // namespace

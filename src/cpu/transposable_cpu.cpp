@@ -14,6 +14,13 @@ void transposable_typed(const TensorView& w, const Mask24* mask, const CompressO
   const int64_t brows = w.rows() / 4, bcols = w.cols() / 4;
   const float scale = res.w.scale;
   const Overflow ov = opts.overflow;
+  // NonFinite::kPropagate (the only way non-finite weights get here): a group holding NaN or Inf
+  // stores the canonical NaN in both kept slots, in W (a row's four) and in W^T (a column's four),
+  // as apply_group does for every other transform.
+  auto nan = [&] { return from_f32<Out>(f32_from_bits(0x7FC00000u), scale, ov); };
+  auto finite4 = [](const float x[4]) {
+    return rules::is_finite_f(x[0]) && rules::is_finite_f(x[1]) && rules::is_finite_f(x[2]) && rules::is_finite_f(x[3]);
+  };
 
   // 1. The pattern of every block: the best one, or the given mask's.
   std::vector<uint16_t> choice(size_t(brows * bcols));
@@ -48,8 +55,11 @@ void transposable_typed(const TensorView& w, const Mask24* mask, const CompressO
         int a, b;
         rules::pattern_row(choice[size_t(bi * bcols + bj)], r, &a, &b);
         const int64_t row = 4 * bi + r;
-        wv[row * 2 * bcols + 2 * bj] = from_f32<Out>(to_f32(*w.at<const In>(row, 4 * bj + a)), scale, ov);
-        wv[row * 2 * bcols + 2 * bj + 1] = from_f32<Out>(to_f32(*w.at<const In>(row, 4 * bj + b)), scale, ov);
+        float x[4];
+        for (int c = 0; c < 4; ++c) x[c] = to_f32(*w.at<const In>(row, 4 * bj + c));
+        const bool ok = finite4(x);
+        wv[row * 2 * bcols + 2 * bj] = ok ? from_f32<Out>(x[a], scale, ov) : nan();
+        wv[row * 2 * bcols + 2 * bj + 1] = ok ? from_f32<Out>(x[b], scale, ov) : nan();
         res.w.mask.set_code(row, bj, group_code(a, b));
       }
 
@@ -71,8 +81,11 @@ void transposable_typed(const TensorView& w, const Mask24* mask, const CompressO
       for (int c = 0; c < 4; ++c) {
         const int64_t trow = 4 * bj + c;
         const int r0 = rows_of_col[c][0], r1 = rows_of_col[c][1];
-        tv[trow * 2 * brows + 2 * bi] = from_f32<Out>(to_f32(*w.at<const In>(4 * bi + r0, trow)), scale, ov);
-        tv[trow * 2 * brows + 2 * bi + 1] = from_f32<Out>(to_f32(*w.at<const In>(4 * bi + r1, trow)), scale, ov);
+        float x[4];
+        for (int r = 0; r < 4; ++r) x[r] = to_f32(*w.at<const In>(4 * bi + r, trow));
+        const bool ok = finite4(x);
+        tv[trow * 2 * brows + 2 * bi] = ok ? from_f32<Out>(x[r0], scale, ov) : nan();
+        tv[trow * 2 * brows + 2 * bi + 1] = ok ? from_f32<Out>(x[r1], scale, ov) : nan();
         res.wt.mask.set_code(trow, bi, group_code(r0, r1));
       }
     }

@@ -237,11 +237,20 @@ __device__ __forceinline__ bool given_transposable(uint32_t codes, const PairPic
   return n == 0x2222u && pk.codes == codes;
 }
 
-// Two kept values as stored (from_f32 of each): the path for non-finite blocks, scales other than
-// 1 and storage types that are not 16-bit.
+// Two kept values of a group x[4] as stored (from_f32 of each): the path for non-finite blocks,
+// scales other than 1 and storage types that are not 16-bit. In a non-finite block of a given
+// mask (reached only under NonFinite::kPropagate; the search reports such blocks and its caller
+// throws, so it passes true) a group holding NaN or Inf stores the canonical NaN twice, as the
+// CPU does.
 template <typename Out>
-__device__ __forceinline__ Vec<Out, 2> convert_pair(const float x[4], uint32_t code, const TransposableParams& p) {
+__device__ __forceinline__ Vec<Out, 2> convert_pair(const float x[4], uint32_t code, const TransposableParams& p,
+                                                    bool block_finite) {
   Vec<Out, 2> r;
+  if (!block_finite && !(rules::is_finite_f(x[0]) && rules::is_finite_f(x[1]) && rules::is_finite_f(x[2]) &&
+                         rules::is_finite_f(x[3]))) {
+    r.v[0] = r.v[1] = from_f32<Out>(f32_from_bits(0x7FC00000u), p.scale, p.overflow);
+    return r;
+  }
   r.v[0] = from_f32<Out>(pick4_bits(x, code & 3), p.scale, p.overflow);
   r.v[1] = from_f32<Out>(pick4_bits(x, (code >> 2) & 3), p.scale, p.overflow);
   return r;
@@ -559,13 +568,14 @@ __global__ void __launch_bounds__(4 * kTileRows, 256 / kTileRows)
           for (int c = 0; c < 4; ++c) blk[r][c] = to_f32(word_element<In>(blk_raw[r], c));
       }
 #pragma unroll
-      for (int r = 0; r < 4; ++r) w_vals[b][r] = bits_as<Pair>(convert_pair<Out>(blk[r], pk.codes >> (8 * r), p));
+      for (int r = 0; r < 4; ++r)
+        w_vals[b][r] = bits_as<Pair>(convert_pair<Out>(blk[r], pk.codes >> (8 * r), p, finite || !kGiven));
       if (b == kBlocks - 1) write_w_values(w_vals);
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const float col[4] = {blk[0][c], blk[1][c], blk[2][c], blk[3][c]};
         *reinterpret_cast<Pair*>(wt_dst + c * (kTileRows / 2)) =
-            bits_as<Pair>(convert_pair<Out>(col, pk_t.codes >> (8 * c), p));
+            bits_as<Pair>(convert_pair<Out>(col, pk_t.codes >> (8 * c), p, finite || !kGiven));
       }
     }
     if (b == kBlocks - 1) write_w_meta(bytes);

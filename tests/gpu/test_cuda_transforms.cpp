@@ -481,6 +481,7 @@ TEST_F(Cuda, NonFiniteInputs) {
   o.non_finite = NonFinite::kPropagate;
   const Transposable24 tc = compress_transposable(x, mask, o), tg = compress_transposable(xd, mask.to(Device::kCUDA), o);
   expect_same(tc.w, tg.w, "compress_transposable, propagate");
+  expect_same(tc.wt, tg.wt, "compress_transposable W^T, propagate");
   expect_same(prune_magnitude(x, o), prune_magnitude(xd, o), "magnitude, propagate");
   expect_same(prune_mvue(x, 5, o), prune_mvue(xd, 5, o), "mvue, propagate");
 }
