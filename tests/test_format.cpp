@@ -224,7 +224,7 @@ TEST(Format, InconsistentMatricesAndMasksAreRefused) {
   const Tensor x = test::randn(4, 8, 1);
   Sparse24Matrix s = prune_magnitude(x);
   s.rows = 8;  // the values and mask hold 4 rows
-  test::expect_error([&] { decompress(s); }, ErrorKind::kShape, "decompress: 2:4 matrix fp32[8 x 8, scale 1, cpu] has values");
+  test::expect_error([&] { decompress(s); }, ErrorKind::kShape, "decompress: 2:4 fp32[8 x 8, scale 1, cpu] has values");
   s = prune_magnitude(x);
   s.values = Tensor::matrix(4, 4, DType::kF16);  // dtype says fp32
   test::expect_error([&] { decompress(s); }, ErrorKind::kDType, "holds values of dtype fp16");

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "sparse24/tensor.h"
 
@@ -108,11 +109,13 @@ struct Sparse24Matrix {
 
   Device device() const { return values.device(); }
   Sparse24Matrix to(Device device) const;
+  // "2:4 e4m3[36 x 60, scale 0.02, cpu]": how error messages name the matrix.
+  std::string describe() const;
   // Throws unless the fields agree (every reader of the values trusts them): values and mask
   // present (kValue), cols divisible by 4 and values rows x cols/2 row-major with a rows x cols
   // mask (kShape), a value dtype that the values have (kDType), a finite scale > 0 (kValue), the
-  // mask on the values' device (kDevice). Messages start with `op` and describe the matrix
-  // (built only on failure: this runs in every product).
+  // mask on the values' device (kDevice). Messages start with `op` and describe() (formatted only
+  // on failure: this runs in every product).
   void check(const char* op) const;
 };
 

@@ -94,25 +94,26 @@ bool Mask24::operator==(const Mask24& other) const {
   return std::memcmp(codes_.data<uint8_t>(), other.codes_.data<uint8_t>(), size_t(rows_ * row_bytes())) == 0;
 }
 
+std::string Sparse24Matrix::describe() const {
+  return detail::concat("2:4 ", dtype_name(dtype), "[", rows, " x ", cols, ", scale ", scale, ", ",
+                        device_name(device()), "]");
+}
+
 void Sparse24Matrix::check(const char* op) const {
-  auto what = [&] {
-    return detail::concat("2:4 matrix ", dtype_name(dtype), "[", rows, " x ", cols, ", scale ", scale, ", ",
-                          device_name(device()), "]");
-  };
   S24_CHECK(values.defined() && mask.defined(), kValue, op, ": the 2:4 operand (", rows, " x ", cols,
             ") has no values or metadata (build it with make_sparse24 or a prune)");
-  S24_CHECK(rows >= 0 && cols >= 0 && cols % 4 == 0, kShape, op, ": ", what(), " needs columns divisible by 4");
-  S24_CHECK(is_value_dtype(dtype) && values.dtype() == dtype, kDType, op, ": ", what(), " holds values of dtype ",
+  S24_CHECK(rows >= 0 && cols >= 0 && cols % 4 == 0, kShape, op, ": ", describe(), " needs columns divisible by 4");
+  S24_CHECK(is_value_dtype(dtype) && values.dtype() == dtype, kDType, op, ": ", describe(), " holds values of dtype ",
             dtype_name(values.dtype()));
   S24_CHECK(values.view().is_matrix() && values.rows() == rows && values.cols() == cols / 2 &&
                 values.view().is_row_major(),
-            kShape, op, ": ", what(), " has values ", values.view().describe(), ", expected ", rows, " x ",
+            kShape, op, ": ", describe(), " has values ", values.view().describe(), ", expected ", rows, " x ",
             cols / 2, " row-major");
-  S24_CHECK(mask.rows() == rows && mask.cols() == cols, kShape, op, ": ", what(), " has metadata for ",
+  S24_CHECK(mask.rows() == rows && mask.cols() == cols, kShape, op, ": ", describe(), " has metadata for ",
             mask.rows(), " x ", mask.cols());
-  S24_CHECK(std::isfinite(scale) && scale > 0, kValue, op, ": ", what(), " has scale ", scale,
+  S24_CHECK(std::isfinite(scale) && scale > 0, kValue, op, ": ", describe(), " has scale ", scale,
             " (must be finite and > 0)");
-  S24_CHECK(mask.device() == device(), kDevice, op, ": ", what(), " has its metadata on ",
+  S24_CHECK(mask.device() == device(), kDevice, op, ": ", describe(), " has its metadata on ",
             device_name(mask.device()));
 }
 

@@ -21,11 +21,9 @@ namespace sparse24 {
 
 namespace {
 
-// "2:4 e4m3[36 x 60, scale 0.02, cpu]", or "t(...)" around it for a transposed operand.
+// Sparse24Matrix::describe(), or "t(...)" around it for a transposed operand.
 std::string describe(const SparseOperand& s) {
-  const Sparse24Matrix& m = *s.matrix;
-  const std::string core = detail::concat("2:4 ", dtype_name(m.dtype), "[", m.rows, " x ", m.cols,
-                                          ", scale ", m.scale, ", ", device_name(m.device()), "]");
+  const std::string core = s.matrix->describe();
   return s.transposed ? "t(" + core + ")" : core;
 }
 
