@@ -6,7 +6,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 
 #include "sparse24/sparse24.h"
 #include "test_util.h"
@@ -30,16 +29,6 @@ std::string write_corpus(const fs::path& dir) {
   const fs::path p = dir / "corpus.txt";
   std::ofstream(p) << text;
   return p.string();
-}
-
-// fn() throws an Error whose message holds `words`.
-void expect_error(const std::function<void()>& fn, const std::string& words) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected '" << words << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-  }
 }
 
 TrainConfig tiny(const std::string& data, const fs::path& out, SparseMode mode) {
@@ -107,12 +96,14 @@ TEST(Train, ResumedRunEqualsUninterrupted) {
 TEST(Train, BadInputsGetClearErrors) {
   const fs::path dir = test_dir();
   const std::string data = write_corpus(dir);
-  expect_error([&] { train(tiny((dir / "missing.txt").string(), dir / "a", SparseMode::kDense), false); }, "missing.txt");
+  test::expect_error([&] { train(tiny((dir / "missing.txt").string(), dir / "a", SparseMode::kDense), false); },
+                     ErrorKind::kIO, "missing.txt");
   {
     std::ofstream f(dir / "odd.bin", std::ios::binary);
     f.write("abc", 3);
   }
-  expect_error([&] { train(tiny((dir / "odd.bin").string(), dir / "b", SparseMode::kDense), false); }, "odd.bin");
+  test::expect_error([&] { train(tiny((dir / "odd.bin").string(), dir / "b", SparseMode::kDense), false); },
+                     ErrorKind::kIO, "odd.bin");
   // A finished run's checkpoint is never overwritten by a new run.
   TrainConfig c = tiny(data, dir / "c", SparseMode::kDense);
   c.steps = 2;
@@ -123,25 +114,25 @@ TEST(Train, BadInputsGetClearErrors) {
     std::ifstream f(ckpt, std::ios::binary);
     before.assign(std::istreambuf_iterator<char>(f), {});
   }
-  expect_error([&] { train(c, false); }, "--resume");
+  test::expect_error([&] { train(c, false); }, ErrorKind::kIO, "--resume");
   // Resuming with another configuration names the mismatch.
   TrainConfig other = c;
   other.lr = 1e-2f;
-  expect_error([&] { train(other, true); }, "another configuration");
+  test::expect_error([&] { train(other, true); }, ErrorKind::kValue, "another configuration");
   // A corrupt checkpoint is reported, not used, and left as it is.
   std::string corrupt = before;
   corrupt[corrupt.size() / 2] ^= 0x5A;
   { std::ofstream(ckpt, std::ios::binary) << corrupt; }
   c.steps = 4;
   TrainConfig c4 = c;
-  expect_error([&] { train(c4, true); }, "checksum");
+  test::expect_error([&] { train(c4, true); }, ErrorKind::kIO, "checksum");
   std::ifstream f(ckpt, std::ios::binary);
   EXPECT_TRUE(std::string(std::istreambuf_iterator<char>(f), {}) == corrupt);
   // Token ids beyond the model's vocabulary.
   write_nanogpt_tokens((dir / "big.bin").string(), std::vector<int32_t>(200, 300));
   TrainConfig v = tiny((dir / "big.bin").string(), dir / "d", SparseMode::kDense);
   v.model.vocab = 256;
-  expect_error([&] { train(v, false); }, "vocabulary");
+  test::expect_error([&] { train(v, false); }, ErrorKind::kValue, "vocabulary");
 }
 
 // A checkpoint whose checksum is right but whose contents are not (hand-edited, or written by a
@@ -165,47 +156,50 @@ TEST(Train, EditedCheckpointsGetClearErrors) {
   };
   auto sample_edited = [&] { trainer::sample(edited, "the ", 5, 0.f, 1); };
   with_config({{"\"layers\": 2", "\"layers\": 1.5"}});
-  expect_error(sample_edited, "\"layers\" must be an integer");
+  test::expect_error(sample_edited, ErrorKind::kIO, "\"layers\" must be an integer");
   with_config({{"\"vocab\": 256", "\"vocab\": 1e+300"}});
-  expect_error(sample_edited, "\"vocab\" must be an integer");
+  test::expect_error(sample_edited, ErrorKind::kIO, "\"vocab\" must be an integer");
   with_config({{"\"mode\": \"dense\"", "\"mode\": \"bogus\""}});
-  expect_error(sample_edited, "unknown mode \"bogus\"");
+  test::expect_error(sample_edited, ErrorKind::kIO, "unknown mode \"bogus\"");
   // Sizes that the weights in the file do not have are refused before a model of that size is
   // built (a 38 KB file claiming 2^40 parameters allocated without bound); one the file does
   // have but no machine here can hold names the memory it needs.
   with_config({{"\"vocab\": 256", "\"vocab\": 16777216"}, {"\"channels\": 32", "\"channels\": 65536"}});
-  expect_error(sample_edited, "model.wte is fp32[256 x 32, row-major, cpu] but the configuration says 16777216 x 65536");
+  test::expect_error(sample_edited,
+                     ErrorKind::kIO,
+                     "model.wte is fp32[256 x 32, row-major, cpu] but the configuration says 16777216 x 65536");
   with_config({{"\"layers\": 2", "\"layers\": 100000"}});
-  expect_error(sample_edited, "the configuration says 100000 layers");
+  test::expect_error(sample_edited, ErrorKind::kIO, "the configuration says 100000 layers");
   with_config({{"\"layers\": 2", "\"layers\": 1"}});
-  expect_error(sample_edited, "the configuration says 1 layers");
+  test::expect_error(sample_edited, ErrorKind::kIO, "the configuration says 1 layers");
   GptConfig huge;
   huge.vocab = 1 << 24;
   huge.channels = 1 << 16;
-  expect_error([&] { Gpt2 g(huge); }, "GB and this machine has");
+  test::expect_error([&] { Gpt2 g(huge); }, ErrorKind::kValue, "GB and this machine has");
   // Non-finite weights.
   Checkpoint nan = good;
   Tensor wte = tensor_from_blob(nan.blob("model.wte"), "model.wte");
   wte.data<float>()[7] = NAN;
   nan.blobs["model.wte"] = tensor_to_blob(wte.view());
   write_checkpoint(edited, nan);
-  expect_error(sample_edited, "model.wte holds a non-finite value (nan) at element 7");
+  test::expect_error(sample_edited, ErrorKind::kIO, "model.wte holds a non-finite value (nan) at element 7");
   // Bytes after a layer's or the optimizer's state.
   Checkpoint extra = good;
   extra.blobs["model.h0.qkv"] += "x";
   write_checkpoint(edited, extra);
-  expect_error(sample_edited, "model.h0.qkv has bytes after the layer's state");
+  test::expect_error(sample_edited, ErrorKind::kIO, "model.h0.qkv has bytes after the layer's state");
   extra = good;
   extra.blobs["optim.adamw"] += "x";
   write_checkpoint(path, extra);
-  expect_error([&] { train(c, true); }, "optim.adamw has bytes after the optimizer's state");
+  test::expect_error([&] { train(c, true); }, ErrorKind::kIO, "optim.adamw has bytes after the optimizer's state");
   // The step to resume from: a whole number in [0, steps].
   for (const std::string next : {"abc", "2abc", "1e3", "-5", "3", "99999999999999999999"}) {
     SCOPED_TRACE(next);
     Checkpoint ck = good;
     ck.blobs["trainer.next_step"] = next;
     write_checkpoint(path, ck);
-    expect_error([&] { train(c, true); }, "trainer.next_step \"" + next + "\" is not a step in [0, 2]");
+    test::expect_error([&] { train(c, true); },
+                       ErrorKind::kIO, "trainer.next_step \"" + next + "\" is not a step in [0, 2]");
   }
 }
 
@@ -222,7 +216,8 @@ TEST(Train, TokenPromptsAreIds) {
   const std::string ckpt = c.out_dir + "/checkpoint.bin";
   EXPECT_FALSE(trainer::sample(ckpt, "1 2 3", 4, 0.f, 1).empty());
   for (const std::string bad : {"x", "64", "-1", "99999999999999"})
-    expect_error([&] { trainer::sample(ckpt, "1 2 " + bad + " 3", 4, 0.f, 1); }, "\"" + bad + "\" is not an id in [0, 64)");
+    test::expect_error([&] { trainer::sample(ckpt, "1 2 " + bad + " 3", 4, 0.f, 1); },
+                       ErrorKind::kValue, "\"" + bad + "\" is not an id in [0, 64)");
 }
 
 // The whole model's gradient (dense, a tiny configuration) against central finite differences.
