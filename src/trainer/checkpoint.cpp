@@ -289,13 +289,13 @@ BlobHeader parse_blob_header(const std::string& blob, const std::string& what) {
   return h;
 }
 
+}  // namespace
+
 std::string shape_text(const int64_t* shape, int rank) {
   std::string s = "[";
   for (int i = 0; i < rank; ++i) s += (i ? " x " : "") + std::to_string(shape[i]);
   return s + "]";
 }
-
-}  // namespace
 
 std::string tensor_to_blob(const TensorView& t) {
   S24_CHECK(t.device == Device::kCPU, kDevice, "tensor_to_blob needs a CPU tensor, got ", t.describe());
@@ -319,6 +319,11 @@ std::string tensor_to_blob(const TensorView& t) {
   }
   if (data_bytes) copy_into(dst, t);
   return out;
+}
+
+std::vector<int64_t> tensor_blob_shape(const std::string& blob, const std::string& what) {
+  const BlobHeader h = parse_blob_header(blob, what);
+  return std::vector<int64_t>(h.shape, h.shape + h.rank);
 }
 
 Tensor tensor_from_blob(const std::string& blob, const std::string& what) {

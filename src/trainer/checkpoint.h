@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "io/files.h"
 #include "sparse24/tensor.h"
@@ -71,6 +72,10 @@ uint64_t crc64(const void* data, size_t n, uint64_t crc = 0);
 // A CPU tensor of any dtype, rank 1..4 and strides as a blob (kDevice for a CUDA tensor: copy it
 // to the CPU first).
 std::string tensor_to_blob(const TensorView& t);
+// "[2 x 3]": a shape as the blob errors write it.
+std::string shape_text(const int64_t* shape, int rank);
+// A blob's shape, without reading its data; kIO naming `what` if the blob is malformed.
+std::vector<int64_t> tensor_blob_shape(const std::string& blob, const std::string& what);
 // A contiguous CPU tensor from a blob; kIO naming `what` (e.g. "ckpt.bin: blob 'wte'") if the blob
 // is malformed.
 Tensor tensor_from_blob(const std::string& blob, const std::string& what);

@@ -357,10 +357,11 @@ std::string sample(const std::string& checkpoint, const std::string& prompt, int
   const TrainConfig c = config_from_json(ck.config_json);
   // The configuration must describe the weights the file holds before a model of its size is
   // built: the embedding's shape, and blocks 0 .. layers - 1 and no more.
-  const Tensor wte_blob = tensor_from_blob(ck.blob("model.wte"), "model.wte");
-  const TensorView wte = wte_blob.view();
-  S24_CHECK(wte.rank == 2 && wte.shape[0] == c.model.vocab && wte.shape[1] == c.model.channels, kIO, checkpoint,
-            ": model.wte is ", wte.describe(), " but the configuration says ", c.model.vocab, " x ", c.model.channels);
+  const std::vector<int64_t> wte = tensor_blob_shape(ck.blob("model.wte"), "model.wte");
+  const bool wte_matches = wte.size() == 2 && wte[0] == c.model.vocab && wte[1] == c.model.channels;
+  S24_CHECK(wte_matches, kIO, checkpoint, ": model.wte is ",
+            shape_text(wte.data(), int(wte.size())), " but the configuration says ", c.model.vocab, " x ",
+            c.model.channels);
   auto block = [&](int l) { return ck.has("model.h" + std::to_string(l) + ".ln1.w"); };
   S24_CHECK(block(c.model.layers - 1) && !block(c.model.layers), kIO, checkpoint, ": the configuration says ",
             c.model.layers, " layers, the file holds another number");
