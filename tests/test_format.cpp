@@ -243,6 +243,10 @@ TEST(Format, InconsistentMatricesAndMasksAreRefused) {
   s = prune_magnitude(x);
   s.mask.set_code(3, 1, 0xF);
   test::expect_error([&] { decompress(s); }, ErrorKind::kInvalidMask, "row 3, group 1 has code 0xf");
+  const Mask24 wide = prune_magnitude(test::randn(4, 16, 2)).mask;  // sm90 fp16 metadata needs K % 16 == 0
+  wide.set_code(3, 1, 0xF);
+  test::expect_error([&] { to_sm90_meta(wide, MetaLayout::kSm90K64, DType::kF16); }, ErrorKind::kInvalidMask,
+                     "to_sm90_meta: the mask's row 3, group 1 has code 0xf");
   // Shapes, dtypes and pointers.
   test::expect_error([&] { Mask24::empty(2, -4); }, ErrorKind::kShape, "2 x -4");
   CompressOptions bad_dtype;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <random>
 #include <string>
 #include <tuple>
@@ -522,6 +523,17 @@ TEST(NnGelu, AccurateInTheNegativeTail) {
     EXPECT_NEAR(out.data<float>()[i], ref_gelu(x[i]), 1e-4 * std::abs(ref_gelu(x[i]))) << x[i];
     EXPECT_NEAR(dx.data<float>()[i], ref_gelu_grad(x[i]), 1e-4 * std::abs(ref_gelu_grad(x[i]))) << x[i];
   }
+}
+
+// Far from 0 gelu'(x) is exactly 1 (x > 0) or 0 (x < 0) in fp32, also where 2 x du/dx overflows
+// (|x| above ~1e19) and at the infinities.
+TEST(NnGelu, DerivativeAtHugeMagnitudes) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const Vec x = {20, -20, 1e13, -1e13, 1e20, -1e20, 3e38, -3e38, inf, -inf};
+  const int64_t n = int64_t(x.size());
+  Tensor dx = zeros({n}), tx = f32({n}, x);
+  nn::gelu_backward(dx, tx, f32({n}, Vec(x.size(), 2.0)));
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(dx.data<float>()[i], x[i] > 0 ? 2.f : 0.f) << x[i];
 }
 
 TEST(NnGelu, BackwardMatchesFiniteDifferencesAndOverwrites) {

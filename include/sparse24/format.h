@@ -58,8 +58,9 @@ class Mask24 {
   Mask24 transposed() const;
   Mask24 to(Device device) const;
   bool operator==(const Mask24& other) const;  // same shape and codes (CPU)
-  // CPU masks: throws kInvalidMask naming `op` and the first group whose code is not one of the
-  // six valid ones (a mask from empty() holds none until every code is set).
+  // Throws kInvalidMask naming `op` and the first group whose code is not one of the six valid
+  // ones (a mask from empty() holds none until every code is set). A CUDA mask is checked by a
+  // kernel, and the call synchronises.
   void check_codes(const char* op) const;
 
  private:
@@ -131,7 +132,8 @@ Sparse24Matrix make_sparse24(int64_t rows, int64_t cols, DType dtype, float scal
 // they are computed: this is how the layer's FP8 operands are made.
 Sparse24Matrix to_storage(const Sparse24Matrix& s, DType dtype, MetaLayout layout = MetaLayout::kCanonical);
 // The sm90 metadata of a canonical mask, on the mask's device (what the transform kernels write
-// beside the canonical metadata when asked; this rewrites an existing mask).
+// beside the canonical metadata when asked; this rewrites an existing mask). Throws kInvalidMask
+// for a code that is not one of the six valid ones (Mask24::check_codes).
 Tensor to_sm90_meta(const Mask24& mask, MetaLayout layout, DType dtype);
 
 }  // namespace sparse24

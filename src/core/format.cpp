@@ -5,6 +5,7 @@
 
 #include "cuda/cast_cuda.h"
 #include "cuda/runtime.h"
+#include "cuda/transforms_cuda.h"
 #include "sparse24/error.h"
 
 namespace sparse24 {
@@ -82,10 +83,21 @@ Mask24 Mask24::to(Device device) const {
 }
 
 void Mask24::check_codes(const char* op) const {
+  auto fail = [&](int64_t r, int64_t g, uint8_t c) {
+    S24_FAIL(kInvalidMask, op, ": the mask's row ", r, ", group ", g, " has code 0x", std::hex, int(c), std::dec,
+             ", not one of the six valid codes");
+  };
+  if (device() == Device::kCUDA) {
+    const int64_t i = cuda::first_invalid_code(*this);
+    if (i < 0) return;
+    const int64_t r = i / groups_per_row(), g = i % groups_per_row();
+    uint8_t byte = 0;
+    cuda::copy(&byte, false, codes_.data<uint8_t>() + r * row_bytes() + g / 2, true, 1);
+    fail(r, g, uint8_t((byte >> (4 * (g % 2))) & 0xF));
+  }
   for (int64_t r = 0; r < rows_; ++r)
     for (int64_t g = 0; g < groups_per_row(); ++g)
-      S24_CHECK(is_valid_group_code(code(r, g)), kInvalidMask, op, ": the mask's row ", r, ", group ", g,
-                " has code 0x", std::hex, int(code(r, g)), std::dec, ", not one of the six valid codes");
+      if (!is_valid_group_code(code(r, g))) fail(r, g, code(r, g));
 }
 
 bool Mask24::operator==(const Mask24& other) const {
@@ -153,6 +165,7 @@ Sm90Meta sm90_meta(MetaLayout layout, int64_t rows, int64_t cols, DType dtype) {
 
 Tensor to_sm90_meta(const Mask24& mask, MetaLayout layout, DType dtype) {
   const Sm90Meta g = sm90_meta(layout, mask.rows(), mask.cols(), dtype);
+  mask.check_codes("to_sm90_meta");  // the GEMM reads the codes as they are
   Tensor out = Tensor::empty({g.bytes()}, DType::kU8, mask.device());
   fill_zeros(out);
   if (mask.device() == Device::kCUDA) {

@@ -42,6 +42,7 @@ double sum_squares(const void*, DType, int64_t) { no_cuda(); }
 bool scale_in_place(void*, DType, int64_t, float) { no_cuda(); }
 void masked_decay(const TensorView&, const TensorView&, const Mask24&, float) { no_cuda(); }
 double flip_rate(const Mask24&, const Mask24&) { no_cuda(); }
+int64_t first_invalid_code(const Mask24&) { no_cuda(); }
 
 float finite_amax(const TensorView&) { no_cuda(); }
 void quantize(const TensorView&, const TensorView&, float, const TensorView*) { no_cuda(); }

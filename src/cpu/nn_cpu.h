@@ -47,13 +47,15 @@ S24_HD float gelu_value(float x) {
   gelu_sigmoid(2.f * u, &s, &one_minus_s);
   return x * s;
 }
-// gelu'(x) = s + 2 x s (1 - s) du/dx.
+// gelu'(x) = s + 2 x s (1 - s) du/dx. Where s (1 - s) is 0 in fp32 (|x| above ~10, and x = +-Inf)
+// the second term is 0: it is skipped, since there 2 x du can overflow (|x| above ~1e19) and
+// 0 * Inf would give NaN for a derivative that is exactly 1 or 0.
 S24_HD float gelu_grad(float x) {
   const float u = kGeluScale * (x + kGeluCubic * x * x * x);
   const float du = kGeluScale * (1.f + 3.f * kGeluCubic * x * x);
   float s, one_minus_s;
   gelu_sigmoid(2.f * u, &s, &one_minus_s);
-  return s + 2.f * x * s * one_minus_s * du;
+  return s * one_minus_s == 0.f ? s : s + 2.f * x * s * one_minus_s * du;
 }
 
 // out[B*T, C] = wte[tokens] + wpe[t].

@@ -115,9 +115,28 @@ __global__ void __launch_bounds__(kThreads) flip_kernel(const uint8_t* a, const 
   if (local) atomicAdd(flips, local);
 }
 
+// Reports (report slot) the first group, r * groups + g, whose code is not one of the six valid
+// ones; one thread per group.
+__global__ void __launch_bounds__(kThreads) invalid_code_kernel(const uint8_t* meta, int64_t rows, int64_t groups,
+                                                               int64_t row_bytes, unsigned long long* bad) {
+  const int64_t i = blockIdx.x * int64_t(kThreads) + threadIdx.x;
+  if (i >= rows * groups) return;
+  if (!is_valid_group_code(code_at(meta, row_bytes, i / groups, i % groups))) report_first(bad, i);
+}
+
 unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
 
 }  // namespace
+
+int64_t first_invalid_code(const Mask24& mask) {
+  const int64_t groups = mask.groups_per_row();
+  if (mask.rows() * groups == 0) return -1;
+  unsigned long long* bad = reset_report_slot();
+  invalid_code_kernel<<<blocks_for(mask.rows() * groups), kThreads>>>(mask.codes().data<uint8_t>(), mask.rows(),
+                                                                       groups, mask.row_bytes(), bad);
+  S24_CUDA_CHECK_LAUNCH("invalid_code_kernel");
+  return read_report_slot();
+}
 
 double sste_scale(const TensorView& w, int64_t* first_bad) {
   constexpr int kBlocks = 264;  // fixed, so the summation order is fixed for a given shape

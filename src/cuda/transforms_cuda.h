@@ -26,5 +26,8 @@ double sste_scale(const TensorView& w, int64_t* first_bad);
 void decompress(const Sparse24Matrix& s, const TensorView& out);
 void masked_decay(const TensorView& grad, const TensorView& w, const Mask24& mask, float alpha);
 double flip_rate(const Mask24& a, const Mask24& b);
+// The first group (row * groups_per_row + group) whose code is not one of the six valid ones, or
+// -1; synchronises.
+int64_t first_invalid_code(const Mask24& mask);
 
 }  // namespace sparse24::cuda

@@ -96,7 +96,7 @@ Sparse24Matrix prune_with_mask(const TensorView& dense, const Mask24& mask, cons
   S24_CHECK(mask.rows() == dense.rows() && mask.cols() == dense.cols(), kShape, "prune_with_mask: mask is ",
             mask.rows(), " x ", mask.cols(), " but the input is ", dense.describe());
   check_same_device("prune_with_mask", dense.device, mask.device(), "the mask");
-  if (mask.device() == Device::kCPU) mask.check_codes("prune_with_mask");  // CUDA: not yet checked
+  mask.check_codes("prune_with_mask");
   cpu::GroupArgs args{rules::GroupRule::kMask};
   args.mask = &mask;
   return prune_groups("prune_with_mask", dense, args, opts);
@@ -216,7 +216,7 @@ const uint16_t* transposable_patterns() {
 Tensor decompress(const Sparse24Matrix& s, DType dtype) {
   S24_CHECK(is_input_dtype(dtype), kDType, "decompress: output must be fp32, fp16 or bf16, got ", dtype_name(dtype));
   s.check("decompress");
-  if (s.device() == Device::kCPU) s.mask.check_codes("decompress");  // CUDA: not yet checked
+  s.mask.check_codes("decompress");
   Tensor out = Tensor::matrix(s.rows, s.cols, dtype, Layout::kRowMajor, s.device());
   if (s.device() == Device::kCUDA) cuda::decompress(s, out);
   else cpu::decompress(s, out);

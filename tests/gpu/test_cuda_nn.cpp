@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -147,10 +148,12 @@ TEST_F(CudaNn, GeluMatchesTheCpu) {
 }
 
 TEST_F(CudaNn, GeluExtremesMatchTheCpu) {
-  // Large magnitudes (x^3 overflows fp32 beyond ~7e12: Inf / NaN handling as the CPU's), zeros,
-  // the region of gelu' = 0 (x ~ -0.75) and tiny values.
-  const std::vector<float> special = {0.f, -0.f, 1e-30f, -1e-30f, 1e-4f, -0.7517916f, -0.75f, 5.f, -5.f, 9.f, -9.f,
-                                      20.f, -20.f, 1e4f, -1e4f, 1e13f, -1e13f, 60000.f, -60000.f};
+  // Large magnitudes (x^3 overflows fp32 beyond ~7e12, x^2 beyond ~2e19: Inf / NaN handling as the
+  // CPU's), infinities, zeros, the region of gelu' = 0 (x ~ -0.75) and tiny values.
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> special = {0.f,   -0.f,  1e-30f, -1e-30f, 1e-4f, -0.7517916f, -0.75f, 5.f,     -5.f,
+                                      9.f,   -9.f,  20.f,   -20.f,   1e4f,  -1e4f,       1e13f,  -1e13f,  60000.f,
+                                      -6e4f, 1e20f, -1e20f, 3e38f,   -3e38f, inf,        -inf};
   const int64_t n = int64_t(special.size());
   for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
     Tensor x32 = Tensor::matrix(1, n, DType::kF32), d32 = Tensor::matrix(1, n, DType::kF32);

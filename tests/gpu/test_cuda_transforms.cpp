@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <tuple>
 
 #include "gpu/gpu_test.h"
 #include "test_util.h"
@@ -367,6 +369,34 @@ TEST_F(Cuda, MalformedMaskCodesAreRejected) {
           ASSERT_FALSE(cpu.empty()) << tag;
           EXPECT_EQ(gpu, cpu) << tag;
         }
+}
+
+// Invalid group codes in a mask (not one of the six) are named as the CPU names them by every
+// call that reads a mask's codes as they are: prune_with_mask, decompress, to_sm90_meta.
+TEST_F(Cuda, InvalidGroupCodesAreNamedLikeTheCpu) {
+  const Tensor w = test::randn(96, 128, 5);
+  for (auto [r, g, code] : {std::tuple<int64_t, int64_t, uint8_t>{0, 0, 0x0}, {37, 31, 0xF}, {95, 17, 0x5}}) {
+    Sparse24Matrix s = prune_magnitude(w);
+    s.mask.set_code(r, g, code);
+    s.mask.set_code(90, 20, 0xA);  // a later second one: the first is named
+    const Sparse24Matrix gpu = s.to(Device::kCUDA);
+    auto message = [](auto fn) {
+      try {
+        fn();
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::kInvalidMask) << e.what();
+        return std::string(e.what());
+      }
+      return std::string("accepted");
+    };
+    const std::string want = message([&] { decompress(s); });
+    EXPECT_NE(want.find("row " + std::to_string(r) + ", group " + std::to_string(g)), std::string::npos) << want;
+    EXPECT_EQ(message([&] { decompress(gpu); }), want);
+    const Tensor wg = w.to(Device::kCUDA);
+    EXPECT_EQ(message([&] { prune_with_mask(wg, gpu.mask); }), message([&] { prune_with_mask(w, s.mask); }));
+    EXPECT_EQ(message([&] { to_sm90_meta(gpu.mask, MetaLayout::kSm90K64, DType::kF16); }),
+              message([&] { to_sm90_meta(s.mask, MetaLayout::kSm90K64, DType::kF16); }));
+  }
 }
 
 TEST_F(Cuda, SmallTransformsMatchTheCpu) {
