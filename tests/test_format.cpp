@@ -261,6 +261,33 @@ TEST(Format, InconsistentMatricesAndMasksAreRefused) {
   EXPECT_TRUE(Mask24{} == Mask24{});
 }
 
+// Views whose fields cannot describe memory (a rank beyond kMaxRank, a negative dimension, more
+// elements than int64 counts) are refused by numel(), which every operation's checks reach, not
+// read out of bounds or overflowed (a fuzz of the API under UBSan).
+TEST(TensorView, MalformedViewsAreRefused) {
+  const Tensor x = test::randn(4, 8, 1);
+  TensorView rank5 = x.view();
+  rank5.rank = 5;
+  test::expect_error([&] { (void)rank5.numel(); }, ErrorKind::kShape, "a view of rank 5 (0 to 4 supported)");
+  EXPECT_FALSE(rank5.is_contiguous());
+  EXPECT_EQ(rank5.describe(), "fp32[rank 5, cpu]");
+  TensorView negative = x.view();
+  negative.shape[1] = -8;
+  test::expect_error([&] { (void)negative.numel(); }, ErrorKind::kShape, "has a negative dimension");
+  TensorView huge = x.view();
+  huge.shape[0] = int64_t(1) << 40;
+  huge.shape[1] = int64_t(1) << 40;
+  test::expect_error([&] { (void)huge.numel(); }, ErrorKind::kShape, "more elements than can be addressed");
+  EXPECT_FALSE(huge.is_contiguous());
+  huge.shape[0] = 4;
+  huge.shape[1] = int64_t(1) << 60;  // 2^62 elements: their bytes overflow int64
+  test::expect_error([&] { (void)huge.numel(); }, ErrorKind::kShape, "more elements than can be addressed");
+  const Sparse24Matrix s = prune_magnitude(test::randn(8, 8, 2));
+  huge.shape[0] = 8;  // s's k: the product's shapes agree, the operand's size does not
+  test::expect_error([&] { mm(s, huge); }, ErrorKind::kShape, "too large");
+  test::expect_error([&] { copy_into(x, rank5); }, ErrorKind::kShape, "rank 5");
+}
+
 // copy_into between overlapping views of one buffer copies what the source held.
 TEST(TensorCopy, OverlappingViews) {
   const Tensor x = test::randn(8, 4, 2);

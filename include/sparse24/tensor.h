@@ -38,6 +38,8 @@ struct TensorView {
   static TensorView matrix(void* data, DType dtype, int64_t rows, int64_t cols,
                            Layout layout = Layout::kRowMajor, Device device = Device::kCPU);
 
+  // The element count; throws kShape for a rank outside 0..kMaxRank, a negative dimension, or
+  // more elements (or bytes) than int64 counts.
   int64_t numel() const;
   int64_t rows() const { return shape[0]; }  // for rank-2 views
   int64_t cols() const { return shape[1]; }

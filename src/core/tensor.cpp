@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <sstream>
@@ -31,8 +32,14 @@ TensorView TensorView::matrix(void* data, DType dtype, int64_t rows, int64_t col
 }
 
 int64_t TensorView::numel() const {
+  S24_CHECK(rank >= 0 && rank <= kMaxRank, kShape, "a view of rank ", rank, " (0 to ", kMaxRank, " supported)");
   int64_t n = 1;
-  for (int i = 0; i < rank; ++i) n *= shape[i];
+  for (int i = 0; i < rank; ++i) {
+    S24_CHECK(shape[i] >= 0, kShape, "view ", describe(), " has a negative dimension");
+    // Elements and their bytes must fit int64 (a larger shape cannot describe real memory).
+    S24_CHECK(!__builtin_mul_overflow(n, shape[i], &n) && n <= INT64_MAX / 8, kShape, "view ", describe(),
+              " holds more elements than can be addressed");
+  }
   return n;
 }
 
@@ -45,10 +52,11 @@ bool TensorView::is_col_major() const {
 }
 
 bool TensorView::is_contiguous() const {
+  if (rank < 0 || rank > kMaxRank) return false;
   int64_t expect = 1;
   for (int i = rank - 1; i >= 0; --i) {
     if (shape[i] != 1 && strides[i] != expect) return false;
-    expect *= shape[i];
+    if (__builtin_mul_overflow(expect, shape[i], &expect)) return false;
   }
   return true;
 }
@@ -64,7 +72,9 @@ TensorView TensorView::t() const {
 std::string TensorView::describe() const {
   std::ostringstream os;
   os << dtype_name(dtype) << "[";
-  for (int i = 0; i < rank; ++i) os << (i ? " x " : "") << shape[i];
+  if (rank < 0 || rank > kMaxRank) os << "rank " << rank;  // not a valid view: its shape is not read
+  else
+    for (int i = 0; i < rank; ++i) os << (i ? " x " : "") << shape[i];
   if (rank == 2) os << (is_row_major() ? ", row-major" : is_col_major() ? ", col-major" : ", strided");
   os << ", " << device_name(device) << "]";
   return os.str();
