@@ -12,9 +12,14 @@ Args::Args(int argc, char** argv, const std::vector<std::string>& valued, const 
   auto known = [](const std::vector<std::string>& list, const std::string& s) {
     return std::find(list.begin(), list.end(), s) != list.end();
   };
+  bool options_end = false;  // after a "--", every argument is positional (a file named "--x")
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a.rfind("--", 0) != 0 || a == "--") {
+    if (a == "--" && !options_end) {
+      options_end = true;
+      continue;
+    }
+    if (options_end || a.rfind("--", 0) != 0) {
       positional_.push_back(a);
       continue;
     }

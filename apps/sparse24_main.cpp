@@ -86,6 +86,7 @@ commands:
   plot OUT.png METRICS.jsonl... [--y FIELD[,FIELD]] [--labels A,B] [--title T]
                                loss curves of runs (default field val_loss) as a PNG
 
+"--" ends the options (a file named "--x.npy": sparse24 randn --rows 4 --cols 4 -- --x.npy).
 errors print 'sparse24: <what>' and exit 2.
 )";
 
@@ -101,7 +102,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int cmd_info() {
+int cmd_info(int argc, char** argv) {
+  Args(argc, argv, {}, {}).expect_positional(0, "no arguments");
   std::printf("sparse24 %s\n", version());
   std::printf("build: CUDA backend %s, OpenMP %s (%d CPU threads)\n", built_with_cuda() ? "on" : "off",
               built_with_openmp() ? "on" : "off", cpu_threads());
@@ -355,7 +357,7 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   try {
-    if (cmd == "info") return cmd_info();
+    if (cmd == "info") return cmd_info(argc - 2, argv + 2);
     if (cmd == "prune") return cmd_prune(argc - 2, argv + 2);
     if (cmd == "check") return cmd_check(argc - 2, argv + 2);
     if (cmd == "randn") return cmd_randn(argc - 2, argv + 2);

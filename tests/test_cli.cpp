@@ -67,6 +67,24 @@ TEST_F(Cli, InfoAndHelp) {
   const CliResult bad = run("frobnicate");
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.output.find("unknown command 'frobnicate'"), std::string::npos);
+  const CliResult extra = run("info now");
+  EXPECT_EQ(extra.code, 2);
+  EXPECT_NE(extra.output.find("expected 0 arguments (no arguments), got 1"), std::string::npos) << extra.output;
+}
+
+// "--" ends the options: what follows is positional even if it starts with "--", and "--" itself
+// is no file name.
+TEST_F(Cli, DoubleDashEndsTheOptions) {
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir_);
+  const CliResult rel = run("randn --rows 4 --cols 8 -- --y.npy");
+  std::filesystem::current_path(cwd);
+  EXPECT_EQ(rel.code, 0) << rel.output;
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "--y.npy")) << rel.output;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "--")) << rel.output;
+  const CliResult alone = run("randn --rows 4 --cols 8 --");
+  EXPECT_EQ(alone.code, 2);
+  EXPECT_NE(alone.output.find("expected 1 argument"), std::string::npos) << alone.output;
 }
 
 TEST_F(Cli, EveryMethodMatchesTheLibrary) {
