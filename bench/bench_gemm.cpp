@@ -15,6 +15,8 @@
 // K-major), against cuBLASLt's FP8 GEMM on the same dtypes and layouts.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -104,6 +106,48 @@ Operands operands(const Case& c, const Types& t) {
 
 double tflops(const Case& c, double us) { return 2.0 * double(c.m * c.n * c.k) / (us * 1e-6) / 1e12; }
 
+// Element (i, j) of a matrix of any dtype and layout as float (CPU or CUDA: one element copied).
+float element(const TensorView& t, int64_t i, int64_t j) {
+  return dispatch_dtype(t.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T v;
+    const T* p = t.at<T>(i, j);
+    if (t.device == Device::kCUDA) check(cudaMemcpy(&v, p, sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    else v = *p;
+    return to_f32(v);
+  });
+}
+
+// How far an fp8 product's output D is from the exact product A B, at 512 elements spread over D
+// by a fixed sequence: the largest |D_ij - sum_k A_ik B_kj| / sum_k |A_ik B_kj|, both sums in
+// double over the operands' stored values (fp8 products are exact). Normalised so, it measures
+// the accumulation error on any shape: fp32 sums of exact products stay near 1e-7 even at K =
+// 16384; a bf16 D adds its rounding (up to 2^-9 = 2e-3 of |D|). A and B are CPU copies.
+double max_error(const TensorView& a, const TensorView& b, const TensorView& d) {
+  double worst = 0.0;
+  uint32_t state = 2024;
+  for (int s = 0; s < 512; ++s) {
+    state = state * 1664525u + 1013904223u;
+    const int64_t i = int64_t(state % uint32_t(d.rows()));
+    state = state * 1664525u + 1013904223u;
+    const int64_t j = int64_t(state % uint32_t(d.cols()));
+    double exact = 0.0, magnitude = 0.0;
+    for (int64_t k = 0; k < a.cols(); ++k) {
+      const double t = double(element(a, i, k)) * double(element(b, k, j));
+      exact += t;
+      magnitude += std::abs(t);
+    }
+    if (magnitude > 0) worst = std::max(worst, std::abs(double(element(d, i, j)) - exact) / magnitude);
+  }
+  return worst;
+}
+
+std::string error_text(double e) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1e", e);
+  return buf;
+}
+
 std::string ratio(double dense_us, double us) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2fx", dense_us / us);
@@ -158,13 +202,29 @@ int gemm(int argc, char** argv) {
   std::printf("| product | m x n x k | cuBLAS dense | TFLOP/s | cuSPARSELt default | "
               "cuSPARSELt searched | native | native TFLOP/s (of %.0f) | native kernel |\n", peak);
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
-  std::vector<std::string> kernel_rows, lt_plans, dense_algos;
+  std::vector<std::string> kernel_rows, lt_plans, dense_algos, accuracy_rows;
   for (const Case& c : kCases) {
     if ((quick && c.m != 3072) || (!only.empty() && only != c.what)) continue;
     const Types ty = types(c, dt);
     const Operands o = operands(c, ty);
+    // fp8: CPU copies of the operands for max_error (S as the values the GEMMs multiply).
+    Tensor host_dense, host_s, host_b;
+    if (fp8) {
+      host_dense = o.dense.to(Device::kCPU);
+      host_s = decompress(o.s).to(Device::kCPU);
+      host_b = o.b.to(Device::kCPU);
+    }
     const double dense_us = time_us(1, [&](int) { gemm::cublaslt_mm(o.dense_problem()); });
     dense_algos.push_back(detail::concat(c.what, ": ", gemm::cublaslt_describe(o.dense_problem())));
+    std::string accuracy;  // fp8: the accuracy table's row after the product's name
+    if (fp8) {
+      const double dense_error = max_error(host_dense, host_b, o.d);
+      gemm::DenseProblem fast = o.dense_problem();
+      fast.fp8_fast_accumulation = true;
+      const double fast_us = time_us(1, [&](int) { gemm::cublaslt_mm(fast); });
+      accuracy = detail::concat(int(dense_us + 0.5), " | ", int(fast_us + 0.5), " (", ratio(dense_us, fast_us),
+                                ") | ", error_text(dense_error), " | ", error_text(max_error(host_dense, host_b, o.d)));
+    }
     std::string lt_default = "-", lt_searched = "-";
 #ifdef SPARSE24_WITH_CUSPARSELT
     for (bool search : {false, true}) {  // cuSPARSELt writes 16-bit results of 16-bit inputs
@@ -176,7 +236,11 @@ int gemm(int argc, char** argv) {
       if (search) lt_plans.push_back(detail::concat(c.what, ": ", plan->describe()));
     }
 #endif
-    std::string native = "-", native_tf = "-", native_name = "-";
+    std::string lt_error = "-";
+#ifdef SPARSE24_WITH_CUSPARSELT
+    if (fp8 && ty.s == ty.b) lt_error = error_text(max_error(host_s, host_b, o.d16));
+#endif
+    std::string native = "-", native_tf = "-", native_name = "-", native_us = "-", native_error = "-";
 #ifdef SPARSE24_WITH_CUTLASS
     const gemm::Sm90Kernel& chosen = gemm::native_choice(o.sparse());
     const double us = time_us(1, [&](int) { gemm::native_mm(o.sparse()); });
@@ -185,6 +249,8 @@ int gemm(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "%.0f (%.0f%%)", tflops(c, us), 100.0 * tflops(c, us) / peak);
     native_tf = buf;
     native_name = chosen.name;
+    native_us = std::to_string(int(us + 0.5));
+    if (fp8) native_error = error_text(max_error(host_s, host_b, o.d));
     if (all_kernels) {
       // The same operand with the other metadata layout, for the kernels with K tiles of 128.
       CompressOptions co;
@@ -198,14 +264,18 @@ int gemm(int argc, char** argv) {
         try {
           const double kus = time_us(1, [&](int) { gemm::native_mm(p); });
           kernel_rows.push_back(detail::concat("| ", c.m, " x ", c.n, " x ", c.k, " | ", k->name,
-                                               " | ", int(kus + 0.5), " | ",
-                                               ratio(dense_us, kus), " |"));
+                                               " | ", int(kus + 0.5), " | ", ratio(dense_us, kus), " |",
+                                               fp8 ? " " + error_text(max_error(host_s, host_b, o.d)) + " |"
+                                                   : std::string()));
         } catch (const Error& e) {  // the kernel does not fit this case (dtype or layout)
           if (e.kind() != ErrorKind::kValue && e.kind() != ErrorKind::kDType) throw;
         }
       }
     }
 #endif
+    if (fp8)
+      accuracy_rows.push_back(detail::concat("| ", c.what, " | ", accuracy, " | ", lt_error, " | ", native_us, " | ",
+                                             native_error, " |"));
     std::printf("| %s | %lld x %lld x %lld | %d | %.0f | %s | %s | %s | %s | %s |\n", c.what,
                 (long long)c.m, (long long)c.n, (long long)c.k, int(dense_us + 0.5),
                 tflops(c, dense_us), lt_default.c_str(), lt_searched.c_str(), native.c_str(),
@@ -218,9 +288,18 @@ int gemm(int argc, char** argv) {
     std::printf("\ncuSPARSELt's searched plans:\n\n");
     for (const std::string& r : lt_plans) std::printf("- %s\n", r.c_str());
   }
+  if (!accuracy_rows.empty()) {
+    std::printf("\nFP8 accumulation: cuBLASLt with its periodic promotion to fp32 (the dense column above) "
+                "and with fast accumulation (the tensor cores' accumulator only, as the native kernels "
+                "accumulate); error = max over 512 outputs of |D - AB| / sum |A||B| (max_error in "
+                "bench_gemm.cpp; a bf16 D adds up to 2e-3 of rounding):\n\n"
+                "| product | cuBLAS us | cuBLAS fast-accum us | cuBLAS error | cuBLAS fast-accum error | "
+                "cuSPARSELt error | native us | native error |\n|---|---|---|---|---|---|---|---|\n");
+    for (const std::string& r : accuracy_rows) std::printf("%s\n", r.c_str());
+  }
   if (!kernel_rows.empty()) {
-    std::printf("\nEvery native kernel that fits:\n\n| m x n x k | kernel | us | speed-up |\n"
-                "|---|---|---|---|\n");
+    std::printf("\nEvery native kernel that fits:\n\n| m x n x k | kernel | us | speed-up |%s\n"
+                "|---|---|---|---|%s\n", fp8 ? " error |" : "", fp8 ? "---|" : "");
     for (const std::string& r : kernel_rows) std::printf("%s\n", r.c_str());
   }
   return 0;

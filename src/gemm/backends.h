@@ -40,6 +40,10 @@ struct DenseProblem {
   TensorView d;                      // m x n, CUDA, row- or column-major
   const TensorView* bias = nullptr;  // null, or m contiguous elements
   float alpha = 1.f, beta = 0.f;
+  // fp8 only: cuBLASLt's fast accumulation (the tensor cores' own accumulator, no periodic
+  // promotion to fp32 registers), as the native fp8 kernels accumulate. The library's products
+  // leave it off; `bench gemm --dtype e4m3` times and measures both.
+  bool fp8_fast_accumulation = false;
 };
 
 // The native CUTLASS sm90 kernels (src/gemm/native_sm90.cpp). Throws kDevice when the build has

@@ -16,7 +16,8 @@
 //
 // dtypes: fp32 x fp32 -> fp32 (CUBLAS_COMPUTE_32F: fp32 products, not TF32), fp16 x fp16 -> fp16
 // or fp32, bf16 x bf16 -> bf16 or fp32, fp8 (e4m3/e5m2) x fp8 -> bf16, fp16 or fp32 (fp32
-// accumulation with cuBLASLt's periodic promotion: fast accumulation off; 16-byte aligned
+// accumulation with cuBLASLt's periodic promotion: fast accumulation off unless the problem asks
+// for it (DenseProblem::fp8_fast_accumulation, for benchmarks); 16-byte aligned
 // pointers and leading dimensions). cuBLASLt reads the bias as D's dtype (bf16 for an fp8 product
 // into fp32); a bias of another dtype is widened into scratch memory when that is exact (fp16 or
 // bf16 to fp32, by a one-column cuBLASLt product with 1), and refused when it would round.
@@ -98,6 +99,7 @@ struct LtGemm {
   const void* bias = nullptr;
   DType bias_dtype = DType::kF32;
   float alpha = 1.f, beta = 0.f;
+  bool fast_accumulation = false;  // CUBLASLT_MATMUL_DESC_FAST_ACCUM (fp8)
 };
 
 // "D bf16 [64 x 48, ld 64, 256-byte aligned] = A^T e4m3 [32 x 64, ld 32, 256-byte aligned] B
@@ -113,7 +115,7 @@ std::string describe(const LtGemm& g) {
                         g.bias ? detail::concat(" + bias ", dtype_name(g.bias_dtype), " (",
                                                 alignment(g.bias), "-byte aligned)")
                                : std::string(),
-                        g.beta != 0.f ? " + beta D" : "");
+                        g.beta != 0.f ? " + beta D" : "", g.fast_accumulation ? ", fast accumulation" : "");
 }
 
 // ---- Descriptors --------------------------------------------------------------------------
@@ -153,6 +155,11 @@ struct Descriptors {
         cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     S24_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+    if (g.fast_accumulation) {
+      const int8_t fast = 1;
+      S24_CUBLAS_CHECK(
+          cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
+    }
     if (g.bias) {
       const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
       const int32_t bias_type = cuda_type(g.bias_dtype);
@@ -173,7 +180,7 @@ struct Descriptors {
 
 // What the heuristic's choice depends on: every field of the LtGemm but the addresses (their
 // alignments instead) and alpha (beta: only whether it is 0).
-using Key = std::array<int64_t, 23>;
+using Key = std::array<int64_t, 24>;
 Key key_of(const LtGemm& g) {
   Key key{};
   size_t i = 0;
@@ -186,6 +193,7 @@ Key key_of(const LtGemm& g) {
   key[i++] = g.bias ? int64_t(g.bias_dtype) : -1;
   key[i++] = alignment(g.bias);
   key[i++] = g.beta != 0.f;
+  key[i++] = g.fast_accumulation;
   return key;
 }
 
@@ -359,6 +367,7 @@ LtGemm plan(const DenseProblem& p, const void* bias, DType bias_dtype) {
   g.bias_dtype = bias_dtype;
   g.alpha = p.alpha;
   g.beta = p.beta;
+  g.fast_accumulation = fp8 && p.fp8_fast_accumulation;
   return g;
 }
 

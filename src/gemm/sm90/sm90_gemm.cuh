@@ -59,7 +59,14 @@ struct Pingpong : Defaults {
 struct CooperativeStreamK : Cooperative {
   using Scheduler = cutlass::gemm::StreamKScheduler;
 };
-// Cooperative, with consecutive K tiles' wgmmas overlapped (pipelined_mainloop.cuh).
+// FP8 only: CUTLASS's sparse mainloop without its periodic promotion of the tensor cores' partial
+// sums into fp32 registers (CooperativeFP8 "fast accumulation"). The cooperative FP8 mainloop
+// promotes every 4 K blocks into a second accumulator; the pipelined one (below) never does.
+struct CooperativeFP8FastAccum : Cooperative {
+  using Mainloop = cutlass::gemm::KernelTmaWarpSpecializedCooperativeFP8FastAccum;
+};
+// Cooperative, with consecutive K tiles' wgmmas overlapped (pipelined_mainloop.cuh). It
+// accumulates in the wgmma's accumulator only: for fp8 inputs this is fast accumulation.
 struct CooperativePipelined : Cooperative {
   static constexpr bool kPipelined = true;
 };
