@@ -79,7 +79,7 @@ Tensor fake_quant(const TensorView& x, DType dt) {
   quantize_into(q, x, scale);
   Tensor out = to_f32_row_major(q);
   float* p = out.data<float>();
-  for (int64_t i = 0; i < out.numel(); ++i) p[i] *= scale;
+  for (int64_t i = 0, n = out.numel(); i < n; ++i) p[i] *= scale;
   return out;
 }
 
@@ -191,7 +191,7 @@ void SparseLinear::init(uint64_t seed) {
   std::normal_distribution<float> dist(0.f, 0.02f);
   const Tensor w = Tensor::matrix(config_.out, config_.in, DType::kF32);
   float* wp = w.data<float>();
-  for (int64_t i = 0; i < w.numel(); ++i) wp[i] = dist(rng);
+  for (int64_t i = 0, n = w.numel(); i < n; ++i) wp[i] = dist(rng);
   set_weights(w, nullptr);
 }
 
@@ -512,7 +512,7 @@ void SparseLinear::backward(const TensorView& x, const TensorView& dy, const Ten
   }
   float* dw = dw_.data<float>();
   const float* gp = g.data<float>();
-  for (int64_t i = 0; i < dw_.numel(); ++i) dw[i] = dw[i] + gp[i];
+  for (int64_t i = 0, n = dw_.numel(); i < n; ++i) dw[i] = dw[i] + gp[i];
 }
 
 // ---- Statistics ----------------------------------------------------------------------------
@@ -549,7 +549,7 @@ LayerStats SparseLinear::stats() const {
   } else {  // S-STE: the forward weight of the current masters
     const Sparse24Matrix s = prune_soft_threshold(wh, float(beta_), f32_storage());
     const float* v = s.values.data<float>();
-    for (int64_t i = 0; i < s.values.numel(); ++i) nonzero += v[i] != 0.f;
+    for (int64_t i = 0, n = s.values.numel(); i < n; ++i) nonzero += v[i] != 0.f;
     for (int64_t r = 0; r < config_.out; ++r)
       for (int64_t c = 0; c < config_.in; ++c)
         if (!s.mask.kept(r, c)) pruned += double(w[r * config_.in + c]) * w[r * config_.in + c];

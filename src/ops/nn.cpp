@@ -171,7 +171,7 @@ void check_sizes(const char* op, int B, int T) {
 // CPU: every id in [0, V), else kValue naming the first bad position (as b, t when T is known).
 void check_ids(const char* op, const char* what, const TensorView& ids, int64_t V, int64_t T) {
   const int32_t* p = static_cast<const int32_t*>(ids.data);
-  for (int64_t i = 0; i < ids.numel(); ++i) {
+  for (int64_t i = 0, n = ids.numel(); i < n; ++i) {
     if (p[i] >= 0 && p[i] < V) continue;
     if (T > 0)
       S24_FAIL(kValue, op, ": ", what, " ", p[i], " at position ", i, " (b = ", i / T, ", t = ", i % T,

@@ -46,7 +46,7 @@ Tensor filled(int64_t n, float v) {
 Tensor normal(std::initializer_list<int64_t> shape, float std, std::mt19937_64& rng) {
   Tensor t = Tensor::empty(shape, DType::kF32);
   std::normal_distribution<float> dist(0.f, std);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) t.data<float>()[i] = dist(rng);
   return t;
 }
 
@@ -67,7 +67,7 @@ void check_fits(double bytes, const char* what) {
 void check_finite(const TensorView& t, const std::string& name) {
   if (t.device != Device::kCPU) return;
   const float* p = static_cast<const float*>(t.data);
-  for (int64_t i = 0; i < t.numel(); ++i)
+  for (int64_t i = 0, n = t.numel(); i < n; ++i)
     S24_CHECK(std::isfinite(p[i]), kIO, "checkpoint: ", name, " holds a non-finite value (", p[i], ") at element ", i);
 }
 
