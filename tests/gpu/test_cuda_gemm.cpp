@@ -206,7 +206,8 @@ TEST_F(CudaGemm, NativeBiasAtANewAddressEveryCall) {
   check_bias_at_new_addresses(GemmBackend::kNative);
 }
 
-// KNOWN BUG, not fixed (bench/NOTES.md, Next (GEMM)): on an H100 the cuSPARSELt backend crashed
+// KNOWN BUG, not fixed (bench/NOTES.md, Next (GEMM); two biased layers of one shape on a GPU
+// without the native kernels hit it too): on an H100 the cuSPARSELt backend crashed
 // here (a segfault in cusparseLtMatmulGetWorkspace when Plan::point_bias_at initialises the plan
 // again for the new bias), and a plan-owned bias buffer copied before each call gave wrong sums.
 // Skipped unless SPARSE24_RUN_KNOWN_BUGS=1 (to reproduce it while fixing it).
