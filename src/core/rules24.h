@@ -21,6 +21,13 @@ struct Pick {
 
 S24_HD float abs_f(float x) { return f32_from_bits(f32_to_bits(x) & 0x7FFFFFFFu); }
 S24_HD bool is_finite_f(float x) { return (f32_to_bits(x) & 0x7F800000u) != 0x7F800000u; }
+// Whether a group's four values are all finite (no NaN, no Inf).
+S24_HD bool is_finite4(const float x[4]) {
+  return is_finite_f(x[0]) && is_finite_f(x[1]) && is_finite_f(x[2]) && is_finite_f(x[3]);
+}
+// The quiet NaN every transform stores for a non-finite group: x86 and the GPU would otherwise
+// produce NaNs of different signs and payloads.
+S24_HD float canonical_nan() { return f32_from_bits(0x7FC00000u); }
 // x[i] for a run-time i, by selects: device code keeps x in registers (no local-memory array).
 template <typename T>
 S24_HD T pick4(const T* x, int i) { return i == 0 ? x[0] : (i == 1 ? x[1] : (i == 2 ? x[2] : x[3])); }
@@ -215,7 +222,7 @@ enum class GroupRule : uint8_t { kMagnitude, kMask, kMvue, kSoftThreshold };
 // magnitude's, and stores NaN in both slots.
 S24_HD Pick apply_group(const float x[4], GroupRule rule, uint8_t mask_code, float u0, float u1, float beta,
                         float* v0, float* v1) {
-  const bool finite = is_finite_f(x[0]) && is_finite_f(x[1]) && is_finite_f(x[2]) && is_finite_f(x[3]);
+  const bool finite = is_finite4(x);
   Pick p{0, 1};
   if (rule == GroupRule::kMask) {
     p = {mask_code & 3, mask_code >> 2};
@@ -233,10 +240,9 @@ S24_HD Pick apply_group(const float x[4], GroupRule rule, uint8_t mask_code, flo
     p = soft_threshold(x, beta, v0, v1);
   }
   // A NaN, from the input or from arithmetic on huge finite values (MVUE's sums overflowing to
-  // Inf, then Inf / Inf), is stored as the canonical quiet NaN: x86 and the GPU would otherwise
-  // produce NaNs of different signs and payloads.
-  if (!finite || *v0 != *v0) *v0 = f32_from_bits(0x7FC00000u);
-  if (!finite || *v1 != *v1) *v1 = f32_from_bits(0x7FC00000u);
+  // Inf, then Inf / Inf), is stored as the canonical one.
+  if (!finite || *v0 != *v0) *v0 = canonical_nan();
+  if (!finite || *v1 != *v1) *v1 = canonical_nan();
   return p;
 }
 

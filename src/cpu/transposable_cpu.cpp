@@ -17,10 +17,7 @@ void transposable_typed(const TensorView& w, const Mask24* mask, const CompressO
   // NonFinite::kPropagate (the only way non-finite weights get here): a group holding NaN or Inf
   // stores the canonical NaN in both kept slots, in W (a row's four) and in W^T (a column's four),
   // as apply_group does for every other transform.
-  auto nan = [&] { return from_f32<Out>(f32_from_bits(0x7FC00000u), scale, ov); };
-  auto finite4 = [](const float x[4]) {
-    return rules::is_finite_f(x[0]) && rules::is_finite_f(x[1]) && rules::is_finite_f(x[2]) && rules::is_finite_f(x[3]);
-  };
+  auto nan = [&] { return from_f32<Out>(rules::canonical_nan(), scale, ov); };
 
   // 1. The pattern of every block: the best one, or the given mask's.
   std::vector<uint16_t> choice(size_t(brows * bcols));
@@ -57,7 +54,7 @@ void transposable_typed(const TensorView& w, const Mask24* mask, const CompressO
         const int64_t row = 4 * bi + r;
         float x[4];
         for (int c = 0; c < 4; ++c) x[c] = to_f32(*w.at<const In>(row, 4 * bj + c));
-        const bool ok = finite4(x);
+        const bool ok = rules::is_finite4(x);
         wv[row * 2 * bcols + 2 * bj] = ok ? from_f32<Out>(x[a], scale, ov) : nan();
         wv[row * 2 * bcols + 2 * bj + 1] = ok ? from_f32<Out>(x[b], scale, ov) : nan();
         res.w.mask.set_code(row, bj, group_code(a, b));
@@ -83,7 +80,7 @@ void transposable_typed(const TensorView& w, const Mask24* mask, const CompressO
         const int r0 = rows_of_col[c][0], r1 = rows_of_col[c][1];
         float x[4];
         for (int r = 0; r < 4; ++r) x[r] = to_f32(*w.at<const In>(4 * bi + r, trow));
-        const bool ok = finite4(x);
+        const bool ok = rules::is_finite4(x);
         tv[trow * 2 * brows + 2 * bi] = ok ? from_f32<Out>(x[r0], scale, ov) : nan();
         tv[trow * 2 * brows + 2 * bi + 1] = ok ? from_f32<Out>(x[r1], scale, ov) : nan();
         res.wt.mask.set_code(trow, bi, group_code(r0, r1));

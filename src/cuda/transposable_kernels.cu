@@ -246,9 +246,8 @@ template <typename Out>
 __device__ __forceinline__ Vec<Out, 2> convert_pair(const float x[4], uint32_t code, const TransposableParams& p,
                                                     bool block_finite) {
   Vec<Out, 2> r;
-  if (!block_finite && !(rules::is_finite_f(x[0]) && rules::is_finite_f(x[1]) && rules::is_finite_f(x[2]) &&
-                         rules::is_finite_f(x[3]))) {
-    r.v[0] = r.v[1] = from_f32<Out>(f32_from_bits(0x7FC00000u), p.scale, p.overflow);
+  if (!block_finite && !rules::is_finite4(x)) {
+    r.v[0] = r.v[1] = from_f32<Out>(rules::canonical_nan(), p.scale, p.overflow);
     return r;
   }
   r.v[0] = from_f32<Out>(pick4_bits(x, code & 3), p.scale, p.overflow);
