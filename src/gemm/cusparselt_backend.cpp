@@ -14,14 +14,15 @@
 // Dimensions and layouts are cuSPARSELt's to judge: a refusal is reported as kShape naming the
 // operand or the product (CUSPARSELT_LOG_LEVEL=1 makes cuSPARSELt print its reason).
 //
-// Plans are cached per (m, n, k, dtypes, majors of B and D, bias or not). On a plan's first call
-// cusparseLtMatmulSearch times the algorithms on that call's inputs (into scratch output, beta
-// 0), then the winner's output is compared with the default algorithm's (some algorithm ids
-// return wrong results): the default is kept when they disagree. Per GPU, one handle, one
-// growing workspace and one set of compression buffers serve every plan, under one mutex (held
-// while a call queues its work); a call uses the state of the GPU current when it is made. Everything is queued on the default stream; two steps synchronise: the
-// first call of a plan (search and check) and the expansion of 8-bit S, done on the host since
-// the library's decompress writes only 16- and 32-bit floats.
+// Plans are cached per (m, n, k, dtypes, majors of B and D, bias or not) and run cuSPARSELt's
+// default algorithm. cuSPARSELt fixes the bias address when it initialises a plan, so a plan
+// keeps one cuSPARSELt matmul (a Binding) per bias address it has seen, each built from scratch
+// (Binding says why nothing else is safe). Only CusparseltGemm, a benchmark's single product,
+// tunes its plan with cusparseLtMatmulSearch. Per GPU, one handle, one growing workspace and one
+// set of compression buffers serve every plan, under one mutex (held while a call queues its
+// work); a call uses the state of the GPU current when it is made.
+// Everything is queued on the default stream; one step synchronises: the expansion of 8-bit S,
+// done on the host since the library's decompress writes only 16- and 32-bit floats.
 #include "gemm/cusparselt_backend.h"
 
 #include <cuda_runtime.h>
@@ -37,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda/check.h"
 #include "cuda/runtime.h"
 #include "cuda/transforms_cuda.h"
 #include "sparse24/error.h"
@@ -53,8 +55,6 @@ namespace sparse24::gemm {
 namespace {
 
 constexpr size_t kCompressedSlack = size_t(64) << 10;  // see Plan::compress
-
-
 constexpr const char* kOp = "cuSPARSELt backend";
 constexpr uint32_t kAlignment = 16;  // bytes; cuSPARSELt accepts multiples of 16 only
 
@@ -217,14 +217,108 @@ Agreement compare_outputs(const std::vector<float>& ref, const std::vector<float
   return a;
 }
 
-// One cuSPARSELt matmul plan for one PlanKey: the descriptors of S (structured, m x k row-major),
-// B and D (which is also C), the matmul descriptor, the algorithm selection and the plan. Not
-// movable: the plan may keep pointers to the descriptors.
+// The algorithm a binding runs, as its algorithm selection reports it: cuSPARSELt's
+// configuration id (0..max_id) and split-k settings.
+struct AlgConfig {
+  int id = 0, max_id = 0, split_k = 1, split_k_mode = 0;
+};
+
+// One ready cuSPARSELt matmul for one bias address: the matmul descriptor (its bias pointer set
+// before anything is initialised on it), an algorithm selection (cuSPARSELt's default) and the
+// plan on them, built from scratch and never initialised again. Not movable: the plan may keep
+// pointers to the descriptor and the selection.
+//
+// cuSPARSELt 0.8.0 on an H100 left no safe way to move a plan or to reuse a tuned one (the
+// seventh and eighth sessions, bench/NOTES.md): a plan initialised again after its descriptor's
+// bias pointer changed crashed in cusparseLtMatmulGetWorkspace; a plan tuned by
+// cusparseLtMatmulSearch gave wrong sums (4356 for ~19) on calls made after other calls had
+// grown the backend's buffers; and fresh plans given a configuration id (with or without the
+// split-k settings a search reported) hit illegal instructions for some ids.
+class Binding {
+ public:
+  Binding(const cusparseLtHandle_t* handle, const PlanKey& key, const cusparseLtMatDescriptor_t& s,
+          const cusparseLtMatDescriptor_t& b, const cusparseLtMatDescriptor_t& d,
+          const void* bias)
+      : handle_(handle) {
+    check_supported(cusparseLtMatmulDescriptorInit(
+                        handle_, &matmul_, CUSPARSE_OPERATION_NON_TRANSPOSE,
+                        key.b_col_major ? CUSPARSE_OPERATION_TRANSPOSE
+                                        : CUSPARSE_OPERATION_NON_TRANSPOSE,
+                        &s, &b, &d, &d, CUSPARSE_COMPUTE_32F),
+                    "cusparseLtMatmulDescriptorInit", "the product " + key.describe());
+    if (key.has_bias) {
+      S24_CUSPARSELT_CHECK(cusparseLtMatmulDescSetAttribute(
+          handle_, &matmul_, CUSPARSELT_MATMUL_BIAS_POINTER, &bias, sizeof(bias)));
+    }
+    S24_CUSPARSELT_CHECK(cusparseLtMatmulAlgSelectionInit(handle_, &alg_.obj, &matmul_,
+                                                          CUSPARSELT_MATMUL_ALG_DEFAULT));
+    alg_.live = true;
+    check_supported(cusparseLtMatmulPlanInit(handle_, &plan_.obj, &matmul_, &alg_.obj),
+                    "cusparseLtMatmulPlanInit", "the product " + key.describe());
+    plan_.live = true;
+    read_config();
+  }
+
+  const cusparseLtMatmulPlan_t* plan() const { return &plan_.obj; }
+  const AlgConfig& config() const { return config_; }
+
+  // D = alpha * S B + beta * D (+ bias) with this binding's algorithm; queued on the default
+  // stream.
+  void matmul(float alpha, const void* compressed, const void* b, float beta, void* d,
+              cuda::Scratch& workspace) const {
+    cudaStream_t stream = nullptr;
+    S24_CUSPARSELT_CHECK(cusparseLtMatmul(handle_, &plan_.obj, &alpha, compressed, b, &beta, d, d,
+                                          workspace.get(workspace_bytes_), &stream, 1));
+  }
+
+  // Times every algorithm on these inputs (cusparseLtMatmulSearch, into d with beta 0); the plan
+  // then runs the winner. For CusparseltGemm only: see the class comment.
+  void search(const void* compressed, const void* b, void* d, cuda::Scratch& workspace) {
+    const float one = 1.f, zero = 0.f;
+    cudaStream_t stream = nullptr;
+    S24_CUSPARSELT_CHECK(cusparseLtMatmulSearch(handle_, &plan_.obj, &one, compressed, b, &zero,
+                                                d, d, workspace.get(workspace_bytes_), &stream,
+                                                1));
+    read_config();
+  }
+
+ private:
+  int alg_attribute(cusparseLtMatmulAlgAttribute_t attribute) const {
+    int value = 0;
+    S24_CUSPARSELT_CHECK(
+        cusparseLtMatmulAlgGetAttribute(handle_, &alg_.obj, attribute, &value, sizeof(value)));
+    return value;
+  }
+
+  // The algorithm the plan runs and the workspace it needs.
+  void read_config() {
+    config_.id = alg_attribute(CUSPARSELT_MATMUL_ALG_CONFIG_ID);
+    config_.max_id = alg_attribute(CUSPARSELT_MATMUL_ALG_CONFIG_MAX_ID);
+    config_.split_k = alg_attribute(CUSPARSELT_MATMUL_SPLIT_K);
+    config_.split_k_mode = alg_attribute(CUSPARSELT_MATMUL_SPLIT_K_MODE);
+    S24_CUSPARSELT_CHECK(cusparseLtMatmulGetWorkspace(handle_, &plan_.obj, &workspace_bytes_));
+  }
+
+  const cusparseLtHandle_t* handle_;
+  cusparseLtMatmulDescriptor_t matmul_{};
+  AlgSelection alg_;
+  MatmulPlan plan_;  // declared last: destroyed first
+  AlgConfig config_;
+  size_t workspace_bytes_ = 0;
+};
+
+// "alg 3 (ids 0..11), split-k 1 (data-parallel)".
+std::string describe_config(const AlgConfig& c) {
+  return detail::concat("alg ", c.id, " (ids 0..", c.max_id, "), split-k ", c.split_k, " (",
+                        split_k_mode_name(c.split_k_mode), ")");
+}
+
+// What cuSPARSELt needs for one PlanKey: the descriptors of S (structured, m x k row-major), B
+// and D (which is also C), and one Binding per bias address seen (one in all without bias). Not
+// movable: bindings point at the descriptors.
 class Plan {
  public:
-  // `bias`: the first problem's bias data (null for a key without bias).
-  Plan(const cusparseLtHandle_t* handle, const PlanKey& key, const void* bias)
-      : handle_(handle), key_(key), bias_(bias) {
+  Plan(const cusparseLtHandle_t* handle, const PlanKey& key) : handle_(handle), key_(key) {
     const cudaDataType ab = cuda_type(key.s_dtype), cd = cuda_type(key.d_dtype);
     const int64_t m = key.m, n = key.n, k = key.k;
     check_supported(cusparseLtStructuredDescriptorInit(handle_, &s_.obj, m, k, k, kAlignment, ab,
@@ -251,150 +345,51 @@ class Plan {
                     detail::concat("the output (", dtype_name(key.d_dtype), ", ", m, " x ", n,
                                    key.d_col_major ? ", col-major)" : ", row-major)"));
     d_.live = true;
-    check_supported(cusparseLtMatmulDescriptorInit(
-                        handle_, &matmul_, CUSPARSE_OPERATION_NON_TRANSPOSE,
-                        key.b_col_major ? CUSPARSE_OPERATION_TRANSPOSE
-                                        : CUSPARSE_OPERATION_NON_TRANSPOSE,
-                        &s_.obj, &b_.obj, &d_.obj, &d_.obj, CUSPARSE_COMPUTE_32F),
-                    "cusparseLtMatmulDescriptorInit", "the product " + key.describe());
-    if (key.has_bias) {
-      S24_CUSPARSELT_CHECK(cusparseLtMatmulDescSetAttribute(
-          handle_, &matmul_, CUSPARSELT_MATMUL_BIAS_POINTER, &bias_, sizeof(bias_)));
-    }
-    init_default_algorithm();
   }
 
-  // Compresses the dense pruned S (m x k, row-major) into `compressed`, grown to this plan's
-  // size, with `scratch` as cuSPARSELt's compression buffer; queued. Returns the compressed S.
-  void* compress(const void* dense, cuda::Scratch& compressed, cuda::Scratch& scratch) const {
+  const PlanKey& key() const { return key_; }
+
+  // A new binding for `bias` (null without bias).
+  std::unique_ptr<Binding> make(const void* bias) const {
+    return std::make_unique<Binding>(handle_, key_, s_.obj, b_.obj, d_.obj, bias);
+  }
+
+  // The binding for a problem's bias, made on first use. S compressed with any binding's plan
+  // serves them all.
+  const Binding& bound(const SparseProblem& p) {
+    const void* bias = p.bias ? p.bias->data : nullptr;
+    auto it = bindings_.find(bias);
+    if (it != bindings_.end()) return *it->second;
+    // A training loop's fresh bias tensors would add bindings without end: past kMaxBindings
+    // they are all rebuilt on demand.
+    if (bindings_.size() >= kMaxBindings) bindings_.clear();
+    return *bindings_.emplace(bias, make(bias)).first->second;
+  }
+
+  // Compresses the dense pruned S (m x k, row-major) into `compressed`, grown to the size
+  // `binding`'s plan gives, with `scratch` as cuSPARSELt's compression buffer; queued. Returns
+  // the compressed S.
+  void* compress(const Binding& binding, const void* dense, cuda::Scratch& compressed,
+                 cuda::Scratch& scratch) const {
     size_t bytes = 0, scratch_bytes = 0;
     S24_CUSPARSELT_CHECK(
-        cusparseLtSpMMACompressedSize(handle_, &plan_.obj, &bytes, &scratch_bytes));
+        cusparseLtSpMMACompressedSize(handle_, binding.plan(), &bytes, &scratch_bytes));
     // cuSPARSELt 0.8.0's sparse GEMM kernels read up to a few hundred bytes past the compressed
     // size it reports (1 KiB loads; compute-sanitizer showed it on a 144 x 352 fp16 operand on an
     // H100): the buffer gets 64 KiB of slack.
     void* out = compressed.get(bytes + kCompressedSlack);
-    S24_CUSPARSELT_CHECK(cusparseLtSpMMACompress(handle_, &plan_.obj, dense, out,
+    S24_CUSPARSELT_CHECK(cusparseLtSpMMACompress(handle_, binding.plan(), dense, out,
                                                  scratch.get(scratch_bytes), nullptr));
     return out;
   }
 
-  // Picks the algorithm on p's inputs with S compressed: the default's output (beta 0, into
-  // scratch) is the reference, cusparseLtMatmulSearch times every algorithm, then the winner runs
-  // once more and is kept only if its output agrees with the reference. Synchronises.
-  void search(const SparseProblem& p, const void* compressed, cuda::Scratch& workspace) {
-    point_bias_at(p.bias ? p.bias->data : nullptr);
-    const size_t count = size_t(key_.m) * size_t(key_.n);
-    const size_t bytes = count * size_t(dtype_size(key_.d_dtype));
-    const std::shared_ptr<void> ref = cuda::alloc(bytes), test = cuda::alloc(bytes);
-    const float one = 1.f, zero = 0.f;
-    matmul(one, compressed, p.b.data, zero, ref.get(), workspace);
-    cudaStream_t stream = nullptr;
-    S24_CUSPARSELT_CHECK(cusparseLtMatmulSearch(handle_, &plan_.obj, &one, compressed, p.b.data,
-                                                &zero, test.get(), test.get(),
-                                                workspace.get(workspace_bytes_), &stream, 1));
-    read_config();
-    matmul(one, compressed, p.b.data, zero, test.get(), workspace);
-    const int winner = alg_id_;
-    agreement_ = compare_outputs(read_back(ref.get(), count, key_.d_dtype),
-                                 read_back(test.get(), count, key_.d_dtype),
-                                 relative_tolerance(key_));
-    searched_ = true;
-    if (agreement_.ok()) return;
-    rejected_alg_ = winner;
-    init_default_algorithm();
-  }
-
-  // p.d = p.alpha * scale * S p.b + p.beta * p.d (+ bias), S compressed; queued.
-  void run(const SparseProblem& p, const void* compressed, cuda::Scratch& workspace) {
-    point_bias_at(p.bias ? p.bias->data : nullptr);
-    matmul(p.alpha * p.s->scale, compressed, p.b.data, p.beta, p.d.data, workspace);
-  }
-
-  bool searched() const { return searched_; }
-
-  std::string describe() const {
-    std::string how = "default (not searched)";
-    if (searched_ && rejected_alg_ < 0) {
-      how = detail::concat("searched, agrees with the default algorithm (max error ",
-                           agreement_.max_error, " <= ", agreement_.tolerance, ")");
-    } else if (searched_) {
-      how = detail::concat("default: the searched alg ", rejected_alg_,
-                           " disagreed with it (max error ", agreement_.max_error, " > ",
-                           agreement_.tolerance, ")");
-    }
-    return detail::concat("alg ", alg_id_, " (ids 0..", max_alg_id_, "), split-k ", split_k_,
-                          " (", split_k_mode_name(split_k_mode_), "), workspace ",
-                          workspace_bytes_, " B; ", how);
-  }
-
  private:
-  // D = alpha * S B + beta * D (+ bias) with the current algorithm; queued on the default stream.
-  void matmul(float alpha, const void* compressed, const void* b, float beta, void* d,
-              cuda::Scratch& workspace) const {
-    cudaStream_t stream = nullptr;
-    S24_CUSPARSELT_CHECK(cusparseLtMatmul(handle_, &plan_.obj, &alpha, compressed, b, &beta, d, d,
-                                          workspace.get(workspace_bytes_), &stream, 1));
-  }
-
-  // cuSPARSELt's default algorithm (configuration id 0) and a plan on it.
-  void init_default_algorithm() {
-    plan_.destroy();
-    alg_.destroy();
-    S24_CUSPARSELT_CHECK(cusparseLtMatmulAlgSelectionInit(handle_, &alg_.obj, &matmul_,
-                                                          CUSPARSELT_MATMUL_ALG_DEFAULT));
-    alg_.live = true;
-    init_plan();
-  }
-
-  // A plan on the current algorithm selection (after a search it holds the winner's id and
-  // split-k settings).
-  void init_plan() {
-    plan_.destroy();
-    check_supported(cusparseLtMatmulPlanInit(handle_, &plan_.obj, &matmul_, &alg_.obj),
-                    "cusparseLtMatmulPlanInit", "the product " + key_.describe());
-    plan_.live = true;
-    read_config();
-  }
-
-  // The bias the plan adds. The plan is initialised again when the pointer changes: it may have
-  // copied the matmul descriptor's old pointer.
-  void point_bias_at(const void* bias) {
-    if (bias == bias_) return;
-    bias_ = bias;
-    S24_CUSPARSELT_CHECK(cusparseLtMatmulDescSetAttribute(
-        handle_, &matmul_, CUSPARSELT_MATMUL_BIAS_POINTER, &bias_, sizeof(bias_)));
-    init_plan();
-  }
-
-  int alg_attribute(cusparseLtMatmulAlgAttribute_t attribute) const {
-    int value = 0;
-    S24_CUSPARSELT_CHECK(
-        cusparseLtMatmulAlgGetAttribute(handle_, &alg_.obj, attribute, &value, sizeof(value)));
-    return value;
-  }
-
-  // The algorithm the plan runs and the workspace it needs.
-  void read_config() {
-    alg_id_ = alg_attribute(CUSPARSELT_MATMUL_ALG_CONFIG_ID);
-    max_alg_id_ = alg_attribute(CUSPARSELT_MATMUL_ALG_CONFIG_MAX_ID);
-    split_k_ = alg_attribute(CUSPARSELT_MATMUL_SPLIT_K);
-    split_k_mode_ = alg_attribute(CUSPARSELT_MATMUL_SPLIT_K_MODE);
-    S24_CUSPARSELT_CHECK(cusparseLtMatmulGetWorkspace(handle_, &plan_.obj, &workspace_bytes_));
-  }
+  static constexpr size_t kMaxBindings = 64;
 
   const cusparseLtHandle_t* handle_;
   PlanKey key_;
-  const void* bias_;
   MatDescriptor s_, b_, d_;
-  cusparseLtMatmulDescriptor_t matmul_{};
-  AlgSelection alg_;
-  MatmulPlan plan_;  // declared last: destroyed first
-  int alg_id_ = 0, max_alg_id_ = 0, split_k_ = 0, split_k_mode_ = 0;
-  size_t workspace_bytes_ = 0;
-  bool searched_ = false;
-  int rejected_alg_ = -1;  // the searched algorithm that disagreed with the default, or -1
-  Agreement agreement_;
+  std::map<const void*, std::unique_ptr<Binding>> bindings_;  // declared last: destroyed first
 };
 
 // The cuSPARSELt state of one GPU: a handle is bound to the GPU current at cusparseLtInit, and
@@ -461,12 +456,12 @@ void expand(Backend& be, const Sparse24Matrix& s, void* dense) {
   cuda::copy(dense, true, be.host_dense.data(), false, be.host_dense.size());
 }
 
-// S expanded and compressed by `plan` into `target`; returns the compressed S.
-void* compress_operand(Backend& be, const Plan& plan, const Sparse24Matrix& s,
-                       cuda::Scratch& target) {
+// S expanded and compressed for `binding` of `plan` into `target`; returns the compressed S.
+void* compress_operand(Backend& be, const Plan& plan, const Binding& binding,
+                       const Sparse24Matrix& s, cuda::Scratch& target) {
   void* dense = be.dense.get(size_t(s.rows) * size_t(s.cols) * size_t(dtype_size(s.dtype)));
   expand(be, s, dense);
-  return plan.compress(dense, target, be.compress_scratch);
+  return plan.compress(binding, dense, target, be.compress_scratch);
 }
 
 }  // namespace
@@ -479,21 +474,47 @@ void cusparselt_mm(const SparseProblem& p) {
   const std::lock_guard<std::mutex> lock(be.mutex);
   auto it = be.plans.find(key);
   if (it == be.plans.end()) {
-    auto plan = std::make_unique<Plan>(&be.handle, key, p.bias ? p.bias->data : nullptr);
-    it = be.plans.emplace(key, std::move(plan)).first;
+    it = be.plans.emplace(key, std::make_unique<Plan>(&be.handle, key)).first;
   }
   Plan& plan = *it->second;
-  void* compressed = compress_operand(be, plan, *p.s, be.compressed);
-  if (!plan.searched()) plan.search(p, compressed, be.workspace);
-  plan.run(p, compressed, be.workspace);
+  const Binding& binding = plan.bound(p);
+  binding.matmul(p.alpha * p.s->scale, compress_operand(be, plan, binding, *p.s, be.compressed),
+                 p.b.data, p.beta, p.d.data, be.workspace);
 }
 
 struct CusparseltGemm::Impl {
   int gpu = -1;  // the GPU of the plan and the compressed S
-  PlanKey key;
   std::unique_ptr<Plan> plan;
-  cuda::Scratch compressed_buffer;  // this product's compressed S
+  const void* bias = nullptr;        // the bias address the binding was made for
+  std::unique_ptr<Binding> binding;  // this product's own: a searched plan is never shared
+  cuda::Scratch workspace;           // its own too: no other call regrows it under the plan
+  cuda::Scratch compressed_buffer;   // this product's compressed S
   void* compressed = nullptr;
+  std::string how = "the default algorithm (not searched)";
+
+  // cusparseLtMatmulSearch on p's inputs (S compressed); the default algorithm's output (beta 0,
+  // into scratch) is the reference, and the winner is kept only if its output agrees with it
+  // (some algorithm ids return wrong results). Synchronises.
+  void search(const SparseProblem& p) {
+    const PlanKey& key = plan->key();
+    const size_t count = size_t(key.m) * size_t(key.n);
+    const size_t bytes = count * size_t(dtype_size(key.d_dtype));
+    const std::shared_ptr<void> ref = cuda::alloc(bytes), test = cuda::alloc(bytes);
+    binding->matmul(1.f, compressed, p.b.data, 0.f, ref.get(), workspace);
+    binding->search(compressed, p.b.data, test.get(), workspace);
+    binding->matmul(1.f, compressed, p.b.data, 0.f, test.get(), workspace);
+    const Agreement a = compare_outputs(read_back(ref.get(), count, key.d_dtype),
+                                        read_back(test.get(), count, key.d_dtype),
+                                        relative_tolerance(key));
+    if (a.ok()) {
+      how = detail::concat("searched, agrees with the default algorithm (max error ",
+                           a.max_error, " <= ", a.tolerance, ")");
+      return;
+    }
+    how = detail::concat("the default: the searched alg ", binding->config().id,
+                         " disagreed with it (max error ", a.max_error, " > ", a.tolerance, ")");
+    binding = plan->make(bias);
+  }
 };
 
 CusparseltGemm::CusparseltGemm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -509,25 +530,34 @@ std::unique_ptr<CusparseltGemm> CusparseltGemm::create(const SparseProblem& p, b
   const std::lock_guard<std::mutex> lock(be.mutex);
   auto impl = std::make_unique<Impl>();  // released under the lock if a step below throws
   impl->gpu = cuda::current_gpu();
-  impl->key = key;
-  impl->plan = std::make_unique<Plan>(&be.handle, impl->key, p.bias ? p.bias->data : nullptr);
-  impl->compressed = compress_operand(be, *impl->plan, *p.s, impl->compressed_buffer);
-  if (search) impl->plan->search(p, impl->compressed, be.workspace);
+  impl->plan = std::make_unique<Plan>(&be.handle, key);
+  impl->bias = p.bias ? p.bias->data : nullptr;
+  impl->binding = impl->plan->make(impl->bias);
+  impl->compressed =
+      compress_operand(be, *impl->plan, *impl->binding, *p.s, impl->compressed_buffer);
+  if (search) impl->search(p);
   return std::unique_ptr<CusparseltGemm>(new CusparseltGemm(std::move(impl)));
 }
 
 void CusparseltGemm::run(const SparseProblem& p) {
   const PlanKey key = check_problem(p);
-  S24_CHECK(key == impl_->key, kShape, kOp, ": CusparseltGemm::run got the problem ",
-            key.describe(), ", planned for ", impl_->key.describe());
+  const PlanKey& planned = impl_->plan->key();
+  S24_CHECK(key == planned, kShape, kOp, ": CusparseltGemm::run got the problem ",
+            key.describe(), ", planned for ", planned.describe());
   S24_CHECK(cuda::current_gpu() == impl_->gpu, kDevice, kOp, ": CusparseltGemm::run on GPU ",
             cuda::current_gpu(), ", planned on GPU ", impl_->gpu, " (cudaSetDevice(",
             impl_->gpu, ") first)");
-  Backend& be = backend();
-  const std::lock_guard<std::mutex> lock(be.mutex);
-  impl_->plan->run(p, impl_->compressed, be.workspace);
+  const void* bias = p.bias ? p.bias->data : nullptr;
+  S24_CHECK(bias == impl_->bias, kValue, kOp, ": CusparseltGemm::run got a bias at ", bias,
+            ", planned with the bias at ", impl_->bias, " (a cuSPARSELt plan keeps its bias "
+            "address; cusparselt_mm takes any)");
+  const std::lock_guard<std::mutex> lock(backend().mutex);
+  impl_->binding->matmul(p.alpha * p.s->scale, impl_->compressed, p.b.data, p.beta, p.d.data,
+                         impl_->workspace);
 }
 
-std::string CusparseltGemm::describe() const { return impl_->plan->describe(); }
+std::string CusparseltGemm::describe() const {
+  return describe_config(impl_->binding->config()) + "; " + impl_->how;
+}
 
 }  // namespace sparse24::gemm

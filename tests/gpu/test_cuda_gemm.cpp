@@ -8,12 +8,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "sparse24/gemm.h"
+#ifdef SPARSE24_WITH_CUSPARSELT
+#include "gemm/cusparselt_backend.h"
+#endif
 #include "gpu/gpu_test.h"
 #include "test_util.h"
 
@@ -109,12 +111,12 @@ Tensor output_start(int64_t rows, int64_t cols, DType dtype, Layout layout, floa
 
 // Y = alpha * X W^T + beta * Y + b on both devices; X: n x k row-major, Y: n x m row-major
 // (the forward product; the input gradient dX = dY (W^T)_s is the same call with W^T's
-// compressed matrix). The bias is random with `bias_seed`; `hold` keeps its CUDA copy alive (so
-// that the next call's bias gets another address).
+// compressed matrix). The bias is random with `bias_seed`; `bias_on_gpu`, if given, is its CUDA
+// copy made by the caller (which may use it for other calls), else one is made for this call.
 void check_linear(const Shape3& s, DType sparse_dt, DType x_dt, DType out_dt, bool bias,
                   float beta, const GemmOptions& base, const std::string& what,
                   std::optional<MetaLayout> layout = std::nullopt, uint64_t bias_seed = 5,
-                  std::vector<Tensor>* hold = nullptr) {
+                  const Tensor* bias_on_gpu = nullptr) {
   const Sparse24Matrix w = sparse_operand(s.m, s.k, sparse_dt, uint64_t(s.m * 31 + s.k), layout);
   const Tensor x = dense_operand(s.n, s.k, x_dt, uint64_t(s.n * 17 + s.k));
   const Tensor b = dense_operand(1, s.m, out_dt, bias_seed);
@@ -127,11 +129,10 @@ void check_linear(const Shape3& s, DType sparse_dt, DType x_dt, DType out_dt, bo
   mm_into(y_cpu, x, t(w), bias ? &bv : nullptr, o);
   const Sparse24Matrix wd = w.to(Device::kCUDA);
   const Tensor xd = x.to(Device::kCUDA), y_gpu = y0.to(Device::kCUDA);
-  const Tensor bd = b.to(Device::kCUDA);
+  const Tensor bd = bias_on_gpu ? *bias_on_gpu : b.to(Device::kCUDA);
   const TensorView bdv = TensorView::matrix(bd.view().data, out_dt, 1, s.m, Layout::kRowMajor,
                                             Device::kCUDA);
   mm_into(y_gpu, xd, t(wd), bias ? &bdv : nullptr, o);
-  if (hold) hold->push_back(bd);
   const Tensor bound = Tensor::copy_of(abs_of(y0), Device::kCPU);
   const Tensor abs_b = abs_of(b);
   const TensorView abs_bv = TensorView::matrix(abs_b.view().data, out_dt, 1, s.m);
@@ -187,37 +188,96 @@ TEST_F(CudaGemm, LinearProductsMatchTheCpu) {
     }
 }
 
-// One cached plan (or kernel) serves calls whose bias lies at a new address each time, with
-// other values (a training loop's tensors move with the allocator): four calls, every CUDA bias
-// kept alive to the end so that no two share an address.
-void check_bias_at_new_addresses(GemmBackend backend) {
+// One cached plan (or kernel) serves biases at several addresses, in any order: three CUDA
+// biases with other values, alive together as the biases of three layers of one shape are,
+// used in turn and again; then each is freed and a bias with other values made in its place
+// (the allocator may hand back an address a plan has seen).
+void check_biases_of_one_shape(GemmBackend backend) {
   const Shape3 s{208, 136, 352};
   GemmOptions o;
   o.backend = backend;
-  std::vector<Tensor> biases;
-  for (int call = 0; call < 4; ++call)
-    check_linear(s, DType::kF16, DType::kF16, DType::kF16, true, call % 2 ? 0.5f : 0.f, o,
-                 detail::concat(name(s, backend, DType::kF16), " call ", call), std::nullopt,
-                 uint64_t(40 + call), &biases);
+  std::vector<Tensor> biases(3);  // on the GPU; biases[i] has seeds[i]
+  uint64_t seeds[3] = {40, 41, 42};
+  const auto make = [&](size_t i) {
+    biases[i] = dense_operand(1, s.m, DType::kF16, seeds[i]).to(Device::kCUDA);
+  };
+  const auto call = [&](size_t i, float beta, const char* when) {
+    check_linear(s, DType::kF16, DType::kF16, DType::kF16, true, beta, o,
+                 detail::concat(name(s, backend, DType::kF16), " bias seed ", seeds[i], " beta ",
+                                beta, " ", when),
+                 std::nullopt, seeds[i], &biases[i]);
+  };
+  for (size_t i : {0, 1, 2}) make(i);
+  for (size_t i : {0, 1, 2, 1, 0, 2}) call(i, i == 1 ? 0.5f : 0.f, "(alive together)");
+  for (size_t i : {0, 1, 2}) {
+    biases[i] = Tensor();
+    seeds[i] += 10;
+    make(i);
+    call(i, 0.f, "(made anew)");
+  }
 }
 
-TEST_F(CudaGemm, NativeBiasAtANewAddressEveryCall) {
+TEST_F(CudaGemm, NativeBiasesOfOneShape) {
   if (!gemm_backend_built(GemmBackend::kNative)) GTEST_SKIP() << "no native kernels in this build";
-  check_bias_at_new_addresses(GemmBackend::kNative);
+  check_biases_of_one_shape(GemmBackend::kNative);
 }
 
-// KNOWN BUG, not fixed (bench/NOTES.md, Next (GEMM); two biased layers of one shape on a GPU
-// without the native kernels hit it too): on an H100 the cuSPARSELt backend crashed
-// here (a segfault in cusparseLtMatmulGetWorkspace when Plan::point_bias_at initialises the plan
-// again for the new bias), and a plan-owned bias buffer copied before each call gave wrong sums.
-// Skipped unless SPARSE24_RUN_KNOWN_BUGS=1 (to reproduce it while fixing it).
-TEST_F(CudaGemm, CusparseltBiasAtANewAddressEveryCall) {
+// On an H100 cuSPARSELt 0.8.0 crashed here when the backend initialised a searched plan again
+// for a new bias address (fixed: one cuSPARSELt matmul per bias address, built from scratch).
+TEST_F(CudaGemm, CusparseltBiasesOfOneShape) {
   if (!gemm_backend_built(GemmBackend::kCusparselt)) GTEST_SKIP() << "no cuSPARSELt in this build";
-  if (!std::getenv("SPARSE24_RUN_KNOWN_BUGS"))
-    GTEST_SKIP() << "known bug: the cuSPARSELt backend crashes when a cached plan's bias moves "
-                    "(SPARSE24_RUN_KNOWN_BUGS=1 runs it)";
-  check_bias_at_new_addresses(GemmBackend::kCusparselt);
+  check_biases_of_one_shape(GemmBackend::kCusparselt);
 }
+
+#ifdef SPARSE24_WITH_CUSPARSELT
+// CusparseltGemm (the benchmarks' cuSPARSELt product, S compressed once), default and searched:
+// Y = alpha X W^T + beta Y + b as the problem mm_into makes of it (D = Y^T, B = X^T), run twice
+// with other bias values at the planned address, each against the CPU; a bias elsewhere is
+// refused by name.
+TEST_F(CudaGemm, CusparseltPlanObjectMatchesTheCpu) {
+  const Shape3 s{208, 136, 352};
+  const Sparse24Matrix w = sparse_operand(s.m, s.k, DType::kF16, 3);
+  const Tensor x = dense_operand(s.n, s.k, DType::kF16, 4);
+  const Sparse24Matrix wd = w.to(Device::kCUDA);
+  const Tensor xd = x.to(Device::kCUDA);
+  for (bool search : {false, true}) {
+    const Tensor bias_gpu = dense_operand(1, s.m, DType::kF16, 60).to(Device::kCUDA);
+    const Tensor y_gpu =
+        Tensor::matrix(s.n, s.m, DType::kF16, Layout::kRowMajor, Device::kCUDA);
+    const TensorView bias_view = TensorView::matrix(bias_gpu.view().data, DType::kF16, 1, s.m,
+                                                    Layout::kRowMajor, Device::kCUDA);
+    gemm::SparseProblem p;
+    p.s = &wd;
+    p.b = xd.view().t();
+    p.d = y_gpu.view().t();
+    p.bias = &bias_view;
+    p.alpha = 0.75f;
+    const auto plan = gemm::CusparseltGemm::create(p, search);
+    for (uint64_t seed : {61, 62}) {
+      const Tensor bias = dense_operand(1, s.m, DType::kF16, seed);
+      copy_into(bias_gpu, bias);
+      plan->run(p);
+      GemmOptions o;
+      o.alpha = p.alpha;
+      const TensorView bv = TensorView::matrix(bias.view().data, DType::kF16, 1, s.m);
+      const Tensor y_cpu = Tensor::matrix(s.n, s.m, DType::kF16);
+      mm_into(y_cpu, x, t(w), &bv, o);
+      const Tensor bound = Tensor::matrix(s.n, s.m, DType::kF16);
+      const Tensor abs_b = abs_of(bias);
+      const TensorView abs_bv = TensorView::matrix(abs_b.view().data, DType::kF16, 1, s.m);
+      mm_into(bound, abs_of(x), t(abs_of(w)), &abs_bv, o);
+      expect_close(y_gpu, y_cpu, bound, accumulation(DType::kF16),
+                   detail::concat("CusparseltGemm ", search ? "searched" : "default",
+                                  ", bias seed ", seed, " (", plan->describe(), ")"));
+    }
+    const Tensor moved = dense_operand(1, s.m, DType::kF16, 63).to(Device::kCUDA);
+    const TensorView moved_view = TensorView::matrix(moved.view().data, DType::kF16, 1, s.m,
+                                                     Layout::kRowMajor, Device::kCUDA);
+    p.bias = &moved_view;
+    test::expect_error([&] { plan->run(p); }, ErrorKind::kValue, "planned with the bias at");
+  }
+}
+#endif
 
 TEST_F(CudaGemm, WeightGradientMatchesTheCpu) {
   for (GemmBackend backend : sparse_backends())
