@@ -43,16 +43,19 @@ Tensor linear(const TensorView& x, const Sparse24Matrix& w, const TensorView* bi
 // must be contiguous and K > 0; an empty output is a no-op everywhere.
 
 enum class GemmBackend : uint8_t {
-  kAuto,        // 2:4: native when it supports the call, else cuSPARSELt; dense: cuBLASLt
+  kAuto,        // 2:4: native when it supports the call, else cuSPARSELt, else kExpanded (said
+                // once on stderr: no sparse speed); dense: cuBLASLt
   kNative,      // sparse24's CUTLASS sm90 kernels; read the 2:4 operand's hw_meta, which must be
                 // native_layout(dtype) (transforms write it with CompressOptions::layout)
   kCusparselt,  // NVIDIA cuSPARSELt; compresses its own copy of the 2:4 operand in every call
+  kExpanded,    // the 2:4 operand expanded to dense, the product on cuBLASLt: any CUDA GPU,
+                // dense speed (fp8 operands widened exactly to 16 bits)
   kCublasLt,    // dense products only
 };
-const char* gemm_backend_name(GemmBackend b);  // "auto", "native", "cusparselt", "cublaslt"
+// "auto", "native", "cusparselt", "expanded", "cublaslt".
+const char* gemm_backend_name(GemmBackend b);
 // Which backends this build has ("native" needs CUTLASS headers, "cusparselt" the library;
-// "auto" and "cublaslt": any CUDA build, though a 2:4 product on "auto" needs one of the first
-// two).
+// "auto", "expanded" and "cublaslt": any CUDA build).
 bool gemm_backend_built(GemmBackend b);
 // The metadata layout the native kernels read for 2:4 values of `dtype`: kSm90K64 for fp16 and
 // bf16, kSm90K128 for fp8.

@@ -151,11 +151,16 @@ __global__ void convert_kernel(D* dst, const S* src, int64_t n) {
 void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n) {
   if (n == 0) return;
   dispatch_input_dtype(dst_dtype, [&](auto dtag) {
-    dispatch_input_dtype(src_dtype, [&](auto stag) {
-      using D = typename decltype(dtag)::type;
+    using D = typename decltype(dtag)::type;
+    const auto launch = [&](auto stag) {
       using S = typename decltype(stag)::type;
       convert_kernel<D, S><<<unsigned((n + 255) / 256), 256>>>(static_cast<D*>(dst), static_cast<const S*>(src), n);
-    });
+    };
+    if (is_fp8(src_dtype)) {
+      dispatch_fp8_dtype(src_dtype, launch);
+    } else {
+      dispatch_input_dtype(src_dtype, launch);
+    }
   });
   check(cudaGetLastError(), "convert_kernel");
 }

@@ -32,8 +32,9 @@ unsigned long long* reset_report_slot();
 int64_t read_report_slot();
 // Fills device memory with a byte value.
 void fill(void* dst, int byte, size_t bytes);
-// dst[i] = src[i] for n contiguous device elements of two float dtypes (fp32, fp16, bf16),
-// rounded to nearest even as the CPU's from_f32 (Overflow::kPyTorch). Queued, not synchronised.
+// dst[i] = src[i] for n contiguous device elements: dst fp32, fp16 or bf16, src one of those or
+// fp8 (e4m3, e5m2), rounded to nearest even as the CPU's from_f32 (Overflow::kPyTorch). Queued,
+// not synchronised.
 void convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n);
 
 // A device buffer that grows on demand and is kept for reuse (GEMM workspaces). get() may drop

@@ -29,6 +29,9 @@ void cusparselt_mm(const SparseProblem&) {
 void cublaslt_mm(const DenseProblem&) {
   S24_FAIL(kDevice, "the cuBLASLt backend needs a CUDA build");
 }
+void expanded_mm(const SparseProblem&) {
+  S24_FAIL(kDevice, "the expanded (dense cuBLASLt) GEMM needs a CUDA build");
+}
 #endif
 
 }  // namespace sparse24::gemm

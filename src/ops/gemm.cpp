@@ -10,6 +10,8 @@
 #include "sparse24/gemm.h"
 
 #include <cmath>
+#include <cstdio>
+#include <mutex>
 #include <string>
 
 #include "cpu/gemm_cpu.h"
@@ -84,11 +86,28 @@ void check_device(const char* op, const SparseOperand& s, const TensorView& dens
               v->describe());
 }
 
+// Says once per process, on stderr, that a 2:4 product ran expanded to dense (no sparse speed),
+// and why the sparse backends did not take it.
+void note_expanded(const gemm::SparseProblem& p, const std::string& native_why,
+                   const std::string& cusparselt_why) {
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    std::fprintf(stderr,
+                 "sparse24: a 2:4 product (%lld x %lld x %lld, %s x %s -> %s) runs expanded to "
+                 "dense on cuBLASLt, without sparse speed (said once; later ones may too).\n"
+                 "  native: %s\n  cuSPARSELt: %s\n",
+                 static_cast<long long>(p.s->rows), static_cast<long long>(p.d.cols()),
+                 static_cast<long long>(p.s->cols), dtype_name(p.s->dtype),
+                 dtype_name(p.b.dtype), dtype_name(p.d.dtype), native_why.c_str(),
+                 cusparselt_why.c_str());
+  });
+}
+
 // Runs D = alpha * S B + beta * D + bias on the operands' device. The options are checked the
 // same way on every device; on CUDA the bias must be contiguous and K > 0.
 void run_sparse(const char* op, const gemm::SparseProblem& p, GemmBackend backend) {
   S24_CHECK(backend != GemmBackend::kCublasLt, kValue, op, ": cuBLASLt runs dense products "
-            "only; choose kAuto, kNative or kCusparselt for a 2:4 operand");
+            "only; choose kAuto, kNative, kCusparselt or kExpanded for a 2:4 operand");
   S24_CHECK(p.native_kernel.empty() || backend == GemmBackend::kNative, kValue, op,
             ": a native kernel (", p.native_kernel, ") is named but the backend is ",
             gemm_backend_name(backend));
@@ -100,16 +119,25 @@ void run_sparse(const char* op, const gemm::SparseProblem& p, GemmBackend backen
   switch (backend) {
     case GemmBackend::kNative: return gemm::native_mm(p);
     case GemmBackend::kCusparselt: return gemm::cusparselt_mm(p);
+    case GemmBackend::kExpanded: return gemm::expanded_mm(p);
     case GemmBackend::kCublasLt: break;  // refused above
     case GemmBackend::kAuto: {
-      std::string native_why;
+      std::string native_why, cusparselt_why;
       if (gemm::native_mm_if_it_fits(p, &native_why)) return;
       try {
         return gemm::cusparselt_mm(p);
-      } catch (const Error& e) {  // say why neither backend runs the call (cuSPARSELt's kind)
-        throw Error(e.kind(), detail::concat(op, ": no GEMM backend runs this call. Native: ",
-                                             native_why, ". cuSPARSELt: ", e.what()));
+      } catch (const Error& e) {
+        cusparselt_why = e.what();
       }
+      try {
+        gemm::expanded_mm(p);
+      } catch (const Error& e) {  // say why no backend runs the call (the last one's kind)
+        throw Error(e.kind(), detail::concat(op, ": no GEMM backend runs this call. Native: ",
+                                             native_why, ". cuSPARSELt: ", cusparselt_why,
+                                             ". Expanded to dense: ", e.what()));
+      }
+      note_expanded(p, native_why, cusparselt_why);
+      return;
     }
   }
 }
@@ -173,6 +201,7 @@ const char* gemm_backend_name(GemmBackend b) {
     case GemmBackend::kAuto: return "auto";
     case GemmBackend::kNative: return "native";
     case GemmBackend::kCusparselt: return "cusparselt";
+    case GemmBackend::kExpanded: return "expanded";
     case GemmBackend::kCublasLt: return "cublaslt";
   }
   return "?";
@@ -183,6 +212,7 @@ bool gemm_backend_built(GemmBackend b) {
     case GemmBackend::kNative: return gemm::native_built();
     case GemmBackend::kCusparselt: return gemm::cusparselt_built();
     case GemmBackend::kAuto:
+    case GemmBackend::kExpanded:
     case GemmBackend::kCublasLt: return built_with_cuda();
   }
   return false;

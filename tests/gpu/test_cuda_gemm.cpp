@@ -36,7 +36,7 @@ const Shape3 kNativeShapes[] = {{8, 8, 32}, {200, 77, 336}, {72, 1, 64}};
 
 std::vector<GemmBackend> sparse_backends() {
   std::vector<GemmBackend> b;
-  for (GemmBackend x : {GemmBackend::kNative, GemmBackend::kCusparselt})
+  for (GemmBackend x : {GemmBackend::kNative, GemmBackend::kCusparselt, GemmBackend::kExpanded})
     if (gemm_backend_built(x)) b.push_back(x);
   return b;
 }
@@ -287,24 +287,27 @@ TEST_F(CudaGemm, WeightGradientMatchesTheCpu) {
           GemmOptions o;
           o.backend = backend;
           check_weight_gradient(s, dt, dt, Layout::kRowMajor,
-                                backend == GemmBackend::kNative ? DType::kF32 : dt, beta, o,
+                                backend == GemmBackend::kCusparselt ? dt : DType::kF32, beta, o,
                                 detail::concat(name(s, backend, dt), " beta ", beta));
         }
 }
 
 // S-STE's FP8 GEMMs: e4m3 forward, e4m3 weights x e5m2 output gradient, e5m2 output gradient x
-// e4m3 activations (K-major) for the weight gradient. Native kernels.
+// e4m3 activations (K-major) for the weight gradient. Native kernels and the expanded product
+// (cuSPARSELt multiplies equal types only).
 TEST_F(CudaGemm, Fp8ProductsMatchTheCpu) {
-  if (!gemm_backend_built(GemmBackend::kNative)) GTEST_SKIP() << "no native kernels in this build";
-  GemmOptions o;
-  o.backend = GemmBackend::kNative;
-  for (const Shape3& s : kShapes) {
-    check_linear(s, DType::kF8E4M3, DType::kF8E4M3, DType::kBF16, true, 0.f, o,
-                 name(s, o.backend, DType::kF8E4M3) + " forward");
-    check_linear(s, DType::kF8E4M3, DType::kF8E5M2, DType::kBF16, false, 0.f, o,
-                 name(s, o.backend, DType::kF8E4M3) + " input gradient");
-    check_weight_gradient(s, DType::kF8E5M2, DType::kF8E4M3, Layout::kColMajor, DType::kF32, 1.f, o,
-                          name(s, o.backend, DType::kF8E5M2) + " weight gradient");
+  for (GemmBackend backend : sparse_backends()) {
+    if (backend == GemmBackend::kCusparselt) continue;
+    GemmOptions o;
+    o.backend = backend;
+    for (const Shape3& s : kShapes) {
+      check_linear(s, DType::kF8E4M3, DType::kF8E4M3, DType::kBF16, true, 0.f, o,
+                   name(s, o.backend, DType::kF8E4M3) + " forward");
+      check_linear(s, DType::kF8E4M3, DType::kF8E5M2, DType::kBF16, false, 0.f, o,
+                   name(s, o.backend, DType::kF8E4M3) + " input gradient");
+        check_weight_gradient(s, DType::kF8E5M2, DType::kF8E4M3, Layout::kColMajor, DType::kF32,
+                            1.f, o, name(s, o.backend, DType::kF8E5M2) + " weight gradient");
+    }
   }
 }
 
@@ -383,6 +386,25 @@ TEST_F(CudaGemm, DenseProductsMatchTheCpu) {
                                       s.k, la == Layout::kRowMajor ? " A row" : " A col",
                                       lb == Layout::kRowMajor ? " B row" : " B col"));
         }
+}
+
+// kAuto's last resort: a product neither the native kernels nor cuSPARSELt run (fp16 into fp32 in
+// the forward orientation) runs expanded to dense and matches the CPU; one no backend runs
+// (16-bit operands of two dtypes) names the reasons of all three.
+TEST_F(CudaGemm, AutoFallsBackToTheExpandedProduct) {
+  const Sparse24Matrix w = sparse_operand(144, 352, DType::kF16, 1);
+  const Tensor x = dense_operand(64, 352, DType::kF16, 2);
+  const Tensor y_gpu = Tensor::matrix(64, 144, DType::kF32, Layout::kRowMajor, Device::kCUDA);
+  mm_into(y_gpu, x.to(Device::kCUDA), t(w.to(Device::kCUDA)));
+  const Tensor y_cpu = Tensor::matrix(64, 144, DType::kF32);
+  mm_into(y_cpu, x, t(w));
+  const Tensor bound = Tensor::matrix(64, 144, DType::kF32);
+  mm_into(bound, abs_of(x), t(abs_of(w)));
+  expect_close(y_gpu, y_cpu, bound, accumulation(DType::kF16), "auto fp16 -> fp32 forward");
+  const Tensor xb = dense_operand(64, 352, DType::kBF16, 2).to(Device::kCUDA);
+  const Tensor yb = Tensor::matrix(64, 144, DType::kBF16, Layout::kRowMajor, Device::kCUDA);
+  test::expect_error([&] { mm_into(yb, xb, t(w.to(Device::kCUDA))); }, ErrorKind::kDType,
+                     "Expanded to dense: dtype error: GEMM expanded to dense: B bf16");
 }
 
 TEST_F(CudaGemm, UnsupportedCallsSayWhy) {
