@@ -228,12 +228,12 @@ struct AlgConfig {
 // plan on them, built from scratch and never initialised again. Not movable: the plan may keep
 // pointers to the descriptor and the selection.
 //
-// cuSPARSELt 0.8.0 on an H100 left no safe way to move a plan or to reuse a tuned one (the
-// seventh and eighth sessions, bench/NOTES.md): a plan initialised again after its descriptor's
+// cuSPARSELt 0.8.0 on an H100 left no safe way to move a plan or to reuse a tuned one for the
+// library's products (bench/NOTES.md, GEMM v11): a plan initialised again after its descriptor's
 // bias pointer changed crashed in cusparseLtMatmulGetWorkspace; a plan tuned by
-// cusparseLtMatmulSearch gave wrong sums (4356 for ~19) on calls made after other calls had
-// grown the backend's buffers; and fresh plans given a configuration id (with or without the
-// split-k settings a search reported) hit illegal instructions for some ids.
+// cusparseLtMatmulSearch gave wrong sums (4356 for ~19) on later calls; fresh plans given a
+// searched configuration hit illegal instructions; and with a bias, column-major D and B
+// transposed (the layers' products) the search itself failed in a standalone probe.
 class Binding {
  public:
   Binding(const cusparseLtHandle_t* handle, const PlanKey& key, const cusparseLtMatDescriptor_t& s,
