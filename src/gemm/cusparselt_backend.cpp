@@ -487,7 +487,7 @@ struct CusparseltGemm::Impl {
   std::unique_ptr<Plan> plan;
   const void* bias = nullptr;        // the bias address the binding was made for
   std::unique_ptr<Binding> binding;  // this product's own: a searched plan is never shared
-  cuda::Scratch workspace;           // its own too: no other call regrows it under the plan
+  cuda::Scratch workspace;           // its own too
   cuda::Scratch compressed_buffer;   // this product's compressed S
   void* compressed = nullptr;
   std::string how = "the default algorithm (not searched)";

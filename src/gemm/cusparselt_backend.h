@@ -19,8 +19,8 @@ class CusparseltGemm {
   // Checks p as cusparselt_mm does, plans it and compresses p.s into the object's own buffer.
   // With `search`, cusparseLtMatmulSearch picks the algorithm on p's inputs (p.d is not written)
   // and its winner is kept only if its output agrees with the default algorithm's; without, the
-  // default algorithm runs. The object keeps its own plan and workspace: cuSPARSELt 0.8.0 gave
-  // wrong sums from a tuned plan once other calls had regrown a shared workspace.
+  // default algorithm runs. The object keeps its own plan and workspace, apart from the
+  // library's: in the library a tuned plan gave wrong sums on later calls (bench/NOTES.md, v11).
   static std::unique_ptr<CusparseltGemm> create(const SparseProblem& p, bool search);
   ~CusparseltGemm();
   CusparseltGemm(const CusparseltGemm&) = delete;
