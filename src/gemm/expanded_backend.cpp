@@ -31,6 +31,8 @@ DType widened(DType t, DType out) {
 void expanded_mm(const SparseProblem& p) {
   const Sparse24Matrix& s = *p.s;
   const DType wide = widened(s.dtype, p.d.dtype);
+  S24_CHECK(is_input_dtype(wide), kDType, kOp, ": no product of ", dtype_name(s.dtype),
+            " values (fp32, fp16, bf16, e4m3 and e5m2 have one)");
   S24_CHECK(widened(p.b.dtype, p.d.dtype) == wide, kDType, kOp, ": B ", p.b.describe(),
             " and the 2:4 operand (", dtype_name(s.dtype), ") have no common dtype to multiply "
             "in (16-bit operands must match; fp8 ones widen to ", dtype_name(wide), ")");

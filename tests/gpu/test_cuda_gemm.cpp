@@ -390,7 +390,7 @@ TEST_F(CudaGemm, DenseProductsMatchTheCpu) {
 
 // kAuto's last resort: a product neither the native kernels nor cuSPARSELt run (fp16 into fp32 in
 // the forward orientation) runs expanded to dense and matches the CPU; one no backend runs
-// (16-bit operands of two dtypes) names the reasons of all three.
+// (16-bit operands of two dtypes) names the reasons of all three; int8 values are refused.
 TEST_F(CudaGemm, AutoFallsBackToTheExpandedProduct) {
   const Sparse24Matrix w = sparse_operand(144, 352, DType::kF16, 1);
   const Tensor x = dense_operand(64, 352, DType::kF16, 2);
@@ -405,6 +405,16 @@ TEST_F(CudaGemm, AutoFallsBackToTheExpandedProduct) {
   const Tensor yb = Tensor::matrix(64, 144, DType::kBF16, Layout::kRowMajor, Device::kCUDA);
   test::expect_error([&] { mm_into(yb, xb, t(w.to(Device::kCUDA))); }, ErrorKind::kDType,
                      "Expanded to dense: dtype error: GEMM expanded to dense: B bf16");
+  // int8 values have no dense product to expand into.
+  CompressOptions i8;
+  i8.dtype = DType::kI8;
+  i8.scale = 0.05f;
+  const Sparse24Matrix wi = prune_magnitude(test::randn(144, 352, 1), i8).to(Device::kCUDA);
+  GemmOptions expanded;
+  expanded.backend = GemmBackend::kExpanded;
+  const Tensor y16 = Tensor::matrix(64, 144, DType::kF16, Layout::kRowMajor, Device::kCUDA);
+  test::expect_error([&] { mm_into(y16, x.to(Device::kCUDA), t(wi), nullptr, expanded); },
+                     ErrorKind::kDType, "int8");
 }
 
 TEST_F(CudaGemm, UnsupportedCallsSayWhy) {
