@@ -33,12 +33,12 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 #include <utility>
 #include <vector>
 
-#include "cuda/check.h"
 #include "cuda/runtime.h"
 #include "cuda/transforms_cuda.h"
 #include "sparse24/error.h"
