@@ -116,8 +116,9 @@ int cmd_info(int argc, char** argv) {
   std::printf("CUDA kernels: %s\n", built_with_cuda() ? "every transform (sparse24 bench "
               "transforms times them)" : "none (CPU-only build)");
   if (built_with_cuda())
-    std::printf("GEMM backends: native sm90 sparse %s (%zu kernels), cuSPARSELt %s, cuBLASLt dense "
-                "yes (sparse24 bench gemm times them)\n",
+    std::printf("GEMM backends: native sm90 sparse %s (%zu kernels), cuSPARSELt %s, 2:4 expanded "
+                "to dense yes (the last resort), cuBLASLt dense yes (sparse24 bench gemm times "
+                "them)\n",
                 gemm_backend_built(GemmBackend::kNative) ? "yes" : "no (no CUTLASS headers)",
                 native_kernel_info().size(),
                 gemm_backend_built(GemmBackend::kCusparselt) ? "yes" : "no (no cuSPARSELt)");
