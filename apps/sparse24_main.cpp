@@ -117,7 +117,7 @@ int cmd_info(int argc, char** argv) {
               "transforms times them)" : "none (CPU-only build)");
   if (built_with_cuda())
     std::printf("GEMM backends: native sm90 sparse %s (%zu kernels), cuSPARSELt %s, 2:4 expanded "
-                "to dense yes (the last resort), cuBLASLt dense yes (sparse24 bench gemm times "
+                "to dense yes (where native does not run), cuBLASLt dense yes (sparse24 bench gemm times "
                 "them)\n",
                 gemm_backend_built(GemmBackend::kNative) ? "yes" : "no (no CUTLASS headers)",
                 native_kernel_info().size(),

@@ -43,16 +43,17 @@ Tensor linear(const TensorView& x, const Sparse24Matrix& w, const TensorView* bi
 // must be contiguous and K > 0; an empty output is a no-op everywhere.
 
 enum class GemmBackend : uint8_t {
-  kAuto,        // 2:4: native when it supports the call, else cuSPARSELt, else kExpanded (said
-                // once on stderr: no sparse speed); dense: cuBLASLt
+  kAuto,        // 2:4: native when it supports the call, else kExpanded (said once on stderr:
+                // no sparse speed); dense: cuBLASLt
   kNative,      // sparse24's CUTLASS sm90 kernels; read the 2:4 operand's hw_meta, which must be
                 // native_layout(dtype) (transforms write it with CompressOptions::layout)
-  kCusparselt,  // NVIDIA cuSPARSELt; compresses its own copy of the 2:4 operand in every call
+  kCusparselt,  // NVIDIA cuSPARSELt (default algorithm); compresses its own copy of the 2:4
+                // operand in every call
+  kCublasLt,    // dense products only
   kExpanded,    // the 2:4 operand expanded to dense, the product on cuBLASLt: any CUDA GPU,
                 // dense speed (fp8 operands widened exactly to 16 bits)
-  kCublasLt,    // dense products only
 };
-// "auto", "native", "cusparselt", "expanded", "cublaslt".
+// "auto", "native", "cusparselt", "cublaslt", "expanded".
 const char* gemm_backend_name(GemmBackend b);
 // Which backends this build has ("native" needs CUTLASS headers, "cusparselt" the library;
 // "auto", "expanded" and "cublaslt": any CUDA build).

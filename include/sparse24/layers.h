@@ -34,7 +34,8 @@
 // dy, dx are CUDA tensors of that dtype (row- or column-major; bf16 when weight_dtype is e4m3,
 // FP8 GEMMs), in and out multiples of 16 in the sparse modes (32 for e4m3) and N too when the
 // weight gradient is 2:4 (e4m3: 32, and 16 for its dense weight gradient); the 2:4 GEMMs run on
-// the sparse tensor cores (gemm.h, kAuto), the dense ones on cuBLASLt. The weights the GEMMs read (FST's compressed W and W^T, a dense layer's
+// the sparse tensor cores (gemm.h, kAuto; without the native kernels, expanded to dense), the
+// dense ones on cuBLASLt. The weights the GEMMs read (FST's compressed W and W^T, a dense layer's
 // 16-bit W) are prepared by begin_step: call it every optimizer step in every mode (the CPU
 // needs it for FST only); S-STE's beta S(W) and the 16-bit bias follow the masters at every
 // forward, as on the CPU. On CUDA S-STE's per-forward soft threshold propagates a non-finite

@@ -60,7 +60,8 @@ void cusparselt_mm(const SparseProblem& p);
 bool cusparselt_built();
 
 // S expanded to dense and the product run on cuBLASLt (src/gemm/expanded_backend.cpp): kAuto's
-// last resort, correct at dense speed. Throws kDevice in builds without CUDA.
+// choice where the native kernels do not run, correct at dense speed. Throws kDevice in builds
+// without CUDA.
 void expanded_mm(const SparseProblem& p);
 
 // cuBLASLt (src/gemm/cublaslt_backend.cpp), and the algorithm it picks for p (benchmarks).

@@ -21,8 +21,9 @@
 // tunes its plan with cusparseLtMatmulSearch. Per GPU, one handle, one growing workspace and one
 // set of compression buffers serve every plan, under one mutex (held while a call queues its
 // work); a call uses the state of the GPU current when it is made.
-// Everything is queued on the default stream; one step synchronises: the expansion of 8-bit S,
-// done on the host since the library's decompress writes only 16- and 32-bit floats.
+// Everything is queued on the default stream; two steps synchronise: the expansion of 8-bit S,
+// done on the host since the library's decompress writes only 16- and 32-bit floats, and
+// CusparseltGemm's search.
 #include "gemm/cusparselt_backend.h"
 
 #include <cuda_runtime.h>
@@ -232,8 +233,8 @@ struct AlgConfig {
 // library's products (bench/NOTES.md, GEMM v11): a plan initialised again after its descriptor's
 // bias pointer changed crashed in cusparseLtMatmulGetWorkspace; a plan tuned by
 // cusparseLtMatmulSearch gave wrong sums (4356 for ~19) on later calls; fresh plans given a
-// searched configuration hit illegal instructions; and with a bias, column-major D and B
-// transposed (the layers' products) the search itself failed in a standalone probe.
+// searched configuration hit illegal instructions; and in a standalone probe the search itself
+// failed in the layers' orientation (B transposed, D column-major), with or without a bias.
 class Binding {
  public:
   Binding(const cusparseLtHandle_t* handle, const PlanKey& key, const cusparseLtMatDescriptor_t& s,
@@ -354,15 +355,20 @@ class Plan {
     return std::make_unique<Binding>(handle_, key_, s_.obj, b_.obj, d_.obj, bias);
   }
 
-  // The binding for a problem's bias, made on first use. S compressed with any binding's plan
-  // serves them all.
+  // The binding for a problem's bias, made on first use. Each call compresses S with the plan
+  // of the binding that runs it.
   const Binding& bound(const SparseProblem& p) {
     const void* bias = p.bias ? p.bias->data : nullptr;
     auto it = bindings_.find(bias);
     if (it != bindings_.end()) return *it->second;
     // A training loop's fresh bias tensors would add bindings without end: past kMaxBindings
-    // they are all rebuilt on demand.
-    if (bindings_.size() >= kMaxBindings) bindings_.clear();
+    // they are all dropped (after the GPU has finished the work queued with them) and rebuilt on
+    // demand.
+    if (bindings_.size() >= kMaxBindings) {
+      S24_CHECK(cudaStreamSynchronize(nullptr) == cudaSuccess, kDevice, kOp,
+                ": cudaStreamSynchronize before dropping cuSPARSELt plans failed");
+      bindings_.clear();
+    }
     return *bindings_.emplace(bias, make(bias)).first->second;
   }
 
@@ -495,13 +501,29 @@ struct CusparseltGemm::Impl {
   // cusparseLtMatmulSearch on p's inputs (S compressed); the default algorithm's output (beta 0,
   // into scratch) is the reference, and the winner is kept only if its output agrees with it
   // (some algorithm ids return wrong results). Synchronises.
-  void search(const SparseProblem& p) {
+  // S compressed by `binding`'s plan into compressed_buffer (each plan runs S it compressed).
+  void compress(Backend& be, const Sparse24Matrix& s) {
+    compressed = compress_operand(be, *plan, *binding, s, compressed_buffer);
+  }
+
+  // cusparseLtMatmulSearch on p's inputs (S compressed); the default algorithm's output (beta 0,
+  // into scratch) is the reference, and the winner is kept only if its output agrees with it
+  // (some algorithm ids return wrong results); else, or if the search fails, a fresh binding
+  // runs the default algorithm. Synchronises.
+  void search(Backend& be, const SparseProblem& p) {
     const PlanKey& key = plan->key();
     const size_t count = size_t(key.m) * size_t(key.n);
     const size_t bytes = count * size_t(dtype_size(key.d_dtype));
     const std::shared_ptr<void> ref = cuda::alloc(bytes), test = cuda::alloc(bytes);
     binding->matmul(1.f, compressed, p.b.data, 0.f, ref.get(), workspace);
-    binding->search(compressed, p.b.data, test.get(), workspace);
+    try {
+      binding->search(compressed, p.b.data, test.get(), workspace);
+    } catch (const Error& e) {
+      how = detail::concat("the default: cusparseLtMatmulSearch failed (", e.what(), ")");
+      binding = plan->make(bias);
+      compress(be, *p.s);
+      return;
+    }
     binding->matmul(1.f, compressed, p.b.data, 0.f, test.get(), workspace);
     const Agreement a = compare_outputs(read_back(ref.get(), count, key.d_dtype),
                                         read_back(test.get(), count, key.d_dtype),
@@ -514,6 +536,7 @@ struct CusparseltGemm::Impl {
     how = detail::concat("the default: the searched alg ", binding->config().id,
                          " disagreed with it (max error ", a.max_error, " > ", a.tolerance, ")");
     binding = plan->make(bias);
+    compress(be, *p.s);
   }
 };
 
@@ -533,9 +556,8 @@ std::unique_ptr<CusparseltGemm> CusparseltGemm::create(const SparseProblem& p, b
   impl->plan = std::make_unique<Plan>(&be.handle, key);
   impl->bias = p.bias ? p.bias->data : nullptr;
   impl->binding = impl->plan->make(impl->bias);
-  impl->compressed =
-      compress_operand(be, *impl->plan, *impl->binding, *p.s, impl->compressed_buffer);
-  if (search) impl->search(p);
+  impl->compress(be, *p.s);
+  if (search) impl->search(be, p);
   return std::unique_ptr<CusparseltGemm>(new CusparseltGemm(std::move(impl)));
 }
 

@@ -1,8 +1,8 @@
-// kAuto's last resort for a 2:4 product that neither the native kernels nor cuSPARSELt run (a GPU
-// without the native kernels, and a product cuSPARSELt has no kernel for: the layers' fp16/bf16
-// weight gradients into fp32, FP8's e4m3 x e5m2): S expanded to a dense m x k matrix (its stored
+// kAuto's product where the native kernels do not run (a GPU without them, or a product they
+// have no kernel for), and GemmBackend::kExpanded: S expanded to a dense m x k matrix (its stored
 // values, pruned entries zero, row-major) and D = alpha * scale(S) * S B + beta * D + bias run
-// dense on cuBLASLt. Correct wherever cuBLASLt runs, at dense speed plus one pass over S.
+// dense on cuBLASLt. Correct wherever cuBLASLt runs, at dense speed plus one pass over S (faster
+// on an H100 than cuSPARSELt's default algorithm, which the library's cuSPARSELt path runs).
 //
 // 16-bit S and B stay in their dtype. 8-bit S and B are widened to fp16 when D is fp16, else to
 // bf16: every e4m3 and e5m2 value is exactly an fp16 and a bf16 value, so the products are exact

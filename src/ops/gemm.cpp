@@ -87,19 +87,17 @@ void check_device(const char* op, const SparseOperand& s, const TensorView& dens
 }
 
 // Says once per process, on stderr, that a 2:4 product ran expanded to dense (no sparse speed),
-// and why the sparse backends did not take it.
-void note_expanded(const gemm::SparseProblem& p, const std::string& native_why,
-                   const std::string& cusparselt_why) {
+// and why the native kernels did not take it.
+void note_expanded(const gemm::SparseProblem& p, const std::string& native_why) {
   static std::once_flag once;
   std::call_once(once, [&] {
     std::fprintf(stderr,
                  "sparse24: a 2:4 product (%lld x %lld x %lld, %s x %s -> %s) runs expanded to "
                  "dense on cuBLASLt, without sparse speed (said once; later ones may too).\n"
-                 "  native: %s\n  cuSPARSELt: %s\n",
+                 "  native: %s\n",
                  static_cast<long long>(p.s->rows), static_cast<long long>(p.d.cols()),
                  static_cast<long long>(p.s->cols), dtype_name(p.s->dtype),
-                 dtype_name(p.b.dtype), dtype_name(p.d.dtype), native_why.c_str(),
-                 cusparselt_why.c_str());
+                 dtype_name(p.b.dtype), dtype_name(p.d.dtype), native_why.c_str());
   });
 }
 
@@ -122,21 +120,18 @@ void run_sparse(const char* op, const gemm::SparseProblem& p, GemmBackend backen
     case GemmBackend::kExpanded: return gemm::expanded_mm(p);
     case GemmBackend::kCublasLt: break;  // refused above
     case GemmBackend::kAuto: {
-      std::string native_why, cusparselt_why;
+      // Not cuSPARSELt: the library runs its default algorithm (bench/NOTES.md, GEMM v11),
+      // 0.51-0.74x of dense cuBLAS on an H100 before its per-call compression, where the
+      // expanded product runs at about dense speed.
+      std::string native_why;
       if (gemm::native_mm_if_it_fits(p, &native_why)) return;
       try {
-        return gemm::cusparselt_mm(p);
-      } catch (const Error& e) {
-        cusparselt_why = e.what();
-      }
-      try {
         gemm::expanded_mm(p);
-      } catch (const Error& e) {  // say why no backend runs the call (the last one's kind)
+      } catch (const Error& e) {  // say why neither runs the call (the expanded product's kind)
         throw Error(e.kind(), detail::concat(op, ": no GEMM backend runs this call. Native: ",
-                                             native_why, ". cuSPARSELt: ", cusparselt_why,
-                                             ". Expanded to dense: ", e.what()));
+                                             native_why, ". Expanded to dense: ", e.what()));
       }
-      note_expanded(p, native_why, cusparselt_why);
+      note_expanded(p, native_why);
       return;
     }
   }

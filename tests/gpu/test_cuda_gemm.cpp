@@ -227,6 +227,20 @@ TEST_F(CudaGemm, NativeBiasesOfOneShape) {
 TEST_F(CudaGemm, CusparseltBiasesOfOneShape) {
   if (!gemm_backend_built(GemmBackend::kCusparselt)) GTEST_SKIP() << "no cuSPARSELt in this build";
   check_biases_of_one_shape(GemmBackend::kCusparselt);
+  // More bias addresses than a plan keeps (64): the plans are dropped and made again.
+  const Shape3 s{208, 136, 352};
+  GemmOptions o;
+  o.backend = GemmBackend::kCusparselt;
+  std::vector<Tensor> biases;  // on the GPU, alive together; biases[i] has seed 100 + i
+  for (uint64_t i = 0; i < 70; ++i)
+    biases.push_back(dense_operand(1, s.m, DType::kF16, 100 + i).to(Device::kCUDA));
+  std::vector<size_t> order(70);
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  order.push_back(0);  // made again after the drop
+  for (size_t i : order)
+    check_linear(s, DType::kF16, DType::kF16, DType::kF16, true, 0.f, o,
+                 detail::concat(name(s, o.backend, DType::kF16), " bias ", i, " of 70"),
+                 std::nullopt, 100 + i, &biases[i]);
 }
 
 #ifdef SPARSE24_WITH_CUSPARSELT
@@ -305,7 +319,7 @@ TEST_F(CudaGemm, Fp8ProductsMatchTheCpu) {
                    name(s, o.backend, DType::kF8E4M3) + " forward");
       check_linear(s, DType::kF8E4M3, DType::kF8E5M2, DType::kBF16, false, 0.f, o,
                    name(s, o.backend, DType::kF8E4M3) + " input gradient");
-        check_weight_gradient(s, DType::kF8E5M2, DType::kF8E4M3, Layout::kColMajor, DType::kF32,
+      check_weight_gradient(s, DType::kF8E5M2, DType::kF8E4M3, Layout::kColMajor, DType::kF32,
                             1.f, o, name(s, o.backend, DType::kF8E5M2) + " weight gradient");
     }
   }
@@ -388,9 +402,9 @@ TEST_F(CudaGemm, DenseProductsMatchTheCpu) {
         }
 }
 
-// kAuto's last resort: a product neither the native kernels nor cuSPARSELt run (fp16 into fp32 in
-// the forward orientation) runs expanded to dense and matches the CPU; one no backend runs
-// (16-bit operands of two dtypes) names the reasons of all three; int8 values are refused.
+// kAuto where the native kernels do not run (fp16 into fp32 in the forward orientation, which no
+// native kernel writes): the product runs expanded to dense and matches the CPU; one neither
+// runs (16-bit operands of two dtypes) names both reasons; int8 values are refused.
 TEST_F(CudaGemm, AutoFallsBackToTheExpandedProduct) {
   const Sparse24Matrix w = sparse_operand(144, 352, DType::kF16, 1);
   const Tensor x = dense_operand(64, 352, DType::kF16, 2);
@@ -450,8 +464,8 @@ TEST_F(CudaGemm, UnsupportedCallsSayWhy) {
   cublas.backend = GemmBackend::kCublasLt;
   test::expect_error([&] { mm_into(y, x, t(w), nullptr, cublas); }, ErrorKind::kValue,
                      "dense products only");
-  // The automatic choice falls back to cuSPARSELt where the native kernels cannot run.
-  if (gemm_backend_built(GemmBackend::kCusparselt)) {
+  // The automatic choice falls back to the expanded product where the native kernels cannot run.
+  {
     const Tensor y_auto = Tensor::matrix(64, 144, DType::kF16, Layout::kRowMajor, Device::kCUDA);
     mm_into(y_auto, x, t(canonical));
     const Tensor y_cpu = Tensor::matrix(64, 144, DType::kF16);
