@@ -9,8 +9,8 @@
 #                       [--no-native] [--no-cpu-tests] [--no-sanitizer] [bench args...]
 # --explore also builds the candidate GEMM kernels of bench/sm90_explore.def (SM90_EXPLORE_ONLY, a
 # regex of kernel names such as 'x_f16_a|x_f16_b', builds only those: fewer to compile);
-# --no-native builds without CUTLASS (in build-dev-no-native, a few minutes faster): every 2:4
-# product then runs on cuSPARSELt, as on a GPU without the native kernels (not Hopper);
+# --no-native builds without CUTLASS (in build-dev-no-native, a few minutes faster): kAuto's 2:4
+# products then run expanded to dense, as on a GPU without the native kernels (not Hopper);
 # --no-cpu-tests and --no-sanitizer skip the CPU suite (CI runs it) and the compute-sanitizer run.
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
 # Rebuilding by hand on a warm machine (cmake --build build-dev): a file that the device tool's
