@@ -55,7 +55,7 @@
 namespace sparse24::gemm {
 namespace {
 
-constexpr size_t kCompressedSlack = size_t(64) << 10;  // see Plan::compress
+constexpr size_t kCompressedSlack = size_t(64) << 10;  // see Binding::compress
 constexpr const char* kOp = "cuSPARSELt backend";
 constexpr uint32_t kAlignment = 16;  // bytes; cuSPARSELt accepts multiples of 16 only
 
@@ -260,8 +260,23 @@ class Binding {
     read_config();
   }
 
-  const cusparseLtMatmulPlan_t* plan() const { return &plan_.obj; }
   const AlgConfig& config() const { return config_; }
+
+  // Compresses the dense pruned S (m x k, row-major) for this plan into `compressed`, grown to
+  // the size the plan gives, with `scratch` as cuSPARSELt's compression buffer; queued. Returns
+  // the compressed S.
+  void* compress(const void* dense, cuda::Scratch& compressed, cuda::Scratch& scratch) const {
+    size_t bytes = 0, scratch_bytes = 0;
+    S24_CUSPARSELT_CHECK(
+        cusparseLtSpMMACompressedSize(handle_, &plan_.obj, &bytes, &scratch_bytes));
+    // cuSPARSELt 0.8.0's sparse GEMM kernels read up to a few hundred bytes past the compressed
+    // size it reports (1 KiB loads; compute-sanitizer showed it on a 144 x 352 fp16 operand on an
+    // H100): the buffer gets 64 KiB of slack.
+    void* out = compressed.get(bytes + kCompressedSlack);
+    S24_CUSPARSELT_CHECK(cusparseLtSpMMACompress(handle_, &plan_.obj, dense, out,
+                                                 scratch.get(scratch_bytes), nullptr));
+    return out;
+  }
 
   // D = alpha * S B + beta * D (+ bias) with this binding's algorithm; queued on the default
   // stream.
@@ -372,23 +387,6 @@ class Plan {
     return *bindings_.emplace(bias, make(bias)).first->second;
   }
 
-  // Compresses the dense pruned S (m x k, row-major) into `compressed`, grown to the size
-  // `binding`'s plan gives, with `scratch` as cuSPARSELt's compression buffer; queued. Returns
-  // the compressed S.
-  void* compress(const Binding& binding, const void* dense, cuda::Scratch& compressed,
-                 cuda::Scratch& scratch) const {
-    size_t bytes = 0, scratch_bytes = 0;
-    S24_CUSPARSELT_CHECK(
-        cusparseLtSpMMACompressedSize(handle_, binding.plan(), &bytes, &scratch_bytes));
-    // cuSPARSELt 0.8.0's sparse GEMM kernels read up to a few hundred bytes past the compressed
-    // size it reports (1 KiB loads; compute-sanitizer showed it on a 144 x 352 fp16 operand on an
-    // H100): the buffer gets 64 KiB of slack.
-    void* out = compressed.get(bytes + kCompressedSlack);
-    S24_CUSPARSELT_CHECK(cusparseLtSpMMACompress(handle_, binding.plan(), dense, out,
-                                                 scratch.get(scratch_bytes), nullptr));
-    return out;
-  }
-
  private:
   static constexpr size_t kMaxBindings = 64;
 
@@ -462,12 +460,12 @@ void expand(Backend& be, const Sparse24Matrix& s, void* dense) {
   cuda::copy(dense, true, be.host_dense.data(), false, be.host_dense.size());
 }
 
-// S expanded and compressed for `binding` of `plan` into `target`; returns the compressed S.
-void* compress_operand(Backend& be, const Plan& plan, const Binding& binding,
-                       const Sparse24Matrix& s, cuda::Scratch& target) {
+// S expanded and compressed for `binding` into `target`; returns the compressed S.
+void* compress_operand(Backend& be, const Binding& binding, const Sparse24Matrix& s,
+                       cuda::Scratch& target) {
   void* dense = be.dense.get(size_t(s.rows) * size_t(s.cols) * size_t(dtype_size(s.dtype)));
   expand(be, s, dense);
-  return plan.compress(binding, dense, target, be.compress_scratch);
+  return binding.compress(dense, target, be.compress_scratch);
 }
 
 }  // namespace
@@ -484,7 +482,7 @@ void cusparselt_mm(const SparseProblem& p) {
   }
   Plan& plan = *it->second;
   const Binding& binding = plan.bound(p);
-  binding.matmul(p.alpha * p.s->scale, compress_operand(be, plan, binding, *p.s, be.compressed),
+  binding.matmul(p.alpha * p.s->scale, compress_operand(be, binding, *p.s, be.compressed),
                  p.b.data, p.beta, p.d.data, be.workspace);
 }
 
@@ -503,7 +501,7 @@ struct CusparseltGemm::Impl {
   // (some algorithm ids return wrong results). Synchronises.
   // S compressed by `binding`'s plan into compressed_buffer (each plan runs S it compressed).
   void compress(Backend& be, const Sparse24Matrix& s) {
-    compressed = compress_operand(be, *plan, *binding, s, compressed_buffer);
+    compressed = compress_operand(be, *binding, s, compressed_buffer);
   }
 
   // cusparseLtMatmulSearch on p's inputs (S compressed); the default algorithm's output (beta 0,

@@ -38,12 +38,11 @@ void expanded_mm(const SparseProblem& p) {
             "in (16-bit operands must match; fp8 ones widen to ", dtype_name(wide), ")");
   const int64_t m = s.rows, k = s.cols, n = p.b.cols();
   const std::shared_ptr<void> dense_s = cuda::alloc(size_t(m * k) * size_t(dtype_size(wide)));
-  Sparse24Matrix unscaled = s;  // the scale goes into alpha
-  unscaled.scale = 1.f;
-  cuda::decompress(unscaled, TensorView::matrix(dense_s.get(), wide, m, k, Layout::kRowMajor,
-                                                Device::kCUDA));
   DenseProblem q;
   q.a = TensorView::matrix(dense_s.get(), wide, m, k, Layout::kRowMajor, Device::kCUDA);
+  Sparse24Matrix unscaled = s;  // the scale goes into alpha
+  unscaled.scale = 1.f;
+  cuda::decompress(unscaled, q.a);
   q.b = p.b;
   std::shared_ptr<void> wide_b;
   if (p.b.dtype != wide) {
