@@ -47,8 +47,8 @@ enum class GemmBackend : uint8_t {
                 // no sparse speed); dense: cuBLASLt
   kNative,      // sparse24's CUTLASS sm90 kernels; read the 2:4 operand's hw_meta, which must be
                 // native_layout(dtype) (transforms write it with CompressOptions::layout)
-  kCusparselt,  // NVIDIA cuSPARSELt (default algorithm); compresses its own copy of the 2:4
-                // operand in every call
+  kCusparselt,  // NVIDIA cuSPARSELt, its algorithm searched on the first call of each shape;
+                // compresses its own copy of the 2:4 operand in every call
   kCublasLt,    // dense products only
   kExpanded,    // the 2:4 operand expanded to dense, the product on cuBLASLt: any CUDA GPU,
                 // dense speed (fp8 operands widened exactly to 16 bits)

@@ -14,16 +14,18 @@
 // Dimensions and layouts are cuSPARSELt's to judge: a refusal is reported as kShape naming the
 // operand or the product (CUSPARSELT_LOG_LEVEL=1 makes cuSPARSELt print its reason).
 //
-// Plans are cached per (m, n, k, dtypes, majors of B and D, bias or not) and run cuSPARSELt's
-// default algorithm. cuSPARSELt fixes the bias address when it initialises a plan, so a plan
-// keeps one cuSPARSELt matmul (a Binding) per bias address it has seen, each built from scratch
-// (Binding says why nothing else is safe). Only CusparseltGemm, a benchmark's single product,
-// tunes its plan with cusparseLtMatmulSearch. Per GPU, one handle, one growing workspace and one
-// set of compression buffers serve every plan, under one mutex (held while a call queues its
-// work); a call uses the state of the GPU current when it is made.
+// Plans are cached per (m, n, k, dtypes, majors of B and D, bias or not). A plan's first call
+// runs cusparseLtMatmulSearch once and keeps the winner if its output agrees with the default
+// algorithm's (Plan::search); every later call of that shape runs it. cuSPARSELt fixes the bias
+// address when it initialises a matmul, so a plan keeps one cuSPARSELt matmul (a Binding) per
+// bias address it has seen, each built from scratch (Binding says why nothing else is safe). Per
+// GPU, one handle, one growing workspace and one set of compression buffers serve every plan,
+// under one mutex (held while a call queues its work); a call uses the state of the GPU current
+// when it is made. CusparseltGemm plans the same way but keeps its own plan, compressed S and
+// workspace.
 // Everything is queued on the default stream; two steps synchronise: the expansion of 8-bit S,
-// done on the host since the library's decompress writes only 16- and 32-bit floats, and
-// CusparseltGemm's search.
+// done on the host since the library's decompress writes only 16- and 32-bit floats, and a
+// plan's search.
 #include "gemm/cusparselt_backend.h"
 
 #include <cuda_runtime.h>
@@ -221,25 +223,26 @@ Agreement compare_outputs(const std::vector<float>& ref, const std::vector<float
 // The algorithm a binding runs, as its algorithm selection reports it: cuSPARSELt's
 // configuration id (0..max_id) and split-k settings.
 struct AlgConfig {
-  int id = 0, max_id = 0, split_k = 1, split_k_mode = 0;
+  int id = 0, max_id = 0, split_k = 1, split_k_mode = 0, split_k_buffers = 0;
 };
 
 // One ready cuSPARSELt matmul for one bias address: the matmul descriptor (its bias pointer set
-// before anything is initialised on it), an algorithm selection (cuSPARSELt's default) and the
-// plan on them, built from scratch and never initialised again. Not movable: the plan may keep
-// pointers to the descriptor and the selection.
+// before anything is initialised on it), an algorithm selection (cuSPARSELt's default, or a
+// searched configuration) and the plan on them, built from scratch and never initialised again.
+// Not movable: the plan may keep pointers to the descriptor and the selection.
 //
-// cuSPARSELt 0.8.0 on an H100 left no safe way to move a plan or to reuse a tuned one for the
-// library's products (bench/NOTES.md, GEMM v11): a plan initialised again after its descriptor's
-// bias pointer changed crashed in cusparseLtMatmulGetWorkspace; a plan tuned by
-// cusparseLtMatmulSearch gave wrong sums (4356 for ~19) on later calls; fresh plans given a
-// searched configuration hit illegal instructions; and in a standalone probe the search itself
-// failed in the layers' orientation (B transposed, D column-major), with or without a bias.
+// The rules, found the hard way with cuSPARSELt 0.8.0 on an H100 (bench/NOTES.md, GEMM v11 and
+// v12): a binding runs only an S that it compressed itself (in the layers' orientation, B
+// transposed and D column-major, S compressed by another binding gave illegal instructions or
+// wrong sums, and so did a binding's own compression made after cusparseLtMatmulSearch had tuned
+// it); a binding is never initialised again (after its bias pointer changed, that crashed in
+// cusparseLtMatmulGetWorkspace). So a searched configuration is used only through fresh
+// bindings, each compressing S itself.
 class Binding {
  public:
   Binding(const cusparseLtHandle_t* handle, const PlanKey& key, const cusparseLtMatDescriptor_t& s,
           const cusparseLtMatDescriptor_t& b, const cusparseLtMatDescriptor_t& d,
-          const void* bias)
+          const void* bias, const AlgConfig* config)
       : handle_(handle) {
     check_supported(cusparseLtMatmulDescriptorInit(
                         handle_, &matmul_, CUSPARSE_OPERATION_NON_TRANSPOSE,
@@ -254,6 +257,14 @@ class Binding {
     S24_CUSPARSELT_CHECK(cusparseLtMatmulAlgSelectionInit(handle_, &alg_.obj, &matmul_,
                                                           CUSPARSELT_MATMUL_ALG_DEFAULT));
     alg_.live = true;
+    if (config) {  // a searched configuration: its id, and its split-k settings unless 1
+      set_alg_attribute(CUSPARSELT_MATMUL_ALG_CONFIG_ID, config->id);
+      if (config->split_k != 1) {
+        set_alg_attribute(CUSPARSELT_MATMUL_SPLIT_K, config->split_k);
+        set_alg_attribute(CUSPARSELT_MATMUL_SPLIT_K_MODE, config->split_k_mode);
+        set_alg_attribute(CUSPARSELT_MATMUL_SPLIT_K_BUFFERS, config->split_k_buffers);
+      }
+    }
     check_supported(cusparseLtMatmulPlanInit(handle_, &plan_.obj, &matmul_, &alg_.obj),
                     "cusparseLtMatmulPlanInit", "the product " + key.describe());
     plan_.live = true;
@@ -287,15 +298,17 @@ class Binding {
                                           workspace.get(workspace_bytes_), &stream, 1));
   }
 
-  // Times every algorithm on these inputs (cusparseLtMatmulSearch, into d with beta 0); the plan
-  // then runs the winner. For CusparseltGemm only: see the class comment.
-  void search(const void* compressed, const void* b, void* d, cuda::Scratch& workspace) {
+  // Times every algorithm on these inputs (cusparseLtMatmulSearch; S compressed by this binding;
+  // into d with beta 0) and returns the winner's configuration. This binding must not run
+  // afterwards (the class comment says why): fresh bindings run the winner.
+  AlgConfig search(const void* compressed, const void* b, void* d, cuda::Scratch& workspace) {
     const float one = 1.f, zero = 0.f;
     cudaStream_t stream = nullptr;
     S24_CUSPARSELT_CHECK(cusparseLtMatmulSearch(handle_, &plan_.obj, &one, compressed, b, &zero,
                                                 d, d, workspace.get(workspace_bytes_), &stream,
                                                 1));
     read_config();
+    return config_;
   }
 
  private:
@@ -306,12 +319,18 @@ class Binding {
     return value;
   }
 
+  void set_alg_attribute(cusparseLtMatmulAlgAttribute_t attribute, int value) {
+    S24_CUSPARSELT_CHECK(
+        cusparseLtMatmulAlgSetAttribute(handle_, &alg_.obj, attribute, &value, sizeof(value)));
+  }
+
   // The algorithm the plan runs and the workspace it needs.
   void read_config() {
     config_.id = alg_attribute(CUSPARSELT_MATMUL_ALG_CONFIG_ID);
     config_.max_id = alg_attribute(CUSPARSELT_MATMUL_ALG_CONFIG_MAX_ID);
     config_.split_k = alg_attribute(CUSPARSELT_MATMUL_SPLIT_K);
     config_.split_k_mode = alg_attribute(CUSPARSELT_MATMUL_SPLIT_K_MODE);
+    config_.split_k_buffers = alg_attribute(CUSPARSELT_MATMUL_SPLIT_K_BUFFERS);
     S24_CUSPARSELT_CHECK(cusparseLtMatmulGetWorkspace(handle_, &plan_.obj, &workspace_bytes_));
   }
 
@@ -329,9 +348,12 @@ std::string describe_config(const AlgConfig& c) {
                         split_k_mode_name(c.split_k_mode), ")");
 }
 
+struct Backend;
+
 // What cuSPARSELt needs for one PlanKey: the descriptors of S (structured, m x k row-major), B
-// and D (which is also C), and one Binding per bias address seen (one in all without bias). Not
-// movable: bindings point at the descriptors.
+// and D (which is also C), the algorithm (the default until search() keeps a winner), and one
+// Binding per bias address seen (one in all without bias). Not movable: bindings point at the
+// descriptors.
 class Plan {
  public:
   Plan(const cusparseLtHandle_t* handle, const PlanKey& key) : handle_(handle), key_(key) {
@@ -365,9 +387,28 @@ class Plan {
 
   const PlanKey& key() const { return key_; }
 
-  // A new binding for `bias` (null without bias).
+  // A new binding for `bias` (null without bias), running the plan's algorithm.
   std::unique_ptr<Binding> make(const void* bias) const {
-    return std::make_unique<Binding>(handle_, key_, s_.obj, b_.obj, d_.obj, bias);
+    return std::make_unique<Binding>(handle_, key_, s_.obj, b_.obj, d_.obj, bias,
+                                     searched_ ? &config_ : nullptr);
+  }
+
+  bool tried_search() const { return !how_.empty(); }
+
+  // cusparseLtMatmulSearch on p's inputs (p.d is not written), once: a default binding
+  // compresses S into `compressed`, writes the reference output (beta 0, into scratch) and is
+  // searched; a fresh binding with the winner's configuration compresses S itself and runs. The
+  // winner is kept if its output agrees with the reference (some configurations return wrong
+  // results); otherwise, or if the search fails, the default stays. Drops the plan's bindings
+  // (none is in use by queued work: this synchronises).
+  void search(Backend& be, const SparseProblem& p, cuda::Scratch& compressed,
+              cuda::Scratch& workspace);
+
+  // "alg 3 (ids 0..11), split-k 1 (data-parallel); searched, agrees with the default algorithm
+  // (...)", or why the default runs.
+  std::string describe() const {
+    return tried_search() ? describe_config(config_) + "; " + how_
+                          : std::string("the default algorithm (not searched)");
   }
 
   // The binding for a problem's bias, made on first use. Each call compresses S with the plan
@@ -393,6 +434,9 @@ class Plan {
   const cusparseLtHandle_t* handle_;
   PlanKey key_;
   MatDescriptor s_, b_, d_;
+  bool searched_ = false;  // bindings run config_ (else cuSPARSELt's default)
+  AlgConfig config_;       // what the plan runs, once search() has run
+  std::string how_;        // search()'s outcome; empty before
   std::map<const void*, std::unique_ptr<Binding>> bindings_;  // declared last: destroyed first
 };
 
@@ -470,6 +514,47 @@ void* compress_operand(Backend& be, const Binding& binding, const Sparse24Matrix
 
 }  // namespace
 
+void Plan::search(Backend& be, const SparseProblem& p, cuda::Scratch& compressed,
+                  cuda::Scratch& workspace) {
+  S24_CHECK(cudaStreamSynchronize(nullptr) == cudaSuccess, kDevice, kOp,
+            ": cudaStreamSynchronize before a cuSPARSELt search failed");
+  bindings_.clear();
+  searched_ = false;
+  const void* bias = p.bias ? p.bias->data : nullptr;
+  const size_t count = size_t(key_.m) * size_t(key_.n);
+  const size_t bytes = count * size_t(dtype_size(key_.d_dtype));
+  const std::shared_ptr<void> ref = cuda::alloc(bytes), test = cuda::alloc(bytes);
+  AlgConfig winner;
+  {
+    const std::unique_ptr<Binding> first = make(bias);
+    config_ = first->config();
+    const void* s = compress_operand(be, *first, *p.s, compressed);
+    first->matmul(1.f, s, p.b.data, 0.f, ref.get(), workspace);
+    try {
+      winner = first->search(s, p.b.data, test.get(), workspace);
+    } catch (const Error& e) {
+      how_ = detail::concat("the default: cusparseLtMatmulSearch failed (", e.what(), ")");
+      return;
+    }
+  }
+  const std::unique_ptr<Binding> chosen = std::make_unique<Binding>(
+      handle_, key_, s_.obj, b_.obj, d_.obj, bias, &winner);
+  chosen->matmul(1.f, compress_operand(be, *chosen, *p.s, compressed), p.b.data, 0.f, test.get(),
+                 workspace);
+  const Agreement a = compare_outputs(read_back(ref.get(), count, key_.d_dtype),
+                                      read_back(test.get(), count, key_.d_dtype),
+                                      relative_tolerance(key_));
+  if (!a.ok()) {
+    how_ = detail::concat("the default: the searched alg ", winner.id, " disagreed with it (max "
+                          "error ", a.max_error, " > ", a.tolerance, ")");
+    return;
+  }
+  searched_ = true;
+  config_ = winner;
+  how_ = detail::concat("searched, agrees with the default algorithm (max error ", a.max_error,
+                        " <= ", a.tolerance, ")");
+}
+
 bool cusparselt_built() { return true; }
 
 void cusparselt_mm(const SparseProblem& p) {
@@ -481,6 +566,7 @@ void cusparselt_mm(const SparseProblem& p) {
     it = be.plans.emplace(key, std::make_unique<Plan>(&be.handle, key)).first;
   }
   Plan& plan = *it->second;
+  if (!plan.tried_search()) plan.search(be, p, be.compressed, be.workspace);
   const Binding& binding = plan.bound(p);
   binding.matmul(p.alpha * p.s->scale, compress_operand(be, binding, *p.s, be.compressed),
                  p.b.data, p.beta, p.d.data, be.workspace);
@@ -488,54 +574,12 @@ void cusparselt_mm(const SparseProblem& p) {
 
 struct CusparseltGemm::Impl {
   int gpu = -1;  // the GPU of the plan and the compressed S
-  std::unique_ptr<Plan> plan;
+  std::unique_ptr<Plan> plan;        // this product's own, searched or not
   const void* bias = nullptr;        // the bias address the binding was made for
-  std::unique_ptr<Binding> binding;  // this product's own: a searched plan is never shared
-  cuda::Scratch workspace;           // its own too
-  cuda::Scratch compressed_buffer;   // this product's compressed S
+  std::unique_ptr<Binding> binding;  // runs the plan's algorithm on `compressed`
+  cuda::Scratch workspace;           // this product's own workspace
+  cuda::Scratch compressed_buffer;   // and compressed S (compressed by `binding`)
   void* compressed = nullptr;
-  std::string how = "the default algorithm (not searched)";
-
-  // cusparseLtMatmulSearch on p's inputs (S compressed); the default algorithm's output (beta 0,
-  // into scratch) is the reference, and the winner is kept only if its output agrees with it
-  // (some algorithm ids return wrong results). Synchronises.
-  // S compressed by `binding`'s plan into compressed_buffer (each plan runs S it compressed).
-  void compress(Backend& be, const Sparse24Matrix& s) {
-    compressed = compress_operand(be, *binding, s, compressed_buffer);
-  }
-
-  // cusparseLtMatmulSearch on p's inputs (S compressed); the default algorithm's output (beta 0,
-  // into scratch) is the reference, and the winner is kept only if its output agrees with it
-  // (some algorithm ids return wrong results); else, or if the search fails, a fresh binding
-  // runs the default algorithm. Synchronises.
-  void search(Backend& be, const SparseProblem& p) {
-    const PlanKey& key = plan->key();
-    const size_t count = size_t(key.m) * size_t(key.n);
-    const size_t bytes = count * size_t(dtype_size(key.d_dtype));
-    const std::shared_ptr<void> ref = cuda::alloc(bytes), test = cuda::alloc(bytes);
-    binding->matmul(1.f, compressed, p.b.data, 0.f, ref.get(), workspace);
-    try {
-      binding->search(compressed, p.b.data, test.get(), workspace);
-    } catch (const Error& e) {
-      how = detail::concat("the default: cusparseLtMatmulSearch failed (", e.what(), ")");
-      binding = plan->make(bias);
-      compress(be, *p.s);
-      return;
-    }
-    binding->matmul(1.f, compressed, p.b.data, 0.f, test.get(), workspace);
-    const Agreement a = compare_outputs(read_back(ref.get(), count, key.d_dtype),
-                                        read_back(test.get(), count, key.d_dtype),
-                                        relative_tolerance(key));
-    if (a.ok()) {
-      how = detail::concat("searched, agrees with the default algorithm (max error ",
-                           a.max_error, " <= ", a.tolerance, ")");
-      return;
-    }
-    how = detail::concat("the default: the searched alg ", binding->config().id,
-                         " disagreed with it (max error ", a.max_error, " > ", a.tolerance, ")");
-    binding = plan->make(bias);
-    compress(be, *p.s);
-  }
 };
 
 CusparseltGemm::CusparseltGemm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -553,9 +597,9 @@ std::unique_ptr<CusparseltGemm> CusparseltGemm::create(const SparseProblem& p, b
   impl->gpu = cuda::current_gpu();
   impl->plan = std::make_unique<Plan>(&be.handle, key);
   impl->bias = p.bias ? p.bias->data : nullptr;
+  if (search) impl->plan->search(be, p, impl->compressed_buffer, impl->workspace);
   impl->binding = impl->plan->make(impl->bias);
-  impl->compress(be, *p.s);
-  if (search) impl->search(be, p);
+  impl->compressed = compress_operand(be, *impl->binding, *p.s, impl->compressed_buffer);
   return std::unique_ptr<CusparseltGemm>(new CusparseltGemm(std::move(impl)));
 }
 
@@ -577,7 +621,16 @@ void CusparseltGemm::run(const SparseProblem& p) {
 }
 
 std::string CusparseltGemm::describe() const {
-  return describe_config(impl_->binding->config()) + "; " + impl_->how;
+  return impl_->plan->describe();
+}
+
+std::string cusparselt_describe(const SparseProblem& p) {
+  const PlanKey key = check_problem(p);
+  Backend& be = backend();
+  const std::lock_guard<std::mutex> lock(be.mutex);
+  const auto it = be.plans.find(key);
+  return it == be.plans.end() ? std::string("not planned (no call of this shape yet)")
+                              : it->second->describe();
 }
 
 }  // namespace sparse24::gemm

@@ -1,9 +1,10 @@
-// src/gemm/cusparselt_backend.h: one cuSPARSELt product compressed once, for benchmarks.
+// src/gemm/cusparselt_backend.h: one cuSPARSELt product compressed once (benchmarks), and what
+// the library's cuSPARSELt plans run.
 //
-// cusparselt_mm (backends.h) compresses its own copy of S in every call and runs cuSPARSELt's
-// default algorithm. A benchmark that times the GEMM alone builds a CusparseltGemm: it
-// compresses S once, and run() queues only cusparseLtMatmul, with the default algorithm or with
-// the one cusparseLtMatmulSearch picked (checked against the default). Defined in builds with
+// cusparselt_mm (backends.h) compresses its own copy of S in every call; each shape's first call
+// searches for its algorithm (Plan::search in cusparselt_backend.cpp). A benchmark that times
+// the GEMM alone builds a CusparseltGemm: it compresses S once, and run() queues only
+// cusparseLtMatmul, with the default algorithm or a searched one. Defined in builds with
 // cuSPARSELt only (cusparselt_built()).
 #pragma once
 
@@ -17,10 +18,9 @@ namespace sparse24::gemm {
 class CusparseltGemm {
  public:
   // Checks p as cusparselt_mm does, plans it and compresses p.s into the object's own buffer.
-  // With `search`, cusparseLtMatmulSearch picks the algorithm on p's inputs (p.d is not written)
-  // and its winner is kept only if its output agrees with the default algorithm's; without, the
-  // default algorithm runs. The object keeps its own plan and workspace, apart from the
-  // library's: in the library a tuned plan gave wrong sums on later calls (bench/NOTES.md, v11).
+  // With `search`, the plan searches as cusparselt_mm's do on their first call (on p's inputs;
+  // p.d is not written; synchronises); without, the default algorithm runs. The object keeps
+  // its own plan, workspace and compressed S, apart from the library's.
   static std::unique_ptr<CusparseltGemm> create(const SparseProblem& p, bool search);
   ~CusparseltGemm();
   CusparseltGemm(const CusparseltGemm&) = delete;
@@ -40,5 +40,9 @@ class CusparseltGemm {
   explicit CusparseltGemm(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// What cusparselt_mm runs for p's shape (as CusparseltGemm::describe says), or "not planned"
+// before its first call of that shape on the current GPU.
+std::string cusparselt_describe(const SparseProblem& p);
 
 }  // namespace sparse24::gemm

@@ -120,9 +120,8 @@ void run_sparse(const char* op, const gemm::SparseProblem& p, GemmBackend backen
     case GemmBackend::kExpanded: return gemm::expanded_mm(p);
     case GemmBackend::kCublasLt: break;  // refused above
     case GemmBackend::kAuto: {
-      // Not cuSPARSELt: the library runs its default algorithm (bench/NOTES.md, GEMM v11),
-      // 0.51-0.74x of dense cuBLAS on an H100 before its per-call compression, where the
-      // expanded product runs at about dense speed.
+      // Not cuSPARSELt: its per-call compression costs more than its searched kernel saves
+      // (docs/GEMM.md), where the expanded product runs at about dense speed.
       std::string native_why;
       if (gemm::native_mm_if_it_fits(p, &native_why)) return;
       try {

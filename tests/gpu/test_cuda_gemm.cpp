@@ -247,7 +247,7 @@ TEST_F(CudaGemm, CusparseltBiasesOfOneShape) {
 // CusparseltGemm (the benchmarks' cuSPARSELt product, S compressed once), default and searched:
 // Y = alpha X W^T + beta Y + b as the problem mm_into makes of it (D = Y^T, B = X^T), run twice
 // with other bias values at the planned address, each against the CPU; a bias elsewhere is
-// refused by name.
+// refused by name. Then the library's own plan for that shape: searched on its first call.
 TEST_F(CudaGemm, CusparseltPlanObjectMatchesTheCpu) {
   const Shape3 s{208, 136, 352};
   const Sparse24Matrix w = sparse_operand(s.m, s.k, DType::kF16, 3);
@@ -284,12 +284,36 @@ TEST_F(CudaGemm, CusparseltPlanObjectMatchesTheCpu) {
                    detail::concat("CusparseltGemm ", search ? "searched" : "default",
                                   ", bias seed ", seed, " (", plan->describe(), ")"));
     }
+    if (search) {
+      EXPECT_NE(plan->describe().find("searched, agrees"), std::string::npos) << plan->describe();
+    }
     const Tensor moved = dense_operand(1, s.m, DType::kF16, 63).to(Device::kCUDA);
     const TensorView moved_view = TensorView::matrix(moved.view().data, DType::kF16, 1, s.m,
                                                      Layout::kRowMajor, Device::kCUDA);
     p.bias = &moved_view;
     test::expect_error([&] { plan->run(p); }, ErrorKind::kValue, "planned with the bias at");
   }
+  // The library's path (kCusparselt) searched on its first call of a shape that no other test
+  // uses, and kept the winner (its results are checked against the CPU by the tests that loop
+  // over backends).
+  const Shape3 u{112, 72, 160};
+  const Sparse24Matrix ud = sparse_operand(u.m, u.k, DType::kF16, 5).to(Device::kCUDA);
+  const Tensor ux = dense_operand(u.n, u.k, DType::kF16, 6).to(Device::kCUDA);
+  const Tensor bias_gpu = dense_operand(1, u.m, DType::kF16, 64).to(Device::kCUDA);
+  const TensorView bias_view = TensorView::matrix(bias_gpu.view().data, DType::kF16, 1, u.m,
+                                                  Layout::kRowMajor, Device::kCUDA);
+  const Tensor y_gpu = Tensor::matrix(u.n, u.m, DType::kF16, Layout::kRowMajor, Device::kCUDA);
+  gemm::SparseProblem p;
+  p.s = &ud;
+  p.b = ux.view().t();
+  p.d = y_gpu.view().t();
+  p.bias = &bias_view;
+  EXPECT_NE(gemm::cusparselt_describe(p).find("not planned"), std::string::npos);
+  GemmOptions o;
+  o.backend = GemmBackend::kCusparselt;
+  mm_into(y_gpu, ux, t(ud), &bias_view, o);
+  const std::string how = gemm::cusparselt_describe(p);
+  EXPECT_NE(how.find("searched, agrees"), std::string::npos) << how;
 }
 #endif
 
