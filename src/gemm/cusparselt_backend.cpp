@@ -16,7 +16,8 @@
 //
 // Plans are cached per (m, n, k, dtypes, majors of B and D, bias or not). A plan's first call
 // runs cusparseLtMatmulSearch once and keeps the winner if its output agrees with the default
-// algorithm's (Plan::search); every later call of that shape runs it. cuSPARSELt fixes the bias
+// algorithm's (Plan::search); every later call of that shape runs it. Plans with a bias run the
+// default algorithm: searched ones gave wrong sums with a bias (bench/NOTES.md, GEMM v12). cuSPARSELt fixes the bias
 // address when it initialises a matmul, so a plan keeps one cuSPARSELt matmul (a Binding) per
 // bias address it has seen, each built from scratch (Binding says why nothing else is safe). Per
 // GPU, one handle, one growing workspace and one set of compression buffers serve every plan,
@@ -395,7 +396,8 @@ class Plan {
 
   bool tried_search() const { return !how_.empty(); }
 
-  // cusparseLtMatmulSearch on p's inputs (p.d is not written), once: a default binding
+  // cusparseLtMatmulSearch on p's inputs (p.d is not written), once, for a product without a
+  // bias (with one, the default algorithm stays: GEMM v12 in bench/NOTES.md): a default binding
   // compresses S into `compressed`, writes the reference output (beta 0, into scratch) and is
   // searched; a fresh binding with the winner's configuration compresses S itself and runs. The
   // winner is kept if its output agrees with the reference (some configurations return wrong
@@ -407,8 +409,8 @@ class Plan {
   // "alg 3 (ids 0..11), split-k 1 (data-parallel); searched, agrees with the default algorithm
   // (...)", or why the default runs.
   std::string describe() const {
-    return tried_search() ? describe_config(config_) + "; " + how_
-                          : std::string("the default algorithm (not searched)");
+    if (!tried_search()) return "the default algorithm (not searched)";
+    return key_.has_bias ? how_ : describe_config(config_) + "; " + how_;
   }
 
   // The binding for a problem's bias, made on first use. Each call compresses S with the plan
@@ -520,7 +522,12 @@ void Plan::search(Backend& be, const SparseProblem& p, cuda::Scratch& compressed
             ": cudaStreamSynchronize before a cuSPARSELt search failed");
   bindings_.clear();
   searched_ = false;
-  const void* bias = p.bias ? p.bias->data : nullptr;
+  if (key_.has_bias) {
+    how_ = "the default: plans with a bias are not searched (searched algorithms gave wrong sums "
+           "with a bias, bench/NOTES.md, GEMM v12)";
+    return;
+  }
+  const void* bias = nullptr;
   const size_t count = size_t(key_.m) * size_t(key_.n);
   const size_t bytes = count * size_t(dtype_size(key_.d_dtype));
   const std::shared_ptr<void> ref = cuda::alloc(bytes), test = cuda::alloc(bytes);
