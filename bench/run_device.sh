@@ -5,13 +5,15 @@
 # headers in .deps/cutlass; GoogleTest's sources: mkdir -p .deps && cp -r /usr/src/googletest
 # .deps/; leave .deps/cusparselt behind, too big to carry: the machine's PyTorch has cuSPARSELt).
 # Usage, from the repository root:
-#   bench/run_device.sh [--bench transforms|gemm|ffn|all|none] [--filter GTEST_FILTER] [--explore]
+#   bench/run_device.sh [--bench transforms|gemm|ffn|all|none|wgmma] [--filter GTEST_FILTER] [--explore]
 #                       [--no-native] [--no-cpu-tests] [--no-sanitizer] [bench args...]
 # --explore also builds the candidate GEMM kernels of bench/sm90_explore.def (SM90_EXPLORE_ONLY, a
 # regex of kernel names such as 'x_f16_a|x_f16_b', builds only those: fewer to compile);
 # --no-native builds without CUTLASS (in build-dev-no-native, a few minutes faster): kAuto's 2:4
 # products then run expanded to dense, as on a GPU without the native kernels (not Hopper);
-# --no-cpu-tests and --no-sanitizer skip the CPU suite (CI runs it) and the compute-sanitizer run.
+# --no-cpu-tests and --no-sanitizer skip the CPU suite (CI runs it) and the compute-sanitizer run;
+# --bench wgmma only builds and runs bench/wgmma_ceiling.cu (the tensor cores' own rate, dense and
+# 2:4, operands in shared memory: what any GEMM kernel can reach), nothing else.
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
 # Rebuilding by hand on a warm machine (cmake --build build-dev): a file that the device tool's
 # copy of the working tree replaced can keep an older timestamp than its object, and ninja then
@@ -42,6 +44,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 cusparselt=$(python3 -c "import nvidia.cusparselt as m; print(m.__path__[0])" 2>/dev/null || true)
+
+if [ "$bench" = wgmma ]; then  # the tensor cores' ceiling alone: no library build, no tests
+  step "GPU"
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+  step "bench/wgmma_ceiling.cu"
+  mkdir -p build-wgmma
+  nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
+    -I.deps/cutlass/include bench/wgmma_ceiling.cu -o build-wgmma/wgmma_ceiling || exit 1
+  build-wgmma/wgmma_ceiling 2>&1 | tee "$OUT_DIR/bench_wgmma.md"
+  exit "${PIPESTATUS[0]}"
+fi
 
 step "GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
