@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 #include <mutex>
-#include <unordered_map>
+#include <map>
 
 #include "cuda/runtime.h"
 #include "sparse24/error.h"
@@ -18,7 +18,9 @@ void check(cudaError_t e, const char* what) {
 }  // namespace
 
 // Device memory comes from a cache, as in PyTorch: a freed block goes back to its GPU's free
-// list under its size class, and the next request of that class reuses it. A training loop that
+// list under its size class, and the next request takes the smallest free block of its class or
+// larger, up to twice its class (so that varying shapes reuse blocks instead of piling them up,
+// and a small request never pins a large block). A training loop that
 // allocates the same shapes every step (compressed weights, MVUE's sparse gradient) then calls
 // cudaMalloc only in its first step, and never cudaFree, which synchronises the device. All of
 // sparse24's work runs on the default stream, so a block freed by the host is reused by later
@@ -30,7 +32,7 @@ constexpr int kMaxGpus = 64;
 
 struct BlockCache {
   std::mutex mu;
-  std::unordered_multimap<size_t, void*> free[kMaxGpus];  // size class -> free blocks
+  std::multimap<size_t, void*> free[kMaxGpus];  // size class -> free blocks, smallest first
 };
 BlockCache& block_cache() {
   static BlockCache* c = new BlockCache;  // never destroyed: blocks may be freed at exit
@@ -86,12 +88,13 @@ std::shared_ptr<void> alloc(size_t bytes) {
   }
   BlockCache& c = block_cache();
   const int dev = current_gpu();
-  const size_t cls = size_class(bytes);
+  size_t cls = size_class(bytes);  // of the block returned: the request's, or a cached block's
   void* p = nullptr;
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    auto it = c.free[dev].find(cls);
-    if (it != c.free[dev].end()) {
+    const auto it = c.free[dev].lower_bound(cls);
+    if (it != c.free[dev].end() && it->first <= 2 * cls) {
+      cls = it->first;
       p = it->second;
       c.free[dev].erase(it);
     }
