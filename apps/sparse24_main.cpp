@@ -340,8 +340,14 @@ int cmd_bench(int argc, char** argv) {
   S24_CHECK(suite == "transforms" || suite == "gemm" || suite == "ffn", kValue, "unknown bench suite '",
             suite, "' (transforms, gemm, ffn)");
 #ifdef SPARSE24_WITH_CUDA
-  if (suite == "ffn") return bench::ffn(argc - 1, argv + 1);
-  return suite == "gemm" ? bench::gemm(argc - 1, argv + 1) : bench::transforms(argc - 1, argv + 1);
+  std::string why;
+  S24_CHECK(!list_gpus(&why).empty(), kDevice, "bench ", suite, " needs a GPU (", why, ")");
+  std::printf("%s\n\n", bench::sm_clock_report("before the run").c_str());
+  const int rc = suite == "ffn"    ? bench::ffn(argc - 1, argv + 1)
+                 : suite == "gemm" ? bench::gemm(argc - 1, argv + 1)
+                                   : bench::transforms(argc - 1, argv + 1);
+  std::printf("\n%s\n", bench::sm_clock_report("after the run").c_str());
+  return rc;
 #else
   S24_FAIL(kDevice, "bench ", suite, " times CUDA kernels: this build has no CUDA backend");
 #endif
