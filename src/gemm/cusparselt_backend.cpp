@@ -17,13 +17,13 @@
 // Plans are cached per (m, n, k, dtypes, majors of B and D, bias or not). A plan's first call
 // runs cusparseLtMatmulSearch once and keeps the winner if its output agrees with the default
 // algorithm's (Plan::search); every later call of that shape runs it. Plans with a bias run the
-// default algorithm: searched ones gave wrong sums with a bias (bench/NOTES.md, GEMM v12). cuSPARSELt fixes the bias
-// address when it initialises a matmul, so a plan keeps one cuSPARSELt matmul (a Binding) per
-// bias address it has seen, each built from scratch (Binding says why nothing else is safe). Per
-// GPU, one handle, one growing workspace and one set of compression buffers serve every plan,
-// under one mutex (held while a call queues its work); a call uses the state of the GPU current
-// when it is made. CusparseltGemm plans the same way but keeps its own plan, compressed S and
-// workspace.
+// default algorithm: searched ones gave wrong sums with a bias (bench/NOTES.md, GEMM v12).
+// cuSPARSELt fixes the bias address when it initialises a matmul, so a plan keeps one cuSPARSELt
+// matmul (a Binding) per bias address it has seen, each built from scratch (Binding says why
+// nothing else is safe). Per GPU, one handle, one growing workspace and one set of compression
+// buffers serve every plan, under one mutex (held while a call queues its work); a call uses the
+// state of the GPU current when it is made. CusparseltGemm plans the same way but keeps its own
+// plan, compressed S and workspace.
 // Everything is queued on the default stream; two steps synchronise: the expansion of 8-bit S,
 // done on the host since the library's decompress writes only 16- and 32-bit floats, and a
 // plan's search.

@@ -247,7 +247,8 @@ TEST_F(CudaGemm, CusparseltBiasesOfOneShape) {
 // CusparseltGemm (the benchmarks' cuSPARSELt product, S compressed once), default and searched:
 // Y = alpha X W^T + beta Y + b as the problem mm_into makes of it (D = Y^T, B = X^T), run twice
 // with other bias values at the planned address, each against the CPU; a bias elsewhere is
-// refused by name. Then the library's own plan for that shape: searched on its first call.
+// refused by name. Then the library's own plans for another shape: the first call searches
+// without a bias, and keeps the default algorithm with one.
 TEST_F(CudaGemm, CusparseltPlanObjectMatchesTheCpu) {
   const Shape3 s{208, 136, 352};
   const Sparse24Matrix w = sparse_operand(s.m, s.k, DType::kF16, 3);
