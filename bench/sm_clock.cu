@@ -4,10 +4,12 @@
 // tables, since a throttled GPU makes every time slow and unsteady.
 #include <cuda_runtime.h>
 
+#include <memory>
 #include <string>
 
 #include "bench/bench.h"
 #include "bench/timing.h"
+#include "cuda/runtime.h"
 #include "sparse24/error.h"
 
 namespace sparse24::bench {
@@ -27,16 +29,16 @@ std::string sm_clock_report(const char* when) {
   int peak_khz = 0, gpu = 0;
   check(cudaGetDevice(&gpu), "cudaGetDevice");
   check(cudaDeviceGetAttribute(&peak_khz, cudaDevAttrClockRate, gpu), "cudaDeviceGetAttribute");
-  long long* counted = nullptr;
-  check(cudaMalloc(&counted, sizeof(long long)), "cudaMalloc");
+  const std::shared_ptr<void> buffer = cuda::alloc(sizeof(long long));
+  long long* counted = static_cast<long long*>(buffer.get());
   spin<<<1, 1>>>(5'000'000, counted);  // wakes an idle GPU up to its clock
   Timer timer;
   timer.start();
   spin<<<1, 1>>>(20'000'000, counted);
   const double ms = timer.stop_ms();
+  check(cudaGetLastError(), "the clock's spin kernel");
   long long cycles = 0;
-  check(cudaMemcpy(&cycles, counted, sizeof cycles, cudaMemcpyDeviceToHost), "cudaMemcpy");
-  check(cudaFree(counted), "cudaFree");
+  cuda::copy(&cycles, false, counted, true, sizeof cycles);
   const double mhz = double(cycles) / (ms * 1e3), peak_mhz = peak_khz / 1e3;
   const double share = mhz / peak_mhz;
   std::string report = detail::concat("SM clock ", when, ": ", int(mhz + 0.5), " MHz (", int(100 * share + 0.5),

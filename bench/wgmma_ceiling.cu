@@ -191,6 +191,8 @@ Rate measure(int sms, const unsigned char* source, Counters* counters) {
   CHECK(cudaEventSynchronize(stop));
   float ms = 0.f;
   CHECK(cudaEventElapsedTime(&ms, start, stop));
+  CHECK(cudaEventDestroy(start));
+  CHECK(cudaEventDestroy(stop));
   const double k_equivalent = sparse(K) ? 32 : 16;
   const double flops =
       2.0 * 64 * kN * k_equivalent * kBatch * double(iterations) * kGroups * sms;

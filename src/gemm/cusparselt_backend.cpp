@@ -390,8 +390,7 @@ class Plan {
 
   // A new binding for `bias` (null without bias), running the plan's algorithm.
   std::unique_ptr<Binding> make(const void* bias) const {
-    return std::make_unique<Binding>(handle_, key_, s_.obj, b_.obj, d_.obj, bias,
-                                     searched_ ? &config_ : nullptr);
+    return make(bias, searched_ ? &config_ : nullptr);
   }
 
   bool tried_search() const { return !how_.empty(); }
@@ -401,8 +400,8 @@ class Plan {
   // compresses S into `compressed`, writes the reference output (beta 0, into scratch) and is
   // searched; a fresh binding with the winner's configuration compresses S itself and runs. The
   // winner is kept if its output agrees with the reference (some configurations return wrong
-  // results); otherwise, or if the search fails, the default stays. Drops the plan's bindings
-  // (none is in use by queued work: this synchronises).
+  // results); otherwise, or if the search fails, the default stays. Called once, on a fresh
+  // plan (before make()); synchronises.
   void search(Backend& be, const SparseProblem& p, cuda::Scratch& compressed,
               cuda::Scratch& workspace);
 
@@ -432,6 +431,11 @@ class Plan {
 
  private:
   static constexpr size_t kMaxBindings = 64;
+
+  // A new binding for `bias` running `config`, or cuSPARSELt's default algorithm if null.
+  std::unique_ptr<Binding> make(const void* bias, const AlgConfig* config) const {
+    return std::make_unique<Binding>(handle_, key_, s_.obj, b_.obj, d_.obj, bias, config);
+  }
 
   const cusparseLtHandle_t* handle_;
   PlanKey key_;
@@ -518,22 +522,17 @@ void* compress_operand(Backend& be, const Binding& binding, const Sparse24Matrix
 
 void Plan::search(Backend& be, const SparseProblem& p, cuda::Scratch& compressed,
                   cuda::Scratch& workspace) {
-  S24_CHECK(cudaStreamSynchronize(nullptr) == cudaSuccess, kDevice, kOp,
-            ": cudaStreamSynchronize before a cuSPARSELt search failed");
-  bindings_.clear();
-  searched_ = false;
   if (key_.has_bias) {
     how_ = "the default: plans with a bias are not searched (searched algorithms gave wrong sums "
            "with a bias, bench/NOTES.md, GEMM v12)";
     return;
   }
-  const void* bias = nullptr;
   const size_t count = size_t(key_.m) * size_t(key_.n);
   const size_t bytes = count * size_t(dtype_size(key_.d_dtype));
   const std::shared_ptr<void> ref = cuda::alloc(bytes), test = cuda::alloc(bytes);
   AlgConfig winner;
   {
-    const std::unique_ptr<Binding> first = make(bias);
+    const std::unique_ptr<Binding> first = make(nullptr, nullptr);
     config_ = first->config();
     const void* s = compress_operand(be, *first, *p.s, compressed);
     first->matmul(1.f, s, p.b.data, 0.f, ref.get(), workspace);
@@ -544,8 +543,7 @@ void Plan::search(Backend& be, const SparseProblem& p, cuda::Scratch& compressed
       return;
     }
   }
-  const std::unique_ptr<Binding> chosen = std::make_unique<Binding>(
-      handle_, key_, s_.obj, b_.obj, d_.obj, bias, &winner);
+  const std::unique_ptr<Binding> chosen = make(nullptr, &winner);
   chosen->matmul(1.f, compress_operand(be, *chosen, *p.s, compressed), p.b.data, 0.f, test.get(),
                  workspace);
   const Agreement a = compare_outputs(read_back(ref.get(), count, key_.d_dtype),

@@ -2,7 +2,7 @@
 // have no kernel for), and GemmBackend::kExpanded: S expanded to a dense m x k matrix (its stored
 // values, pruned entries zero, row-major) and D = alpha * scale(S) * S B + beta * D + bias run
 // dense on cuBLASLt. Correct wherever cuBLASLt runs, at dense speed plus one pass over S (faster
-// on an H100 than cuSPARSELt's default algorithm, which the library's cuSPARSELt path runs).
+// on an H100 than the library's cuSPARSELt path, which compresses S in every call).
 //
 // 16-bit S and B stay in their dtype. 8-bit S and B are widened to fp16 when D is fp16, else to
 // bf16: every e4m3 and e5m2 value is exactly an fp16 and a bf16 value, so the products are exact

@@ -247,8 +247,8 @@ TEST_F(CudaGemm, CusparseltBiasesOfOneShape) {
 // CusparseltGemm (the benchmarks' cuSPARSELt product, S compressed once), default and searched:
 // Y = alpha X W^T + beta Y + b as the problem mm_into makes of it (D = Y^T, B = X^T), run twice
 // with other bias values at the planned address, each against the CPU; a bias elsewhere is
-// refused by name. Then the library's own plans for another shape: the first call searches
-// without a bias, and keeps the default algorithm with one.
+// refused by name; searched without a bias, against the CPU. Then the library's own plans for
+// another shape: the first call searches without a bias, and keeps the default algorithm with one.
 TEST_F(CudaGemm, CusparseltPlanObjectMatchesTheCpu) {
   const Shape3 s{208, 136, 352};
   const Sparse24Matrix w = sparse_operand(s.m, s.k, DType::kF16, 3);
@@ -294,6 +294,29 @@ TEST_F(CudaGemm, CusparseltPlanObjectMatchesTheCpu) {
                                                      Layout::kRowMajor, Device::kCUDA);
     p.bias = &moved_view;
     test::expect_error([&] { plan->run(p); }, ErrorKind::kValue, "planned with the bias at");
+  }
+  // Searched without a bias (the benchmarks' case): the kept or refused winner matches the CPU.
+  {
+    const Tensor y_gpu = Tensor::matrix(s.n, s.m, DType::kF16, Layout::kRowMajor, Device::kCUDA);
+    gemm::SparseProblem p;
+    p.s = &wd;
+    p.b = xd.view().t();
+    p.d = y_gpu.view().t();
+    p.alpha = 0.75f;
+    const auto plan = gemm::CusparseltGemm::create(p, true);
+    plan->run(p);
+    GemmOptions o;
+    o.alpha = p.alpha;
+    const Tensor y_cpu = Tensor::matrix(s.n, s.m, DType::kF16);
+    mm_into(y_cpu, x, t(w), nullptr, o);
+    const Tensor bound = Tensor::matrix(s.n, s.m, DType::kF16);
+    mm_into(bound, abs_of(x), t(abs_of(w)), nullptr, o);
+    const std::string how = plan->describe();
+    expect_close(y_gpu, y_cpu, bound, accumulation(DType::kF16),
+                 "CusparseltGemm searched, no bias (" + how + ")");
+    EXPECT_TRUE(how.find("searched, agrees") != std::string::npos ||
+                how.find("disagreed with it") != std::string::npos)
+        << how;
   }
   // The library's path (kCusparselt) on a shape that no other test uses: without a bias it
   // searches on its first call, with one it runs the default algorithm (the results are checked
