@@ -53,10 +53,12 @@ commands:
                                time every CUDA transform kernel at GPT-2/LLaMA-7B shapes against
                                a device-to-device copy (needs a CUDA build and a GPU); --only: the
                                rows whose "kernel shape in -> out" contains TEXT
-  bench gemm [--quick] [--all-kernels] [--only CASE] [--dtype fp16|bf16|e4m3]
+  bench gemm [--quick] [--all-kernels] [--only CASE] [--shape MxNxK]... [--dtype fp16|bf16|e4m3]
                                time the sparse GEMM backends (native, cuSPARSELt default and
                                searched) against cuBLAS dense at training shapes (e4m3: S-STE's
-                               FP8 products against cuBLAS FP8)
+                               FP8 products against cuBLAS FP8); --shape: forward-type products
+                               of these shapes instead; each column's timed calls are an NVTX
+                               range named after it (for ncu --nvtx-include "native/")
   bench ffn [--quick] [--dtype fp16|bf16|e4m3] [--width D] [--accum A] [--mode NAME] [--timeline]
                                train an FFN block (Linear, GELU, Linear) dense, FST and S-STE on
                                the GPU at GPT-2 widths, 16384 tokens: time per step, speed-up,

@@ -159,10 +159,13 @@ std::string ratio(double dense_us, double us) {
 int gemm(int argc, char** argv) {
   bool quick = false, all_kernels = false;
   std::string only;  // one case, by its name (for profilers)
+  std::vector<std::string> shapes;  // --shape: forward-type products of these shapes instead
   DType dt = DType::kF16;
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--quick") {
+    if (a == "--shape" && i + 1 < argc) {
+      shapes.push_back(argv[++i]);
+    } else if (a == "--quick") {
       quick = true;
     } else if (a == "--all-kernels") {
       all_kernels = true;
@@ -174,7 +177,20 @@ int gemm(int argc, char** argv) {
                 "bench gemm: --dtype is fp16, bf16 or e4m3 (S-STE's FP8 products)");
     } else {
       S24_FAIL(kValue, "bench gemm: unknown argument '", a, "' (--quick, --all-kernels, "
-               "--only CASE, --dtype fp16|bf16|e4m3)");
+               "--only CASE, --shape MxNxK (repeatable), --dtype fp16|bf16|e4m3)");
+    }
+  }
+  // The cases timed: the training shapes, or forward-type products of the --shape arguments (a
+  // sweep over K, for example, separates a tile's fixed costs from its main loop's rate).
+  std::vector<Case> cases(std::begin(kCases), std::end(kCases));
+  if (!shapes.empty()) {
+    cases.clear();
+    for (const std::string& text : shapes) {
+      long long m = 0, n = 0, k = 0;
+      char end = 0;
+      S24_CHECK(std::sscanf(text.c_str(), "%lldx%lldx%lld%c", &m, &n, &k, &end) == 3 && m > 0 && n > 0 && k > 0,
+                kValue, "bench gemm --shape: '", text, "' is not MxNxK with positive sizes (e.g. 3072x16384x768)");
+      cases.push_back({text.c_str(), m, n, k, false});  // `shapes` outlives `cases`
     }
   }
 #ifndef SPARSE24_WITH_CUTLASS
@@ -206,7 +222,7 @@ int gemm(int argc, char** argv) {
               "kernel |\n", peak);
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<std::string> kernel_rows, lt_plans, dense_algos, accuracy_rows;
-  for (const Case& c : kCases) {
+  for (const Case& c : cases) {
     if ((quick && c.m != 3072) || (!only.empty() && only != c.what)) continue;
     const Types ty = types(c, dt);
     const Operands o = operands(c, ty);
@@ -217,7 +233,7 @@ int gemm(int argc, char** argv) {
       host_s = decompress(o.s).to(Device::kCPU);
       host_b = o.b.to(Device::kCPU);
     }
-    const double dense_us = time_us(1, [&](int) { gemm::cublaslt_mm(o.dense_problem()); });
+    const double dense_us = time_us(1, [&](int) { gemm::cublaslt_mm(o.dense_problem()); }, "cuBLAS dense");
     dense_algos.push_back(detail::concat(c.what, ": ", gemm::cublaslt_describe(o.dense_problem())));
     std::string accuracy;  // fp8: the accuracy table's row after the product's name
     if (fp8) {
@@ -233,13 +249,14 @@ int gemm(int argc, char** argv) {
     for (bool search : {false, true}) {  // cuSPARSELt writes 16-bit results of 16-bit inputs
       if (ty.s != ty.b) break;  // no mixed fp8 kernels
       const auto plan = gemm::CusparseltGemm::create(o.sparse16(), search);
-      const double us = time_us(1, [&](int) { plan->run(o.sparse16()); });
+      const double us = time_us(1, [&](int) { plan->run(o.sparse16()); },
+                                search ? "cuSPARSELt searched" : "cuSPARSELt default");
       (search ? lt_searched : lt_default) =
           detail::concat(int(us + 0.5), " (", ratio(dense_us, us), ")");
       if (search) lt_plans.push_back(detail::concat(c.what, ": ", plan->describe()));
     }
     if (ty.s == ty.b) {  // the library's path: S expanded and compressed in every call
-      const double us = time_us(1, [&](int) { gemm::cusparselt_mm(o.sparse16()); });
+      const double us = time_us(1, [&](int) { gemm::cusparselt_mm(o.sparse16()); }, "cuSPARSELt per call");
       lt_library = detail::concat(int(us + 0.5), " (", ratio(dense_us, us), ")");
     }
 #endif
@@ -250,7 +267,7 @@ int gemm(int argc, char** argv) {
     std::string native = "-", native_tf = "-", native_name = "-", native_us = "-", native_error = "-";
 #ifdef SPARSE24_WITH_CUTLASS
     const gemm::Sm90Kernel& chosen = gemm::native_choice(o.sparse());
-    const double us = time_us(1, [&](int) { gemm::native_mm(o.sparse()); });
+    const double us = time_us(1, [&](int) { gemm::native_mm(o.sparse()); }, "native");
     native = detail::concat(int(us + 0.5), " (", ratio(dense_us, us), ")");
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.0f (%.0f%%)", tflops(c, us), 100.0 * tflops(c, us) / peak);

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, then profile kernels with Nsight Compute (speed of light,
 # memory workload, occupancy, scheduler and warp-state sections). Reports land in $OUT (or
-# ./out/device). Usage: bench/profile_device.sh [transforms|gemm]
+# ./out/device). Usage: bench/profile_device.sh [transforms|gemm|intake]
 #   transforms: one launch of each transform kernel while `sparse24 bench transforms --quick` runs;
 #   gemm: the native sparse GEMM (forward and weight gradient) and cuBLAS's dense GEMM at GPT-2 XL
-#   fc shapes, with per-instruction stall samples.
+#   fc shapes, with per-instruction stall samples;
+#   intake: for three columns of `bench gemm` (cuBLAS dense, cuSPARSELt searched, native; NVTX
+#   ranges of their timed calls) at three shapes, the kernel that ran and what it
+#   moved: bytes each SM took in from L2 per cycle (TMA and loads through the crossbar), shared-
+#   memory wavefronts, tensor-pipe use; summarised by bench/intake_summary.py.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-out/device}"
@@ -34,6 +38,36 @@ if [ "$suite" = gemm ]; then
   profile native_fwd device_kernel "GPT-2 XL fc"
   profile native_dw device_kernel "GPT-2 XL fc dW"
   profile cublas_fwd "nvjet|xmma_gemm" "GPT-2 XL fc"
+  exit 0
+fi
+if [ "$suite" = intake ]; then
+  # Metrics this ncu knows for GH100 (names differ between versions): keep the wanted ones it has.
+  ncu --query-metrics --chip gh100 >"$OUT_DIR/ncu_metrics_gh100.txt" 2>&1
+  metrics=()
+  for m in gpu__time_duration.sum sm__cycles_elapsed.avg sm__cycles_elapsed.avg.per_second \
+           l1tex__m_xbar2l1tex_read_bytes.sum lts__t_bytes.sum dram__bytes_read.sum \
+           l1tex__data_pipe_lsu_wavefronts_mem_shared.sum sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active \
+           sm__inst_executed_pipe_tensor_op_gmma.sum launch__grid_size launch__cluster_dim_x launch__cluster_dim_y \
+           launch__registers_per_thread launch__shared_mem_per_block_dynamic device__attribute_multiprocessor_count; do
+    grep -q "^${m%%.*} " "$OUT_DIR/ncu_metrics_gh100.txt" && metrics+=("$m")
+  done
+  list=$(IFS=,; echo "${metrics[*]}")
+  echo "metrics: $list"
+  { echo "| case | column | kernel | grid | cluster | registers | us | MHz | crossbar -> SM bytes per cycle and SM | L2 bytes per cycle and SM | shared wavefronts per cycle and SM | tensor pipe active |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"; } >"$OUT_DIR/intake.md"
+  for case in "GPT-2 S fc (Y = X W^T)" "GPT-2 XL fc" "GPT-2 XL fc dW"; do
+    for range in "cuBLAS dense" "cuSPARSELt searched" "native"; do
+      # A push/pop range's filter ends in "/"; plain names are tried if that profiles nothing.
+      for filter in "$range/" "$range"; do
+        ncu --clock-control none --nvtx --nvtx-include "$filter" --launch-skip 5 -c 2 --csv --page raw \
+            --metrics "$list" build-dev/sparse24 bench gemm --only "$case" >/tmp/ncu.csv 2>/tmp/ncu.err \
+          || { echo "ncu failed ($case, $range)"; tail -5 /tmp/ncu.err; }
+        grep -q '^"[0-9]' /tmp/ncu.csv && break
+      done
+      python3 bench/intake_summary.py "$case" "$range" /tmp/ncu.csv >>"$OUT_DIR/intake.md"
+    done
+  done
+  cat "$OUT_DIR/intake.md"
   exit 0
 fi
 for k in rows_kernel tile_kernel transposable_kernel; do

@@ -1,6 +1,8 @@
 // CUDA-event timing and random inputs for the benchmark commands.
 #include "bench/timing.h"
 
+#include <nvtx3/nvToolsExt.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -34,17 +36,19 @@ double median_of(std::vector<double>& v) {
   return v[v.size() / 2];
 }
 
-double time_us(int rotate, const std::function<void(int)>& fn) {
+double time_us(int rotate, const std::function<void(int)>& fn, const char* range) {
   for (int i = 0; i < 2 * rotate; ++i) fn(i % rotate);  // warm-up: module load, first touches
   check(cudaDeviceSynchronize(), "warm-up");
   const int per_sample = std::max(rotate, 10), samples = 15;
   Timer timer;
   std::vector<double> t;
+  if (range) nvtxRangePushA(range);
   for (int s = 0; s < samples; ++s) {
     timer.start();
     for (int i = 0; i < per_sample; ++i) fn(i % rotate);
     t.push_back(1e3 * timer.stop_ms() / per_sample);
   }
+  if (range) nvtxRangePop();
   check(cudaGetLastError(), "a benchmarked kernel");
   return median_of(t);
 }

@@ -33,8 +33,10 @@ class Timer {
 double median_of(std::vector<double>& v);
 
 // Median time in microseconds of one call of fn(i), i cycling over `rotate` prepared inputs
-// (after 2 * rotate warm-up calls; 15 samples of max(rotate, 10) calls each).
-double time_us(int rotate, const std::function<void(int)>& fn);
+// (after 2 * rotate warm-up calls; 15 samples of max(rotate, 10) calls each). With `range`, the
+// timed calls (not the warm-up) run inside an NVTX range of that name, for profilers:
+// `ncu --nvtx --nvtx-include "native/" ...` profiles only the native column's timed kernels.
+double time_us(int rotate, const std::function<void(int)>& fn, const char* range = nullptr);
 
 // A CPU rows x cols matrix of dtype dt and layout, the same on every run: uniform in [-1, 1)
 // for the float dtypes, random bytes for the integer ones.
