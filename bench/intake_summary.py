@@ -35,7 +35,6 @@ def main():
             v = number(r, name)
             return f"{v / (cycles * sms):.1f}" if v is not None and cycles else "-"
 
-        gmma = number(r, "sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active")
         cluster = f"{r.get('launch__cluster_dim_x', '-')}x{r.get('launch__cluster_dim_y', '-')}"
         name = r.get("Kernel Name", "?")
         name = name if len(name) <= 110 else name[:110] + "..."
@@ -43,8 +42,7 @@ def main():
               f"{r.get('launch__registers_per_thread', '-')} | {us:.1f} | "
               f"{hz / 1e6 if hz else 0:.0f} | {per_sm_cycle('l1tex__m_xbar2l1tex_read_bytes.sum')} | "
               f"{per_sm_cycle('lts__t_bytes.sum')} | "
-              f"{per_sm_cycle('l1tex__data_pipe_lsu_wavefronts_mem_shared.sum')} | "
-              f"{'-' if gmma is None else f'{gmma:.0f}%'} |")
+              f"{per_sm_cycle('l1tex__data_pipe_lsu_wavefronts_mem_shared.sum')} |")
 
 
 if __name__ == "__main__":

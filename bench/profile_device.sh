@@ -7,8 +7,8 @@
 #   fc shapes, with per-instruction stall samples;
 #   intake: for three columns of `bench gemm` (cuBLAS dense, cuSPARSELt searched, native; NVTX
 #   ranges of their timed calls) at three shapes, the kernel that ran and what it
-#   moved: bytes each SM took in from L2 per cycle (TMA and loads through the crossbar), shared-
-#   memory wavefronts, tensor-pipe use; summarised by bench/intake_summary.py.
+#   moved: bytes each SM took in from L2 per cycle (TMA and loads through the crossbar), L2
+#   bytes, shared-memory wavefronts; summarised by bench/intake_summary.py.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-out/device}"
@@ -46,15 +46,14 @@ if [ "$suite" = intake ]; then
   metrics=()
   for m in gpu__time_duration.sum sm__cycles_elapsed.avg sm__cycles_elapsed.avg.per_second \
            l1tex__m_xbar2l1tex_read_bytes.sum lts__t_bytes.sum dram__bytes_read.sum \
-           l1tex__data_pipe_lsu_wavefronts_mem_shared.sum sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active \
-           sm__inst_executed_pipe_tensor_op_gmma.sum launch__grid_size launch__cluster_dim_x launch__cluster_dim_y \
+           l1tex__data_pipe_lsu_wavefronts_mem_shared.sum launch__grid_size launch__cluster_dim_x launch__cluster_dim_y \
            launch__registers_per_thread launch__shared_mem_per_block_dynamic device__attribute_multiprocessor_count; do
     grep -q "^${m%%.*} " "$OUT_DIR/ncu_metrics_gh100.txt" && metrics+=("$m")
   done
   list=$(IFS=,; echo "${metrics[*]}")
   echo "metrics: $list"
-  { echo "| case | column | kernel | grid | cluster | registers | us | MHz | crossbar -> SM bytes per cycle and SM | L2 bytes per cycle and SM | shared wavefronts per cycle and SM | tensor pipe active |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"; } >"$OUT_DIR/intake.md"
+  { echo "| case | column | kernel | grid | cluster | registers | us | MHz | crossbar -> SM bytes per cycle and SM | L2 bytes per cycle and SM | shared wavefronts per cycle and SM |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"; } >"$OUT_DIR/intake.md"
   for case in "GPT-2 S fc (Y = X W^T)" "GPT-2 XL fc" "GPT-2 XL fc dW"; do
     for range in "cuBLAS dense" "cuSPARSELt searched" "native"; do
       # A push/pop range's filter ends in "/"; plain names are tried if that profiles nothing.
