@@ -70,6 +70,7 @@ struct NativeKernelInfo {
   bool b_k_major;    // B K-major (forward-type products) or N-major (16-bit weight gradients)
   bool d_col_major;  // D column-major (forward-type products: row-major Y) or row-major (dW)
   MetaLayout layout; // the metadata layout of its K tile: kSm90K64 or kSm90K128
+  bool reads_source; // false: it has no beta * out term and runs only calls with beta == 0
 };
 // The native kernels in order of preference; empty in a build without them.
 std::vector<NativeKernelInfo> native_kernel_info();

@@ -139,6 +139,7 @@ std::vector<std::pair<const Sm90Kernel*, Reading>> fitting(const SparseProblem& 
       continue;
     if (!(k->b_k_major ? b.col : b.row) || !(k->d_col_major ? d.col : d.row)) continue;
     if (s.layout != (k->tile_k >= 128 ? MetaLayout::kSm90K128 : MetaLayout::kSm90K64)) continue;
+    if (!k->reads_source && p.beta != 0.f) continue;
     out.push_back({k, Reading{k->b_k_major, k->b_k_major ? b.col_ld : b.row_ld, k->d_col_major,
                               k->d_col_major ? d.col_ld : d.row_ld}});
   }
@@ -193,7 +194,7 @@ std::vector<NativeKernelInfo> native_kernel_info() {
   std::vector<NativeKernelInfo> info;
   for (const Sm90Kernel* k : native_kernels())
     info.push_back({k->name, k->a, k->b, k->d, k->b_k_major, k->d_col_major,
-                    k->tile_k >= 128 ? MetaLayout::kSm90K128 : MetaLayout::kSm90K64});
+                    k->tile_k >= 128 ? MetaLayout::kSm90K128 : MetaLayout::kSm90K64, k->reads_source});
   return info;
 }
 

@@ -394,11 +394,22 @@ TEST_F(CudaGemm, EveryNativeKernelMatchesTheCpu) {
       o.backend = GemmBackend::kNative;
       o.native_kernel = k.name;
       const std::string what = k.name + detail::concat(" ", s.m, " x ", s.n, " x ", s.k);
+      const float beta = k.reads_source ? 0.5f : 0.f;  // a kernel without a source: beta 0 only
       if (k.d_col_major)  // forward-type: Y = X W^T with X K-major
-        check_linear(s, k.s, k.b, k.d, true, 0.5f, o, what, k.layout);
+        check_linear(s, k.s, k.b, k.d, true, beta, o, what, k.layout);
       else  // weight gradient: D row-major, accumulated
         check_weight_gradient(s, k.s, k.b, k.b_k_major ? Layout::kColMajor : Layout::kRowMajor,
-                              k.d, 1.f, o, what, k.layout);
+                              k.d, k.reads_source ? 1.f : 0.f, o, what, k.layout);
+      if (!k.reads_source && k.d_col_major) {  // a forward-type call with beta != 0: refused, not run
+        GemmOptions bad = o;
+        bad.beta = 0.5f;
+        const Sparse24Matrix w = sparse_operand(s.m, s.k, k.s, 1, k.layout);
+        const Tensor x = dense_operand(s.n, s.k, k.b, 2);
+        const Tensor xd = x.to(Device::kCUDA), y = Tensor::matrix(s.n, s.m, k.d, Layout::kRowMajor, Device::kCUDA);
+        const Sparse24Matrix wd = w.to(Device::kCUDA);
+        test::expect_error([&] { mm_into(y, xd, t(wd), nullptr, bad); }, ErrorKind::kValue,
+                           "does not fit this call");
+      }
     }
 }
 

@@ -42,6 +42,7 @@ namespace sm90_schedule {
 // kernels).
 struct Defaults {
   using Scheduler = void;
+  static constexpr bool kSource = true;  // D = ... + beta * D: the epilogue can read D
   static constexpr bool kPipelined = false;
   static constexpr int kStages = 0;
   using EpilogueTile = cutlass::epilogue::collective::EpilogueTileAuto;
@@ -79,6 +80,17 @@ struct CooperativePipelined5 : CooperativePipelined {
   static constexpr int kStages = 5;
   using EpilogueTile = cute::Shape<cute::_128, cute::_16>;
 };
+// Without a source operand: D = alpha * S B + bias, so the kernel runs only calls with beta == 0
+// (the dispatcher skips it for others). CUTLASS's epilogue then keeps no buffers for reading D
+// (four 128 x 32 subtiles that the stores reuse), which leaves room for a fifth mainloop stage,
+// and delays each subtile's TMA store until the next subtile's shared-memory writes are issued.
+struct CooperativePipelinedNoSource : CooperativePipelined {
+  static constexpr bool kSource = false;
+};
+// The same with 128 x 64 epilogue subtiles: four store rounds per 128 x 256 tile instead of eight.
+struct CooperativePipelinedNoSource64 : CooperativePipelinedNoSource {
+  using EpilogueTile = cute::Shape<cute::_128, cute::_64>;
+};
 // Ping-pong (each math warpgroup owns a whole output tile, one's epilogue overlapping the other's
 // mainloop), with the pipelined mainloop.
 struct PingpongPipelined : Pingpong {
@@ -106,12 +118,14 @@ struct Sm90SparseGemm {
   static constexpr int kAlignA = 128 / cutlass::sizeof_bits<ElementA>::value;
   static constexpr int kAlignB = 128 / cutlass::sizeof_bits<ElementB>::value;
   static constexpr int kAlignD = 128 / cutlass::sizeof_bits<ElementD>::value;
-  // D = beta * C + (alpha * acc + bias[row]), C = D; the bias has D's dtype (null: none).
-  using Fusion = cutlass::epilogue::fusion::LinCombPerRowBias<ElementD, float, ElementD, ElementD,
+  // D = beta * C + (alpha * acc + bias[row]), C = D (or no C: Schedule::kSource); the bias has
+  // D's dtype (null: none).
+  using ElementC = std::conditional_t<Schedule::kSource, ElementD, void>;
+  using Fusion = cutlass::epilogue::fusion::LinCombPerRowBias<ElementD, float, ElementD, ElementC,
                                                               float>;
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, TileShape, ClusterShape,
-      typename Schedule::EpilogueTile, float, float, ElementD, LayoutD, kAlignD,
+      typename Schedule::EpilogueTile, float, float, ElementC, LayoutD, kAlignD,
       ElementD, LayoutD, kAlignD, typename Schedule::Epilogue, Fusion>::CollectiveOp;
   using BuiltMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, ElementA,
@@ -147,6 +161,8 @@ struct Sm90SparseGemm {
   }
 
   static void run(const Sm90Args& a) {
+    S24_CHECK(Schedule::kSource || a.beta == 0.f, kValue, "native sparse GEMM ", a.name,
+              " has no source operand: it computes D = alpha * S B (+ bias) and cannot add beta * D");
     const auto problem = cute::make_shape(a.m, a.n, a.k, 1);
     const bool b_k_major = cutlass::gemm::detail::is_k_major_B<LayoutB>();
     const bool d_row_major = std::is_same_v<LayoutD, cutlass::layout::RowMajor>;
@@ -197,7 +213,7 @@ struct Sm90SparseGemm {
                                    cutlass::gemm::detail::is_k_major_B<cutlass::layout::LB>(), \
                                    std::is_same_v<cutlass::layout::LD,                         \
                                                   cutlass::layout::ColumnMajor>,               \
-                                   TK, &G::run};                                               \
+                                   TK, sm90_schedule::Sched::kSource, &G::run};                \
     return kernel;                                                                              \
   }                                                                                             \
   }
