@@ -11,7 +11,13 @@
 // few registers: ptxas serialises the wgmmas), with A from shared memory (SS) or registers (RS). The operands' values do not matter for the rate
 // (fp16 0.25-1.75, metadata keeping elements 0 and 1 of every group).
 //
-// Build and run (bench/run_device.sh --bench wgmma does both):
+// A second table repeats some of it while a producer thread streams TMA copies into shared
+// memory; the last one measures intake alone: the bytes per cycle that TMA bulk copies and plain
+// loads bring into each SM from an L2-resident buffer (results and readings:
+// bench/results/2026-11-27-h100-wgmma-ceiling.md, 2026-11-27-h100-gemm-intake.md).
+//
+// Build and run (bench/run_device.sh --bench wgmma does both; `./wgmma_ceiling intake` runs the
+// intake table only):
 //   nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr \
 //        -I.deps/cutlass/include bench/wgmma_ceiling.cu -o wgmma_ceiling && ./wgmma_ceiling
 #include <cuda_fp16.h>
@@ -19,6 +25,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <utility>
 
 #include "cute/arch/mma_sm90_gmma.hpp"
@@ -228,10 +235,122 @@ void tma_row(const char* name, int sms, const unsigned char* source, Counters* c
               with.tflops, with.mhz, with.tma_per_cycle);
 }
 
+
+// ---- Intake alone: how many bytes per cycle an SM takes in from L2, and through which path ----
+// The TMA table above kept 6 x 16 KiB in flight from one thread. Here the copies in flight, their
+// size and the number of producer threads vary, on all SMs and on one in eight: what limits one
+// producer, one SM, and all SMs together. A second path into the SM, plain loads (LDG, L2 only:
+// ld.global.cg) into registers, alone and beside the TMA, shows whether the paths add up.
+struct IntakeCounters {
+  long long tma_cycles, tma_bytes;  // SM 0's producers' longest run in cycles; bytes of all SMs
+  long long ldg_cycles, ldg_bytes;  // SM 0's warp 0's run in cycles; bytes of all SMs
+};
+
+// kCopies bulk copies of kChunk bytes in flight from each of kProducers producer threads (one
+// per warp, the last warps), and kLdgWarps warps each keeping 8 16-byte loads per thread in
+// flight, for `budget` cycles; one CTA per SM. Two producers where one was: if the rate doubles,
+// a producer's own loop was the limit; if not, the SM's TMA unit.
+template <int kCopies, int kChunk, int kLdgWarps, int kProducers = 1>
+__global__ void __launch_bounds__(32 * (kLdgWarps + kProducers), 1)
+    intake_loop(long long budget, const unsigned char* source, IntakeCounters* out) {
+  extern __shared__ unsigned char raw[];
+  unsigned char* landing = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t(1023));
+  uint64_t* bars = reinterpret_cast<uint64_t*>(landing + kProducers * kCopies * kChunk);
+  if (kCopies > 0 && threadIdx.x == 0) {
+    for (int b = 0; b < kProducers * kCopies; ++b) cutlass::arch::ClusterTransactionBarrier::init(&bars[b], 1);
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+  const long long start = clock64();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warp >= kLdgWarps) {  // a producer warp
+    if constexpr (kCopies > 0) {
+      if (lane != 0) return;
+      const int producer = warp - kLdgWarps;
+      uint64_t* my_bars = bars + producer * kCopies;
+      unsigned char* my_landing = landing + producer * kCopies * kChunk;
+      long long bytes = 0, offset = (long long)(blockIdx.x * kProducers + producer) * kChunk % kSource;
+      uint64_t phases = 0;  // bit b: the phase copy b waits for (kCopies <= 64)
+      static_assert(kCopies <= 64);
+      auto issue = [&](int b) {
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&my_bars[b], kChunk);
+        SM90_BULK_COPY_G2S::copy(source + offset, &my_bars[b], my_landing + b * kChunk, kChunk);
+        offset = (offset + kChunk) % kSource;
+      };
+      for (int b = 0; b < kCopies; ++b) issue(b);
+      for (int b = 0; clock64() - start < budget; b = (b + 1) % kCopies) {
+        cutlass::arch::ClusterTransactionBarrier::wait(&my_bars[b], (phases >> b) & 1);
+        phases ^= uint64_t(1) << b;
+        bytes += kChunk;
+        issue(b);
+      }
+      for (int b = 0; b < kCopies; ++b) {  // the copies still in flight land, and count
+        cutlass::arch::ClusterTransactionBarrier::wait(&my_bars[b], (phases >> b) & 1);
+        bytes += kChunk;
+      }
+      atomicAdd(reinterpret_cast<unsigned long long*>(&out->tma_bytes), (unsigned long long)bytes);
+      if (blockIdx.x == 0)
+        atomicMax(reinterpret_cast<unsigned long long*>(&out->tma_cycles), (unsigned long long)(clock64() - start));
+    }
+    return;
+  }
+  const uint4* src = reinterpret_cast<const uint4*>(source);
+  constexpr uint32_t kMask = kSource / 16 - 1;  // kSource is a power of two
+  uint32_t i = (uint32_t(blockIdx.x * kLdgWarps + warp) * 4096u + lane) & kMask;
+  uint32_t acc = 0;
+  long long loads = 0;
+  while (clock64() - start < budget) {
+    uint4 v[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] = __ldcg(src + ((i + 32 * j) & kMask));
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+    i = (i + 256) & kMask;
+    loads += 8;
+  }
+  atomicAdd(reinterpret_cast<unsigned long long*>(&out->ldg_bytes), (unsigned long long)(16 * loads));
+  if (blockIdx.x == 0 && threadIdx.x == 0) out->ldg_cycles = clock64() - start;
+  if (acc == 0x9E3779B9u) out->tma_cycles = -1;  // keeps the loads (never true for this buffer)
+}
+
+// One row of the intake table: bytes per cycle and SM by each path (the mean over the SMs), and
+// the SM clock.
+template <int kCopies, int kChunk, int kLdgWarps, int kProducers = 1>
+void intake_row(const char* name, int sms, const unsigned char* source, IntakeCounters* counters) {
+  auto kernel = intake_loop<kCopies, kChunk, kLdgWarps, kProducers>;
+  const int threads = 32 * (kLdgWarps + kProducers);
+  const int smem = 1024 + kProducers * kCopies * (kChunk + 8);
+  CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kernel<<<sms, threads, smem>>>(100000, source, counters);  // warm-up
+  CHECK(cudaGetLastError());
+  CHECK(cudaMemset(counters, 0, sizeof(IntakeCounters)));
+  cudaEvent_t start, stop;
+  CHECK(cudaEventCreate(&start));
+  CHECK(cudaEventCreate(&stop));
+  CHECK(cudaEventRecord(start));
+  kernel<<<sms, threads, smem>>>(4000000, source, counters);
+  CHECK(cudaEventRecord(stop));
+  CHECK(cudaEventSynchronize(stop));
+  float ms = 0.f;
+  CHECK(cudaEventElapsedTime(&ms, start, stop));
+  CHECK(cudaEventDestroy(start));
+  CHECK(cudaEventDestroy(stop));
+  IntakeCounters c{};
+  CHECK(cudaMemcpy(&c, counters, sizeof c, cudaMemcpyDeviceToHost));
+  // Per SM and cycle, averaged over the SMs (every CTA runs the same budget of cycles).
+  const double tma = c.tma_cycles > 0 ? double(c.tma_bytes) / double(c.tma_cycles) / sms : 0.0;
+  const double ldg = c.ldg_cycles > 0 ? double(c.ldg_bytes) / double(c.ldg_cycles) / sms : 0.0;
+  const long long cycles = c.tma_cycles > c.ldg_cycles ? c.tma_cycles : c.ldg_cycles;
+  std::printf("| %s | %d | %.0f | %.0f | %.0f | %.0f |\n", name, sms, tma, ldg, tma + ldg,
+              double(cycles) / (ms * 1e3));
+}
+
 }  // namespace wgmma_ceiling
 
-int main() {
+int main(int argc, char** argv) {
   using namespace wgmma_ceiling;
+  const bool intake_only = argc > 1 && std::string(argv[1]) == "intake";  // the last table only
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each row as it is measured (through tee, too)
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
   Counters* counters = nullptr;
@@ -243,31 +362,66 @@ int main() {
               "accumulators, operands resident in shared memory; dense-equivalent TFLOP/s "
               "(2:4 counts its logical k32), and in parentheses the SM clock (MHz) the loop ran at.\n\n",
               prop.name, prop.multiProcessorCount, kN, kN);
-  std::printf("| warpgroups per SM | wgmmas per batch | batches in flight | dense SS | 2:4 SS | "
-              "2:4 / dense (SS) | dense RS | 2:4 RS | 2:4 / dense (RS) |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   const int sms = prop.multiProcessorCount;
-  row<4, 2, 1>(sms, source, counters);
-  row<2, 2, 1>(sms, source, counters);
-  row<1, 1, 1>(sms, source, counters);
-  row<1, 1, 2>(sms, source, counters);  // one wgmma at a time
-  row<2, 1, 2>(sms, source, counters);  // CUTLASS's sparse mainloop: a 64-deep K tile, then drain
-  row<2, 2, 2>(sms, source, counters);  // the native kernels' pipelined mainloop: two K tiles in flight
-  row<4, 2, 2>(sms, source, counters);
-  row<2, 4, 2>(sms, source, counters);
-  row<8, 2, 2>(sms, source, counters);
-  std::printf("\nWith TMA writes into shared memory meanwhile (2 warpgroups, batches of 4, 2 in "
-              "flight; a producer thread keeps %d bulk copies of %d bytes in flight, from a %d MiB "
-              "L2-resident buffer):\n\n"
-              "| product | TFLOP/s (MHz) alone | TFLOP/s (MHz) with TMA writes | TMA bytes per cycle "
-              "and SM |\n|---|---|---|---|\n", kCopies, kChunk, kSource >> 20);
-  tma_row<Kind::kIdle>("none (TMA alone)", sms, source, counters);
-  // The same on one SM in eight: if the rate per SM rises, the limit is the L2's total output;
-  // if not, it is each SM's intake.
-  tma_row<Kind::kIdle>("none (TMA alone, one SM in eight)", sms / 8, source, counters);
-  tma_row<Kind::kDenseSS>("dense SS", sms, source, counters);
-  tma_row<Kind::kSparseSS>("2:4 SS", sms, source, counters);
-  tma_row<Kind::kSparseRS>("2:4 RS", sms, source, counters);
+  if (!intake_only) {
+    std::printf("| warpgroups per SM | wgmmas per batch | batches in flight | dense SS | 2:4 SS | "
+                "2:4 / dense (SS) | dense RS | 2:4 RS | 2:4 / dense (RS) |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
+    row<4, 2, 1>(sms, source, counters);
+    row<2, 2, 1>(sms, source, counters);
+    row<1, 1, 1>(sms, source, counters);
+    row<1, 1, 2>(sms, source, counters);  // one wgmma at a time
+    row<2, 1, 2>(sms, source, counters);  // CUTLASS's sparse mainloop: a 64-deep K tile, then drain
+    row<2, 2, 2>(sms, source, counters);  // the native kernels' pipelined mainloop: two K tiles in flight
+    row<4, 2, 2>(sms, source, counters);
+    row<2, 4, 2>(sms, source, counters);
+    row<8, 2, 2>(sms, source, counters);
+    std::printf("\nWith TMA writes into shared memory meanwhile (2 warpgroups, batches of 4, 2 in "
+                "flight; a producer thread keeps %d bulk copies of %d bytes in flight, from a %d MiB "
+                "L2-resident buffer):\n\n"
+                "| product | TFLOP/s (MHz) alone | TFLOP/s (MHz) with TMA writes | TMA bytes per cycle "
+                "and SM |\n|---|---|---|---|\n", kCopies, kChunk, kSource >> 20);
+    tma_row<Kind::kIdle>("none (TMA alone)", sms, source, counters);
+    // The same on one SM in eight. (Its rate is the same because this producer's copies are
+    // what limit it, about 225 cycles each up to 16 KiB: the intake table below.)
+    tma_row<Kind::kIdle>("none (TMA alone, one SM in eight)", sms / 8, source, counters);
+    tma_row<Kind::kDenseSS>("dense SS", sms, source, counters);
+    tma_row<Kind::kSparseSS>("2:4 SS", sms, source, counters);
+    tma_row<Kind::kSparseRS>("2:4 RS", sms, source, counters);
+  }
+
+  IntakeCounters* intake = nullptr;
+  CHECK(cudaMalloc(&intake, sizeof(IntakeCounters)));
+  std::printf("\nIntake alone: bytes per cycle and SM (the mean over the SMs that run) from the %d MiB L2-resident buffer, by TMA bulk "
+              "copies (in flight x size) and by 16-byte loads (ld.global.cg, 8 in flight per thread), "
+              "each path on its own and both at once; one CTA per SM, ~4M cycles:\n\n"
+              "| paths | SMs | TMA bytes per cycle | load bytes per cycle | total | MHz |\n"
+              "|---|---|---|---|---|---|\n", kSource >> 20);
+  intake_row<1, 16384, 0>("TMA 1 x 16 KiB", sms, source, intake);
+  intake_row<2, 16384, 0>("TMA 2 x 16 KiB", sms, source, intake);
+  intake_row<4, 16384, 0>("TMA 4 x 16 KiB", sms, source, intake);
+  intake_row<6, 16384, 0>("TMA 6 x 16 KiB (the table above)", sms, source, intake);
+  intake_row<12, 16384, 0>("TMA 12 x 16 KiB", sms, source, intake);
+  intake_row<12, 16384, 0>("TMA 12 x 16 KiB", sms / 8, source, intake);
+  intake_row<6, 16384, 0, 2>("TMA 2 producers x 6 x 16 KiB", sms, source, intake);
+  intake_row<6, 16384, 0, 2>("TMA 2 producers x 6 x 16 KiB", sms / 8, source, intake);
+  intake_row<12, 8192, 0, 2>("TMA 2 producers x 12 x 8 KiB", sms, source, intake);
+  intake_row<6, 8192, 0, 4>("TMA 4 producers x 6 x 8 KiB", sms, source, intake);
+  intake_row<6, 8192, 0, 4>("TMA 4 producers x 6 x 8 KiB", sms / 8, source, intake);
+  intake_row<24, 8192, 0>("TMA 24 x 8 KiB", sms, source, intake);
+  intake_row<48, 4096, 0>("TMA 48 x 4 KiB", sms, source, intake);
+  intake_row<6, 32768, 0>("TMA 6 x 32 KiB", sms, source, intake);
+  intake_row<1, 65536, 0>("TMA 1 x 64 KiB", sms, source, intake);
+  intake_row<2, 65536, 0>("TMA 2 x 64 KiB", sms, source, intake);
+  intake_row<3, 65536, 0>("TMA 3 x 64 KiB", sms, source, intake);
+  intake_row<3, 65536, 0>("TMA 3 x 64 KiB", sms / 8, source, intake);
+  intake_row<0, 0, 8>("loads, 8 warps", sms, source, intake);
+  intake_row<0, 0, 16>("loads, 16 warps", sms, source, intake);
+  intake_row<0, 0, 31>("loads, 31 warps", sms, source, intake);
+  intake_row<0, 0, 31>("loads, 31 warps", sms / 8, source, intake);
+  intake_row<12, 16384, 16>("TMA 12 x 16 KiB + loads, 16 warps", sms, source, intake);
+  intake_row<6, 16384, 16>("TMA 6 x 16 KiB + loads, 16 warps", sms, source, intake);
+  CHECK(cudaFree(intake));
   CHECK(cudaFree(source));
   CHECK(cudaFree(counters));
   return 0;
