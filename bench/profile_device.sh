@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build, then profile kernels with Nsight Compute (speed of light,
 # memory workload, occupancy, scheduler and warp-state sections). Reports land in $OUT (or
-# ./out/device). Usage: bench/profile_device.sh [transforms|gemm|intake]
+# ./out/device). Usage: bench/profile_device.sh [transforms|gemm [CASE]|intake]
 #   transforms: one launch of each transform kernel while `sparse24 bench transforms --quick` runs;
 #   gemm: the native sparse GEMM (forward and weight gradient) and cuBLAS's dense GEMM at GPT-2 XL
-#   fc shapes, with per-instruction stall samples;
+#   fc shapes, with per-instruction stall samples; with CASE (a `bench gemm` case name), the
+#   native and cuBLAS forward kernels at that case instead;
 #   intake: for three columns of `bench gemm` (cuBLAS dense, cuSPARSELt searched, native; NVTX
 #   ranges of their timed calls) at three shapes, the kernel that ran and what it
 #   moved: bytes each SM took in from L2 per cycle (TMA and loads through the crossbar), L2
@@ -35,9 +36,9 @@ if [ "$suite" = gemm ]; then
     echo "== $1 ($3)"
     summary "$OUT_DIR/$1_details.txt"
   }
-  profile native_fwd device_kernel "GPT-2 XL fc"
-  profile native_dw device_kernel "GPT-2 XL fc dW"
-  profile cublas_fwd "nvjet|xmma_gemm" "GPT-2 XL fc"
+  profile native_fwd device_kernel "${2:-GPT-2 XL fc}"
+  [ -z "${2:-}" ] && profile native_dw device_kernel "GPT-2 XL fc dW"
+  profile cublas_fwd "nvjet|xmma_gemm" "${2:-GPT-2 XL fc}"
   exit 0
 fi
 if [ "$suite" = intake ]; then
