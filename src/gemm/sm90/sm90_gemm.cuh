@@ -1,7 +1,8 @@
 // src/gemm/sm90/sm90_gemm.cuh: one CUTLASS 4.x sm90 2:4 sparse GEMM configuration.
 //
-// Sm90SparseGemm<...>::run computes D = alpha * S B + beta * D + bias (one value per row of D)
-// with CUTLASS's sparse warp-specialized TMA + wgmma kernel. S arrives as sparse24 writes it:
+// Sm90SparseGemm<...>::run computes D = alpha * S B + beta * D + bias (one value per row of D;
+// schedules without a source operand drop beta * D and take beta == 0 only) with CUTLASS's sparse
+// warp-specialized TMA + wgmma kernel. S arrives as sparse24 writes it:
 // values m x k/2 row-major (CUTLASS's compressed A, K-major, no padding because K % 16 == 0 for
 // 16-bit and K % 32 == 0 for 8-bit values) and metadata in CUTLASS's sm90 layout for the K tile
 // (MetaLayout kSm90K64 / kSm90K128; docs/FORMAT.md). Nothing is copied or re-laid out.
@@ -32,8 +33,8 @@ template <> constexpr DType dtype_of<cutlass::float_e4m3_t>() { return DType::kF
 template <> constexpr DType dtype_of<cutlass::float_e5m2_t>() { return DType::kF8E5M2; }
 template <> constexpr DType dtype_of<float>() { return DType::kF32; }
 
-// Mainloop and epilogue schedules, by the names the .def files use. kernels.def uses Cooperative
-// and CooperativePipelined; the others are candidates of bench/sm90_explore.def that lost so far
+// Mainloop and epilogue schedules, by the names the .def files use. kernels.def uses Cooperative,
+// CooperativePipelined and CooperativePipelinedNoSource; the others are candidates of bench/sm90_explore.def that lost so far
 // (bench/NOTES.md), kept so that the measurements can be repeated.
 namespace sm90_schedule {
 // What every schedule leaves as is unless it says otherwise: CUTLASS's persistent tile scheduler

@@ -1,7 +1,7 @@
 // src/gemm/sm90/sm90_kernel.h: one compiled CUTLASS sm90 sparse GEMM, as the dispatcher sees it.
 //
-// Every kernel computes  D (m x n) = alpha * S B + beta * D + bias[i] on row i of D,
-// S: m x k 2:4 (compressed values m x k/2 row-major, metadata in the sm90 layout of the kernel's
+// Every kernel computes  D (m x n) = alpha * S B + beta * D + bias[i] on row i of D (those
+// without a source operand, reads_source false, only with beta == 0), S: m x k 2:4 (compressed values m x k/2 row-major, metadata in the sm90 layout of the kernel's
 // K tile: docs/FORMAT.md), B: k x n, D: m x n, fp32 accumulation. The list of kernels is
 // kernels.def; this header has no CUTLASS in it, so the dispatcher compiles fast.
 #pragma once
