@@ -13,7 +13,8 @@
 # products then run expanded to dense, as on a GPU without the native kernels (not Hopper);
 # --no-cpu-tests and --no-sanitizer skip the CPU suite (CI runs it) and the compute-sanitizer run;
 # --bench wgmma only builds and runs bench/wgmma_ceiling.cu (the tensor cores' own rate, dense and
-# 2:4, operands in shared memory: what any GEMM kernel can reach), nothing else.
+# 2:4, operands in shared memory: what any GEMM kernel can reach; and what each SM takes in from
+# L2 through TMA copies and loads), nothing else.
 # Logs go to $OUT when set (the device tool's output folder), else ./out/device.
 # Rebuilding by hand on a warm machine (cmake --build build-dev): a file that the device tool's
 # copy of the working tree replaced can keep an older timestamp than its object, and ninja then

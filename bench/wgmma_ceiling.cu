@@ -235,7 +235,6 @@ void tma_row(const char* name, int sms, const unsigned char* source, Counters* c
               with.tflops, with.mhz, with.tma_per_cycle);
 }
 
-
 // ---- Intake alone: how many bytes per cycle an SM takes in from L2, and through which path ----
 // The TMA table above kept 6 x 16 KiB in flight from one thread. Here the copies in flight, their
 // size and the number of producer threads vary, on all SMs and on one in eight: what limits one
