@@ -382,7 +382,7 @@ int main(int argc, char** argv) {
                 "and SM |\n|---|---|---|---|\n", kCopies, kChunk, kSource >> 20);
     tma_row<Kind::kIdle>("none (TMA alone)", sms, source, counters);
     // The same on one SM in eight. (Its rate is the same because this producer's copies are
-    // what limit it, about 225 cycles each up to 16 KiB: the intake table below.)
+    // what limit it, about 225-255 cycles each up to 16 KiB: the intake table below.)
     tma_row<Kind::kIdle>("none (TMA alone, one SM in eight)", sms / 8, source, counters);
     tma_row<Kind::kDenseSS>("dense SS", sms, source, counters);
     tma_row<Kind::kSparseSS>("2:4 SS", sms, source, counters);
@@ -399,7 +399,7 @@ int main(int argc, char** argv) {
   intake_row<1, 16384, 0>("TMA 1 x 16 KiB", sms, source, intake);
   intake_row<2, 16384, 0>("TMA 2 x 16 KiB", sms, source, intake);
   intake_row<4, 16384, 0>("TMA 4 x 16 KiB", sms, source, intake);
-  intake_row<6, 16384, 0>("TMA 6 x 16 KiB (the table above)", sms, source, intake);
+  intake_row<6, 16384, 0>("TMA 6 x 16 KiB (as the TMA rows above)", sms, source, intake);
   intake_row<12, 16384, 0>("TMA 12 x 16 KiB", sms, source, intake);
   intake_row<12, 16384, 0>("TMA 12 x 16 KiB", sms / 8, source, intake);
   intake_row<6, 16384, 0, 2>("TMA 2 producers x 6 x 16 KiB", sms, source, intake);
