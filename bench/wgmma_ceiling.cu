@@ -85,6 +85,49 @@ constexpr int kSource = 4 << 20;  // bytes of global memory the copies cycle thr
 constexpr int kOperandBytes = 64 * 16 * 2 + kN * 32 * 2;  // A and the larger B
 constexpr int kSmemBytes = kOperandBytes + kCopies * kChunk + 8 * kCopies + 16 + 1024;  // + landing, barriers, alignment
 
+// One producer thread's stream: keeps kN_ copies of kBytes bytes in flight (cp.async.bulk, global
+// -> shared, copy b into landing + b * kBytes, completing on bars[b]) from `source`, cycling
+// through kSource bytes from `offset`, until done() is true; then waits for the copies still in
+// flight. Returns the bytes of the copies that landed before done() (not those waited for after).
+template <int kN_, int kBytes, class Done>
+__device__ long long stream_copies(const unsigned char* source, long long offset, unsigned char* landing,
+                                   uint64_t* bars, Done done) {
+  static_assert(kN_ <= 64);
+  long long bytes = 0;
+  uint64_t phases = 0;  // bit b: the phase copy b waits for
+  auto issue = [&](int b) {
+    cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&bars[b], kBytes);
+    SM90_BULK_COPY_G2S::copy(source + offset, &bars[b], landing + b * kBytes, kBytes);
+    offset = (offset + kBytes) % kSource;
+  };
+  for (int b = 0; b < kN_; ++b) issue(b);
+  for (int b = 0; !done(); b = (b + 1) % kN_) {
+    cutlass::arch::ClusterTransactionBarrier::wait(&bars[b], (phases >> b) & 1);
+    phases ^= uint64_t(1) << b;
+    bytes += kBytes;
+    issue(b);
+  }
+  for (int b = 0; b < kN_; ++b) cutlass::arch::ClusterTransactionBarrier::wait(&bars[b], (phases >> b) & 1);
+  return bytes;
+}
+
+// The milliseconds between CUDA events around launch() on the default stream.
+template <class Launch>
+float timed_ms(Launch launch) {
+  cudaEvent_t start, stop;
+  CHECK(cudaEventCreate(&start));
+  CHECK(cudaEventCreate(&stop));
+  CHECK(cudaEventRecord(start));
+  launch();
+  CHECK(cudaEventRecord(stop));
+  CHECK(cudaEventSynchronize(stop));
+  float ms = 0.f;
+  CHECK(cudaEventElapsedTime(&ms, start, stop));
+  CHECK(cudaEventDestroy(start));
+  CHECK(cudaEventDestroy(stop));
+  return ms;
+}
+
 struct Counters {
   long long cycles;     // SM 0's cycles for the loop
   long long tma_bytes;  // bytes SM 0's producer copied meanwhile
@@ -118,22 +161,8 @@ __global__ void __launch_bounds__(128 * (kGroups + kTma), 1)
   if (kTma && threadIdx.x >= 128 * kGroups) {  // the producer warpgroup
     cutlass::arch::warpgroup_reg_dealloc<40>();
     if (threadIdx.x != 128 * kGroups) return;
-    long long bytes = 0, offset = 0;
-    uint32_t phases = 0;  // bit b: the phase copy b waits for
-    auto issue = [&](int b) {
-      cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&bars[b], kChunk);
-      SM90_BULK_COPY_G2S::copy(source + offset, &bars[b], landing + b * kChunk, kChunk);
-      offset = (offset + kChunk) % kSource;
-    };
-    for (int b = 0; b < kCopies; ++b) issue(b);
-    for (int b = 0; *reinterpret_cast<volatile int*>(finished) < kGroups; b = (b + 1) % kCopies) {
-      cutlass::arch::ClusterTransactionBarrier::wait(&bars[b], (phases >> b) & 1);
-      phases ^= 1u << b;
-      bytes += kChunk;
-      issue(b);
-    }
-    for (int b = 0; b < kCopies; ++b)
-      cutlass::arch::ClusterTransactionBarrier::wait(&bars[b], (phases >> b) & 1);
+    const long long bytes = stream_copies<kCopies, kChunk>(
+        source, 0, landing, bars, [&] { return *reinterpret_cast<volatile int*>(finished) >= kGroups; });
     if (blockIdx.x == 0) out->tma_bytes = bytes;
     return;
   }
@@ -189,17 +218,7 @@ Rate measure(int sms, const unsigned char* source, Counters* counters) {
   CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
   kernel<<<sms, threads, kSmemBytes>>>(100, source, counters);  // warm-up
   CHECK(cudaGetLastError());
-  cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
-  CHECK(cudaEventRecord(start));
-  kernel<<<sms, threads, kSmemBytes>>>(iterations, source, counters);
-  CHECK(cudaEventRecord(stop));
-  CHECK(cudaEventSynchronize(stop));
-  float ms = 0.f;
-  CHECK(cudaEventElapsedTime(&ms, start, stop));
-  CHECK(cudaEventDestroy(start));
-  CHECK(cudaEventDestroy(stop));
+  const float ms = timed_ms([&] { kernel<<<sms, threads, kSmemBytes>>>(iterations, source, counters); });
   const double k_equivalent = sparse(K) ? 32 : 16;
   const double flops =
       2.0 * 64 * kN * k_equivalent * kBatch * double(iterations) * kGroups * sms;
@@ -266,27 +285,11 @@ __global__ void __launch_bounds__(32 * (kLdgWarps + kProducers), 1)
     if constexpr (kCopies > 0) {
       if (lane != 0) return;
       const int producer = warp - kLdgWarps;
-      uint64_t* my_bars = bars + producer * kCopies;
-      unsigned char* my_landing = landing + producer * kCopies * kChunk;
-      long long bytes = 0, offset = (long long)(blockIdx.x * kProducers + producer) * kChunk % kSource;
-      uint64_t phases = 0;  // bit b: the phase copy b waits for (kCopies <= 64)
-      static_assert(kCopies <= 64);
-      auto issue = [&](int b) {
-        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&my_bars[b], kChunk);
-        SM90_BULK_COPY_G2S::copy(source + offset, &my_bars[b], my_landing + b * kChunk, kChunk);
-        offset = (offset + kChunk) % kSource;
-      };
-      for (int b = 0; b < kCopies; ++b) issue(b);
-      for (int b = 0; clock64() - start < budget; b = (b + 1) % kCopies) {
-        cutlass::arch::ClusterTransactionBarrier::wait(&my_bars[b], (phases >> b) & 1);
-        phases ^= uint64_t(1) << b;
-        bytes += kChunk;
-        issue(b);
-      }
-      for (int b = 0; b < kCopies; ++b) {  // the copies still in flight land, and count
-        cutlass::arch::ClusterTransactionBarrier::wait(&my_bars[b], (phases >> b) & 1);
-        bytes += kChunk;
-      }
+      const long long offset = (long long)(blockIdx.x * kProducers + producer) * kChunk % kSource;
+      const long long bytes =  // the copies still in flight at the end land too, and count
+          stream_copies<kCopies, kChunk>(source, offset, landing + producer * kCopies * kChunk,
+                                         bars + producer * kCopies, [&] { return clock64() - start >= budget; }) +
+          (long long)kCopies * kChunk;
       atomicAdd(reinterpret_cast<unsigned long long*>(&out->tma_bytes), (unsigned long long)bytes);
       if (blockIdx.x == 0)
         atomicMax(reinterpret_cast<unsigned long long*>(&out->tma_cycles), (unsigned long long)(clock64() - start));
@@ -323,17 +326,7 @@ void intake_row(const char* name, int sms, const unsigned char* source, IntakeCo
   kernel<<<sms, threads, smem>>>(100000, source, counters);  // warm-up
   CHECK(cudaGetLastError());
   CHECK(cudaMemset(counters, 0, sizeof(IntakeCounters)));
-  cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
-  CHECK(cudaEventRecord(start));
-  kernel<<<sms, threads, smem>>>(4000000, source, counters);
-  CHECK(cudaEventRecord(stop));
-  CHECK(cudaEventSynchronize(stop));
-  float ms = 0.f;
-  CHECK(cudaEventElapsedTime(&ms, start, stop));
-  CHECK(cudaEventDestroy(start));
-  CHECK(cudaEventDestroy(stop));
+  const float ms = timed_ms([&] { kernel<<<sms, threads, smem>>>(4000000, source, counters); });
   IntakeCounters c{};
   CHECK(cudaMemcpy(&c, counters, sizeof c, cudaMemcpyDeviceToHost));
   // Per SM and cycle, averaged over the SMs (every CTA runs the same budget of cycles).
