@@ -162,8 +162,6 @@ struct Sm90SparseGemm {
   }
 
   static void run(const Sm90Args& a) {
-    S24_CHECK(Schedule::kSource || a.beta == 0.f, kValue, "native sparse GEMM ", a.name,
-              " has no source operand: it computes D = alpha * S B (+ bias) and cannot add beta * D");
     const auto problem = cute::make_shape(a.m, a.n, a.k, 1);
     const bool b_k_major = cutlass::gemm::detail::is_k_major_B<LayoutB>();
     const bool d_row_major = std::is_same_v<LayoutD, cutlass::layout::RowMajor>;
