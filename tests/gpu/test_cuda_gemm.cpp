@@ -15,6 +15,9 @@
 #include "sparse24/gemm.h"
 #ifdef SPARSE24_WITH_CUSPARSELT
 #include "gemm/cusparselt_backend.h"
+#ifdef SPARSE24_WITH_CUTLASS
+#include "gemm/native_sm90.h"
+#endif
 #endif
 #include "gpu/gpu_test.h"
 #include "test_util.h"
@@ -413,6 +416,38 @@ TEST_F(CudaGemm, EveryNativeKernelMatchesTheCpu) {
     }
 }
 
+// The 16-bit weight-gradient kernels split the K loop (tokens) over every SM (stream-K): work
+// units start and end inside output tiles, and their partial sums meet in a workspace before the
+// epilogue adds beta * D. Shapes whose units split tiles unevenly, onto D = 1 * D + S B.
+TEST_F(CudaGemm, StreamKWeightGradientsMatchTheCpu) {
+  if (!gemm_backend_built(GemmBackend::kNative)) GTEST_SKIP() << "no native kernels in this build";
+  GemmOptions o;
+  o.backend = GemmBackend::kNative;
+  for (DType dt : {DType::kF16, DType::kBF16})
+    for (const Shape3& s : {Shape3{264, 136, 4160}, Shape3{200, 1000, 2112}, Shape3{1104, 264, 16384}})
+      check_weight_gradient(s, dt, dt, Layout::kRowMajor, DType::kF32, 1.f, o,
+                            name(s, GemmBackend::kNative, dt) + " weight gradient");
+}
+
+#ifdef SPARSE24_WITH_CUTLASS
+// Of the kernels that fit, the dispatcher takes the first unless another pads the output much less:
+// 128 x 256 tiles for a 768 x 3072 weight gradient (256 x 128 tiles in 2 x 1 clusters would pad
+// m to 1024, a third more), 256 x 128 (listed first) where both cover the output exactly, and at
+// 1600 x 6400, where 256 x 128 tiles pad 14% more.
+TEST_F(CudaGemm, TheDispatcherAvoidsTilesThatPadMuchMore) {
+  const auto chosen = [](int64_t m, int64_t n) {
+    const Sparse24Matrix g = sparse_operand(m, 64, DType::kF16, 1).to(Device::kCUDA);
+    const Tensor x = dense_operand(64, n, DType::kF16, 2, Layout::kRowMajor).to(Device::kCUDA);
+    const Tensor d = Tensor::matrix(m, n, DType::kF32, Layout::kRowMajor, Device::kCUDA);
+    return std::string(gemm::native_choice({&g, x, d, nullptr, 1.f, 1.f, {}}).name);
+  };
+  EXPECT_EQ(chosen(768, 3072), "f16_bn_dr_f32_128x256x64_c2x1_sk_p");
+  EXPECT_EQ(chosen(3072, 768), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
+  EXPECT_EQ(chosen(512, 512), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
+  EXPECT_EQ(chosen(1600, 6400), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
+}
+#endif
+
 // Every backend keeps its state (handles, plans, workspaces) per GPU: the same products on two
 // GPUs, each against the CPU, and again on the first (needs two GPUs; skipped otherwise).
 TEST_F(CudaGemm, EveryBackendRunsOnEveryGpu) {
@@ -526,7 +561,7 @@ TEST_F(CudaGemm, UnsupportedCallsSayWhy) {
   test::expect_error([&] { mm_into(y32, x, t(w), nullptr, native); }, ErrorKind::kDType,
                      "no kernel");
   // A kernel by name that does not fit.
-  native.native_kernel = "f16_bn_dr_f32_256x128x64_c2x1";
+  native.native_kernel = "f16_bn_dr_f32_256x128x64_c2x1_sk_p";
   test::expect_error([&] { mm_into(y, x, t(w), nullptr, native); }, ErrorKind::kValue,
                      "does not fit");
   // cuBLASLt is dense only.

@@ -33,6 +33,8 @@ struct Sm90Kernel {
   const char* name;              // kernels.def's: dtypes, majors, tile, cluster, schedule
   DType a, b, d;                 // S values, B, D (and bias) dtypes
   bool b_k_major, d_col_major;   // the majors of B and D
+  int tile_m, tile_n;            // the output tile of one CTA
+  int cluster_m, cluster_n;      // CTAs per cluster along m and n (the grid is whole clusters)
   int tile_k;                    // K tile: 64 reads MetaLayout kSm90K64, 128 kSm90K128
   bool reads_source;             // false: no beta * D term, the kernel runs only calls with beta == 0
   // Launches on the default stream; throws kShape when CUTLASS refuses the arguments, kDevice
