@@ -15,9 +15,9 @@
 #include "sparse24/gemm.h"
 #ifdef SPARSE24_WITH_CUSPARSELT
 #include "gemm/cusparselt_backend.h"
+#endif
 #ifdef SPARSE24_WITH_CUTLASS
 #include "gemm/native_sm90.h"
-#endif
 #endif
 #include "gpu/gpu_test.h"
 #include "test_util.h"
