@@ -281,19 +281,40 @@ int gemm(int argc, char** argv) {
       co.dtype = ty.s;
       co.layout = MetaLayout::kSm90K128;
       const Sparse24Matrix s128 = prune_magnitude(decompress(o.s), co);
+      std::vector<std::pair<const gemm::Sm90Kernel*, gemm::SparseProblem>> fits;
       for (const gemm::Sm90Kernel* k : gemm::native_kernels()) {
         gemm::SparseProblem p = o.sparse();
         if (k->tile_k >= 128) p.s = &s128;
         p.native_kernel = k->name;
         try {
-          const double kus = time_us(1, [&](int) { gemm::native_mm(p); });
-          kernel_rows.push_back(detail::concat("| ", c.m, " x ", c.n, " x ", c.k, " | ", k->name,
-                                               " | ", int(kus + 0.5), " | ", ratio(dense_us, kus), " |",
-                                               fp8 ? " " + error_text(max_error(host_s, host_b, o.d)) + " |"
-                                                   : std::string()));
-        } catch (const Error& e) {  // the kernel does not fit this case (dtype or layout)
+          gemm::native_choice(p);  // throws for a kernel that does not fit (dtype or layout)
+          fits.push_back({k, p});
+        } catch (const Error& e) {
           if (e.kind() != ErrorKind::kValue && e.kind() != ErrorKind::kDType) throw;
         }
+      }
+      // The clock drifts as the GPU heats (13-17% between a bench row and a kernel row of one
+      // run, bench/results/2026-11-27-h100-gemm-streamk.md): cuBLAS and every kernel are timed
+      // in turn, in kRounds rounds, and each reports its median round, so a slow stretch costs
+      // every kernel alike and each ratio compares times taken close together.
+      constexpr int kRounds = 3;
+      std::vector<std::vector<double>> rounds(fits.size() + 1);
+      for (int r = 0; r < kRounds; ++r) {
+        rounds.back().push_back(time_us(1, [&](int) { gemm::cublaslt_mm(o.dense_problem()); }));
+        for (size_t i = 0; i < fits.size(); ++i)
+          rounds[i].push_back(time_us(1, [&](int) { gemm::native_mm(fits[i].second); }));
+      }
+      const double round_dense_us = median_of(rounds.back());
+      for (size_t i = 0; i < fits.size(); ++i) {
+        const double kus = median_of(rounds[i]);
+        std::string error;
+        if (fp8) {
+          gemm::native_mm(fits[i].second);  // o.d holds this kernel's product for max_error
+          error = " " + error_text(max_error(host_s, host_b, o.d)) + " |";
+        }
+        kernel_rows.push_back(detail::concat("| ", c.m, " x ", c.n, " x ", c.k, " | ", fits[i].first->name,
+                                             " | ", int(kus + 0.5), " | ", int(round_dense_us + 0.5), " | ",
+                                             ratio(round_dense_us, kus), " |", error));
       }
     }
 #endif
@@ -322,8 +343,10 @@ int gemm(int argc, char** argv) {
     for (const std::string& r : accuracy_rows) std::printf("%s\n", r.c_str());
   }
   if (!kernel_rows.empty()) {
-    std::printf("\nEvery native kernel that fits:\n\n| m x n x k | kernel | us | speed-up |%s\n"
-                "|---|---|---|---|%s\n", fp8 ? " error |" : "", fp8 ? "---|" : "");
+    std::printf("\nEvery native kernel that fits, timed in turn with cuBLAS dense in 3 rounds (the "
+                "median round of each; speed-up against the cuBLAS of the same rounds):\n\n"
+                "| m x n x k | kernel | us | cuBLAS dense us | speed-up |%s\n"
+                "|---|---|---|---|---|%s\n", fp8 ? " error |" : "", fp8 ? "---|" : "");
     for (const std::string& r : kernel_rows) std::printf("%s\n", r.c_str());
   }
   return 0;
