@@ -211,9 +211,9 @@ int64_t padded_outputs(const Sm90Kernel& k, int64_t m, int64_t n) {
 // The kernel for p with the reading it uses: p.native_kernel if named, else the first fitting
 // kernel of kernels.def that pads the output at most 15% more than the one that pads it least.
 // GPT-2 S's 768 x 3072 weight gradient: 256 x 128 tiles in 2 x 1 clusters pad m to 1024, a third
-// more work than 128 x 256 tiles, which then run (16% faster); at GPT-2 XL proj's (1600 x 6400)
-// they cover 14% more, and stay ahead (8%): their tiles run 15-19% faster where both pad alike
-// (GPT-2 XL fc, GEMM v15).
+// more work than 128 x 256 tiles, which then run (11-17% faster); at GPT-2 XL proj's (1600 x 6400)
+// they cover 14% more, and stay ahead (5-9%): at 6400 x 1600, where both pad about equally,
+// 256 x 128 ran 14-19% faster (GEMM v15).
 std::pair<const Sm90Kernel*, Reading> choose(const SparseProblem& p) {
   const auto fit = fitting(p);
   if (p.native_kernel.empty()) {

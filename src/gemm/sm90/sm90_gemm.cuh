@@ -60,9 +60,9 @@ struct Pingpong : Defaults {
 // workspace), for outputs with too few tiles to fill the GPU (weight gradients, K = tokens).
 // For outputs of fewer tiles than SMs, run() asks CUTLASS for the stream-K decomposition
 // outright: its heuristic runs data-parallel whenever the last wave is at least half full, which
-// includes every output of half an SM count of tiles or more (GPT-2 S's weight gradients: 72
+// includes every output of half an SM count of tiles or more (GPT-2 S fc's weight gradient: 72
 // tiles on 132 SMs, 1.24-1.43x faster with stream-K, GEMM v15). From one wave up the heuristic
-// decides (stream-K only for a nearly empty last wave); forced stream-K was 3-8% slower than
+// decides (stream-K only for a nearly empty last wave); forced stream-K was 3-5% slower than
 // data-parallel at GPT-2 XL fc's weight gradient (338 tiles, a last wave of 74).
 struct CooperativeStreamK : Cooperative {
   using Scheduler = cutlass::gemm::StreamKScheduler;
