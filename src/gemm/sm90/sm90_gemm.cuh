@@ -33,9 +33,10 @@ template <> constexpr DType dtype_of<cutlass::float_e4m3_t>() { return DType::kF
 template <> constexpr DType dtype_of<cutlass::float_e5m2_t>() { return DType::kF8E5M2; }
 template <> constexpr DType dtype_of<float>() { return DType::kF32; }
 
-// Mainloop and epilogue schedules, by the names the .def files use. kernels.def uses Cooperative,
-// CooperativePipelined and CooperativePipelinedNoSource; the others are candidates of bench/sm90_explore.def that lost so far
-// (bench/NOTES.md), kept so that the measurements can be repeated.
+// Mainloop and epilogue schedules, by the names the .def files use. kernels.def uses
+// CooperativePipelined, CooperativePipelinedNoSource and CooperativePipelinedStreamK; the others
+// are candidates of bench/sm90_explore.def that lost so far (bench/NOTES.md), kept so that the
+// measurements can be repeated.
 namespace sm90_schedule {
 // What every schedule leaves as is unless it says otherwise: CUTLASS's persistent tile scheduler
 // (one output tile per CTA at a time), CUTLASS's sparse mainloop, as many stages as shared
@@ -103,6 +104,7 @@ struct CooperativePipelinedNoSource64 : CooperativePipelinedNoSource {
 struct PingpongPipelined : Pingpong {
   static constexpr bool kPipelined = true;
 };
+// Stream-K (above) with the pipelined mainloop: kernels.def's 16-bit weight gradients.
 struct CooperativePipelinedStreamK : CooperativeStreamK {
   static constexpr bool kPipelined = true;
 };
