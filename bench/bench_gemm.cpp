@@ -293,7 +293,7 @@ int gemm(int argc, char** argv) {
           if (e.kind() != ErrorKind::kValue && e.kind() != ErrorKind::kDType) throw;
         }
       }
-      // The clock drifts as the GPU heats (13-17% between a bench row and a kernel row of one
+      // The clock drifts as the GPU heats (15-17% between a bench row and a kernel row of one
       // run, bench/results/2026-11-27-h100-gemm-streamk.md): cuBLAS and every kernel are timed
       // in turn, in kRounds rounds, and each reports its median round, so a slow stretch costs
       // every kernel alike and each ratio compares times taken close together.
