@@ -6,7 +6,10 @@
 # .deps/; leave .deps/cusparselt behind, too big to carry: the machine's PyTorch has cuSPARSELt).
 # Usage, from the repository root:
 #   bench/run_device.sh [--bench transforms|gemm|ffn|all|none|wgmma] [--filter GTEST_FILTER] [--explore]
-#                       [--no-native] [--no-cpu-tests] [--no-sanitizer] [bench args...]
+#                       [--no-native] [--no-cpu-tests] [--no-sanitizer] [--prebuilt] [bench args...]
+# --prebuilt runs the binaries that bench/build_for_device.sh built on the development machine and
+# the call carried (build-carry/): no build here (--explore and --no-native do not apply; the
+# build script takes --explore), no CPU suite;
 # --explore also builds the candidate GEMM kernels of bench/sm90_explore.def (SM90_EXPLORE_ONLY, a
 # regex of kernel names such as 'x_f16_a|x_f16_b', builds only those: fewer to compile);
 # --no-native builds without CUTLASS (in build-dev-no-native, a few minutes faster): kAuto's 2:4
@@ -32,6 +35,7 @@ explore=OFF
 sanitizer=1
 cpu_tests=1
 build=build-dev
+prebuilt=0
 native=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
     --no-native) build=build-dev-no-native; native=(-DSPARSE24_CUTLASS_DIR=/nonexistent); shift ;;
     --no-sanitizer) sanitizer=0; shift ;;
     --no-cpu-tests) cpu_tests=0; shift ;;
+    --prebuilt) build=build-carry; prebuilt=1; cpu_tests=0; shift ;;
     *) break ;;
   esac
 done
@@ -59,12 +64,19 @@ fi
 
 step "GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-step "configure + build"
-cmake -S . -B "$build" -G Ninja -DSPARSE24_CUDA=ON "${native[@]}" -DSPARSE24_GTEST_SOURCE="${GTEST_SOURCE:-$PWD/.deps/googletest}" \
-  ${cusparselt:+-DSPARSE24_CUSPARSELT_DIR=$cusparselt} -DSPARSE24_SM90_EXPLORE=$explore \
-  -DSPARSE24_SM90_EXPLORE_ONLY="${SM90_EXPLORE_ONLY:-}" \
-  >"$OUT_DIR/configure.log" 2>&1 || { tail -30 "$OUT_DIR/configure.log"; exit 1; }
-cmake --build "$build" -j"$nproc_" >"$OUT_DIR/build.log" 2>&1 || { grep -E "error" -A5 "$OUT_DIR/build.log" | head -60; exit 1; }
+if [ "$prebuilt" = 1 ]; then
+  step "prebuilt binaries (bench/build_for_device.sh)"
+  [ -x "$build/sparse24" ] && [ -x "$build/tests/sparse24_gpu_tests" ] ||
+    { echo "no $build/sparse24 or $build/tests/sparse24_gpu_tests: carry both"; exit 1; }
+  export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/lib:${cusparselt:+$cusparselt/lib:}${LD_LIBRARY_PATH:-}"
+else
+  step "configure + build"
+  cmake -S . -B "$build" -G Ninja -DSPARSE24_CUDA=ON "${native[@]}" -DSPARSE24_GTEST_SOURCE="${GTEST_SOURCE:-$PWD/.deps/googletest}" \
+    ${cusparselt:+-DSPARSE24_CUSPARSELT_DIR=$cusparselt} -DSPARSE24_SM90_EXPLORE=$explore \
+    -DSPARSE24_SM90_EXPLORE_ONLY="${SM90_EXPLORE_ONLY:-}" \
+    >"$OUT_DIR/configure.log" 2>&1 || { tail -30 "$OUT_DIR/configure.log"; exit 1; }
+  cmake --build "$build" -j"$nproc_" >"$OUT_DIR/build.log" 2>&1 || { grep -E "error" -A5 "$OUT_DIR/build.log" | head -60; exit 1; }
+fi
 $build/sparse24 info
 if [ "$cpu_tests" = 1 ]; then
   step "CPU tests"
