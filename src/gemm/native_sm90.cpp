@@ -201,11 +201,9 @@ std::vector<NativeKernelInfo> native_kernel_info() {
 
 namespace {
 
-// The outputs a kernel's grid covers for an m x n output: whole clusters of tiles, so the tiles
-// beyond the output's edge are work too (each CTA runs the whole K loop of its tile).
+// The outputs a kernel's grid covers for an m x n output, padding included (grid_tiles).
 int64_t padded_outputs(const Sm90Kernel& k, int64_t m, int64_t n) {
-  const int64_t cm = int64_t(k.tile_m) * k.cluster_m, cn = int64_t(k.tile_n) * k.cluster_n;
-  return (m + cm - 1) / cm * cm * ((n + cn - 1) / cn * cn);
+  return grid_tiles(m, n, k.tile_m, k.tile_n, k.cluster_m, k.cluster_n) * k.tile_m * k.tile_n;
 }
 
 // The kernel for p with the reading it uses: p.native_kernel if named, else the first fitting

@@ -192,10 +192,8 @@ struct Sm90SparseGemm {
     if constexpr (std::is_same_v<typename Schedule::Scheduler, cutlass::gemm::StreamKScheduler>) {
       // Fewer output tiles than SMs: stream-K outright (CUTLASS's heuristic would run them
       // data-parallel when they fill half the SMs or more). From one wave up, its heuristic.
-      const int64_t cm = int64_t(cute::size<0>(TileShape{})) * cute::size<0>(ClusterShape{});
-      const int64_t cn = int64_t(cute::size<1>(TileShape{})) * cute::size<1>(ClusterShape{});
-      const int64_t tiles = (a.m + cm - 1) / cm * cute::size<0>(ClusterShape{}) *
-                            ((a.n + cn - 1) / cn * cute::size<1>(ClusterShape{}));
+      const int64_t tiles = grid_tiles(a.m, a.n, cute::size<0>(TileShape{}), cute::size<1>(TileShape{}),
+                                       cute::size<0>(ClusterShape{}), cute::size<1>(ClusterShape{}));
       if (tiles < a.sm_count)
         args.scheduler.decomposition_mode = Kernel::TileScheduler::DecompositionMode::StreamK;
     }

@@ -29,6 +29,14 @@ struct Sm90Args {
   void* (*workspace)(size_t bytes) = nullptr;
 };
 
+// The output tiles a grid of tile_m x tile_n tiles in cluster_m x cluster_n clusters launches for
+// an m x n output: whole clusters, so tiles past the output's edge count too (each runs its whole
+// K loop).
+inline int64_t grid_tiles(int64_t m, int64_t n, int tile_m, int tile_n, int cluster_m, int cluster_n) {
+  const int64_t cm = int64_t(tile_m) * cluster_m, cn = int64_t(tile_n) * cluster_n;
+  return (m + cm - 1) / cm * cluster_m * ((n + cn - 1) / cn * cluster_n);
+}
+
 struct Sm90Kernel {
   const char* name;              // kernels.def's: dtypes, majors, tile, cluster, schedule
   DType a, b, d;                 // S values, B, D (and bias) dtypes
