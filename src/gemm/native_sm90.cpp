@@ -5,10 +5,11 @@
 //   - a kernel for its dtypes (S, B, D; bias in D's dtype) and for the majors of B and D;
 //   - TMA alignment: K % 16 (16-bit values) or % 32 (8-bit); 16-byte aligned pointers and
 //     leading dimensions; the contiguous extent of B and of D a multiple of 16 bytes.
-// Each unmet need is an error that names it. The first kernel of kernels.def that fits runs (the
-// file lists them in order of preference, from `bench gemm --all-kernels`), unless its tiles pad
-// the output more than 15% beyond another's that fits (choose(), below); a fuller tile-count
-// heuristic (wave quantization) chose worse than that order at 2 of 14 benchmark shapes.
+// Each unmet need is an error that names it. Of the kernels of kernels.def that fit (the file
+// lists them in order of preference, from `bench gemm --all-kernels`), the first runs whose tiles
+// pad the output at most 15% beyond another's and whose tile is long along the output's long
+// side (choose(), below); a fuller tile-count heuristic (wave quantization) chose worse than
+// kernels.def's order at 2 of 14 benchmark shapes.
 #include "gemm/native_sm90.h"
 
 #include <cuda_runtime.h>
@@ -206,20 +207,28 @@ int64_t padded_outputs(const Sm90Kernel& k, int64_t m, int64_t n) {
   return grid_tiles(m, n, k.tile_m, k.tile_n, k.cluster_m, k.cluster_n) * k.tile_m * k.tile_n;
 }
 
-// The kernel for p with the reading it uses: p.native_kernel if named, else the first fitting
-// kernel of kernels.def that pads the output at most 15% more than the one that pads it least.
-// GPT-2 S's 768 x 3072 weight gradient: 256 x 128 tiles in 2 x 1 clusters pad m to 1024, a third
-// more work than 128 x 256 tiles, which then run (11-17% faster); at GPT-2 XL proj's (1600 x 6400)
-// they cover 14% more, and stay ahead (5-9%): at 6400 x 1600, where both pad about equally,
-// 256 x 128 ran 14-19% faster (GEMM v15).
+// Whether a kernel's tile is long along the same side as an m x n output (square counts as tall).
+bool same_orientation(const Sm90Kernel& k, int64_t m, int64_t n) { return (k.tile_m >= k.tile_n) == (m >= n); }
+
+// The kernel for p with the reading it uses: p.native_kernel if named, else, of the fitting
+// kernels that pad the output at most 15% more than the one that pads it least, the first in
+// kernels.def order whose tile has the output's orientation, or the first if none has it.
+// Padding: GPT-2 S's 768 x 3072 weight gradient in 256 x 128 tiles (2 x 1 clusters) pads m to
+// 1024, a third more work; at GPT-2 XL proj's (1600 x 6400) they pad 12% more than 128 x 192
+// tiles, within the margin, where 256 x 128 tiles had stayed ahead of 128 x 256 ones (GEMM v15).
+// Orientation: 128 x 192 tiles ran 10-20% faster than 256 x 128 at both wide weight gradients,
+// 256 x 128 as fast or faster at the two tall ones (GEMM v18).
 std::pair<const Sm90Kernel*, Reading> choose(const SparseProblem& p) {
   const auto fit = fitting(p);
   if (p.native_kernel.empty()) {
     const int64_t m = p.s->rows, n = p.d.cols();
     int64_t least = padded_outputs(*fit.front().first, m, n);
     for (const auto& f : fit) least = std::min(least, padded_outputs(*f.first, m, n));
+    const auto near = [&](const Sm90Kernel& k) { return double(padded_outputs(k, m, n)) <= 1.15 * double(least); };
     for (const auto& f : fit)
-      if (double(padded_outputs(*f.first, m, n)) <= 1.15 * double(least)) return f;
+      if (near(*f.first) && same_orientation(*f.first, m, n)) return f;
+    for (const auto& f : fit)
+      if (near(*f.first)) return f;
   }
   for (const auto& f : fit)
     if (p.native_kernel == f.first->name) return f;

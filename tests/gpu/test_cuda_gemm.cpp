@@ -430,21 +430,23 @@ TEST_F(CudaGemm, StreamKWeightGradientsMatchTheCpu) {
 }
 
 #ifdef SPARSE24_WITH_CUTLASS
-// Of the kernels that fit, the dispatcher takes the first unless another pads the output much less:
-// 128 x 256 tiles for a 768 x 3072 weight gradient (256 x 128 tiles in 2 x 1 clusters would pad
-// m to 1024, a third more), 256 x 128 (listed first) where both cover the output exactly, and at
-// 1600 x 6400, where 256 x 128 tiles pad 14% more.
-TEST_F(CudaGemm, TheDispatcherAvoidsTilesThatPadMuchMore) {
+// Of the kernels that fit and pad the output at most 15% beyond another's, the dispatcher takes
+// the first whose tile is long along the output's long side: 256 x 128 for tall or square weight
+// gradients, 128 x 192 for wide ones; and 128 x 192 for a tall 1280 x 384, where 256 x 128 tiles
+// in 2 x 1 clusters would pad m to 1536 (20% more).
+TEST_F(CudaGemm, TheDispatcherPicksTilesByPaddingAndOrientation) {
   const auto chosen = [](int64_t m, int64_t n) {
     const Sparse24Matrix g = sparse_operand(m, 64, DType::kF16, 1).to(Device::kCUDA);
     const Tensor x = dense_operand(64, n, DType::kF16, 2, Layout::kRowMajor).to(Device::kCUDA);
     const Tensor d = Tensor::matrix(m, n, DType::kF32, Layout::kRowMajor, Device::kCUDA);
     return std::string(gemm::native_choice({&g, x, d, nullptr, 1.f, 1.f, {}}).name);
   };
-  EXPECT_EQ(chosen(768, 3072), "f16_bn_dr_f32_128x256x64_c2x1_sk_p");
+  EXPECT_EQ(chosen(768, 3072), "f16_bn_dr_f32_128x192x64_c2x1_sk_p");
+  EXPECT_EQ(chosen(1600, 6400), "f16_bn_dr_f32_128x192x64_c2x1_sk_p");
   EXPECT_EQ(chosen(3072, 768), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
+  EXPECT_EQ(chosen(6400, 1600), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
   EXPECT_EQ(chosen(512, 512), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
-  EXPECT_EQ(chosen(1600, 6400), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
+  EXPECT_EQ(chosen(1280, 384), "f16_bn_dr_f32_128x192x64_c2x1_sk_p");
 }
 #endif
 

@@ -174,4 +174,100 @@ struct PipelinedSparseMainloop : Base {
   }
 };
 
+// ---- Split loads ------------------------------------------------------------------------------
+// The same mainloop with a stage's TMA copies issued by two producer warps instead of one: the
+// mainloop producer warp issues A's and E's copies (and, as leader, announces the stage's bytes
+// on its full barrier), the otherwise idle warp 3 of the producer warpgroup (CUTLASS's
+// "MainloopAux" role) B's. Both wait for the stage to be released by the consumers.
+//
+// Why (bench/NOTES.md, GEMM v18): one thread issuing bulk copies managed one copy per ~255 cycles
+// up to 16 KiB (the intake probe, GEMM v14), and the kernels took in what that predicts: the
+// native 128 x 256 x 64 stage (3 copies for 41 KiB) 46 bytes per cycle, cuSPARSELt's 128 x 336
+// (4 copies for 52 KiB) 51. A 2:4 stage at the full rate needs its 41 KiB in 512 cycles.
+//
+// B's copies may land (complete_tx) before the leader's arrive_and_expect_tx for the same phase:
+// the barrier's transaction count goes negative meanwhile, and the phase cannot complete while
+// the leader's arrival is pending, as with a cluster peer's multicast copies.
+template <class Policy>
+struct SplitLoadPolicy : Policy {};
+
+template <class Base>
+struct SplitLoadMainloop : PipelinedSparseMainloop<Base> {
+  using DispatchPolicy = SplitLoadPolicy<typename Base::DispatchPolicy>;
+  using typename Base::MainloopPipeline;
+  using typename Base::Params;
+  using typename Base::PipelineState;
+  using typename Base::SmemLayoutA;
+  using typename Base::SmemLayoutB;
+  using typename Base::SmemLayoutE;
+  using typename Base::TensorStorage;
+
+  // One producer warp's copies of k_tile_count stages: A's and E's (kB false) or B's (kB true).
+  template <bool kB, class LoadInputs, class BlockCoord, class KTileIterator>
+  CUTLASS_DEVICE static void issue(Params const& params, MainloopPipeline pipeline, PipelineState write,
+                                   LoadInputs const& inputs, BlockCoord const& blk, KTileIterator k_tile,
+                                   int k_tile_count, uint32_t rank_in_cluster, TensorStorage& storage) {
+    using namespace cute;
+    if (!elect_one_sync()) return;
+    auto cluster = make_layout(typename DispatchPolicy::ClusterShape{});
+    auto cta = cluster.get_flat_coord(rank_in_cluster);
+    auto [m, n, k, l] = blk;
+    if constexpr (kB) {
+      // B is shared by the cluster's CTAs along M: each loads its part and multicasts it.
+      Tensor sB = make_tensor(make_smem_ptr(storage.smem_B.begin()), SmemLayoutB{});
+      auto tma_b = params.tma_load_b.get_slice(get<0>(cta));
+      Tensor gB = get<1>(inputs)(_, _, n, _, l);
+      Tensor src = tma_b.partition_S(gB);
+      Tensor dst = tma_b.partition_D(sB);
+      const uint16_t mask = create_tma_multicast_mask<0>(cluster, cta);
+      CUTLASS_PRAGMA_NO_UNROLL
+      for (; k_tile_count > 0; --k_tile_count, ++k_tile, ++write) {
+        pipeline.producer_acquire(write);
+        copy(params.tma_load_b.with(*pipeline.producer_get_barrier(write), mask), src(_, _, _, *k_tile),
+             dst(_, _, _, write.index()));
+      }
+    } else {
+      Tensor sA = make_tensor(make_smem_ptr(storage.smem_A.begin()), SmemLayoutA{});
+      Tensor sE = make_tensor(make_smem_ptr(storage.smem_E.begin()), SmemLayoutE{});
+      auto tma_a = params.tma_load_a.get_slice(get<1>(cta));
+      auto tma_e = params.tma_load_e.get_slice(get<1>(cta));
+      Tensor gA = get<0>(inputs)(_, _, m, _, l);
+      Tensor gE = get<2>(inputs)(_, _, m, _, l);
+      Tensor srcA = tma_a.partition_S(gA);
+      Tensor dstA = tma_a.partition_D(sA);
+      Tensor srcE = tma_e.partition_S(gE);
+      Tensor dstE = tma_e.partition_D(sE);
+      const uint16_t mask = create_tma_multicast_mask<1>(cluster, cta);  // A and E along N
+      CUTLASS_PRAGMA_NO_UNROLL
+      for (; k_tile_count > 0; --k_tile_count, ++k_tile, ++write) {
+        pipeline.producer_acquire(write);  // the leader: also expects the stage's bytes
+        auto* barrier = pipeline.producer_get_barrier(write);
+        copy(params.tma_load_a.with(*barrier, mask), srcA(_, _, _, *k_tile), dstA(_, _, _, write.index()));
+        copy(params.tma_load_e.with(*barrier, mask), srcE(_, _, _, *k_tile), dstE(_, _, _, write.index()));
+      }
+    }
+  }
+
+  template <class LoadInputs, class BlockCoord, class KTileIterator>
+  CUTLASS_DEVICE void load(Params const& params, MainloopPipeline pipeline, PipelineState write,
+                           LoadInputs const& inputs, BlockCoord const& blk, KTileIterator k_tile,
+                           int k_tile_count, int /*thread_idx*/, uint32_t rank_in_cluster,
+                           TensorStorage& storage) {
+    issue<false>(params, pipeline, write, inputs, blk, k_tile, k_tile_count, rank_in_cluster, storage);
+  }
+  template <class LoadInputs, class BlockCoord, class KTileIterator>
+  CUTLASS_DEVICE void load_auxiliary(Params const& params, MainloopPipeline pipeline, PipelineState write,
+                                     LoadInputs const& inputs, BlockCoord const& blk, KTileIterator k_tile,
+                                     int k_tile_count, int /*thread_idx*/, uint32_t rank_in_cluster,
+                                     TensorStorage& storage) {
+    issue<true>(params, pipeline, write, inputs, blk, k_tile, k_tile_count, rank_in_cluster, storage);
+  }
+};
+
 }  // namespace sparse24::gemm
+
+// CUTLASS's warp-specialized kernels run load_auxiliary on their auxiliary producer warp for
+// mainloops whose dispatch policy says so.
+template <class Policy>
+struct cutlass::gemm::kernel::detail::HasAuxiliaryLoad<sparse24::gemm::SplitLoadPolicy<Policy>>
+    : cute::true_type {};

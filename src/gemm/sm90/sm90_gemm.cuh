@@ -46,6 +46,7 @@ struct Defaults {
   using Scheduler = void;
   static constexpr bool kSource = true;  // D = ... + beta * D: the epilogue can read D
   static constexpr bool kPipelined = false;
+  static constexpr bool kSplitLoads = false;  // one producer warp issues every copy of a stage
   static constexpr int kStages = 0;
   using EpilogueTile = cutlass::epilogue::collective::EpilogueTileAuto;
 };
@@ -108,6 +109,17 @@ struct PingpongPipelined : Pingpong {
 struct CooperativePipelinedStreamK : CooperativeStreamK {
   static constexpr bool kPipelined = true;
 };
+// The pipelined schedules with each stage's copies issued by two producer warps (A and E; B),
+// pipelined_mainloop.cuh's SplitLoadMainloop.
+struct CooperativePipelinedSplit : CooperativePipelined {
+  static constexpr bool kSplitLoads = true;
+};
+struct CooperativePipelinedNoSourceSplit : CooperativePipelinedNoSource {
+  static constexpr bool kSplitLoads = true;
+};
+struct CooperativePipelinedStreamKSplit : CooperativePipelinedStreamK {
+  static constexpr bool kSplitLoads = true;
+};
 // One math warpgroup per CTA (non-persistent), with an explicit stage count so that small tiles
 // can leave room for a second CTA on the SM.
 template <int Stages>
@@ -145,8 +157,10 @@ struct Sm90SparseGemm {
                          cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
                              sizeof(typename Epilogue::SharedStorage))>>,
       typename Schedule::Mainloop>::CollectiveOp;
-  using Mainloop = std::conditional_t<Schedule::kPipelined, PipelinedSparseMainloop<BuiltMainloop>,
-                                      BuiltMainloop>;
+  static_assert(Schedule::kPipelined || !Schedule::kSplitLoads, "split loads come with the pipelined mainloop");
+  using Mainloop = std::conditional_t<
+      Schedule::kSplitLoads, SplitLoadMainloop<BuiltMainloop>,
+      std::conditional_t<Schedule::kPipelined, PipelinedSparseMainloop<BuiltMainloop>, BuiltMainloop>>;
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, Mainloop,
                                                       Epilogue, typename Schedule::Scheduler>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
