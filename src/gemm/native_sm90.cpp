@@ -8,7 +8,7 @@
 // Each unmet need is an error that names it. Of the kernels of kernels.def that fit (the file
 // lists them in order of preference, from `bench gemm --all-kernels`), the first runs whose tiles
 // pad the output at most 15% beyond another's and whose tile is long along the output's long
-// side (choose(), below); a fuller tile-count heuristic (wave quantization) chose worse than
+// side, else the first of those that pad little (choose(), below); a fuller tile-count heuristic (wave quantization) chose worse than
 // kernels.def's order at 2 of 14 benchmark shapes.
 #include "gemm/native_sm90.h"
 
@@ -217,7 +217,8 @@ bool same_orientation(const Sm90Kernel& k, int64_t m, int64_t n) { return (k.til
 // 1024, a third more work; at GPT-2 XL proj's (1600 x 6400) they pad 12% more than 128 x 192
 // tiles, within the margin, where 256 x 128 tiles had stayed ahead of 128 x 256 ones (GEMM v15).
 // Orientation: 128 x 192 tiles ran 10-20% faster than 256 x 128 at both wide weight gradients,
-// 256 x 128 as fast or faster at the two tall ones (GEMM v18).
+// 256 x 128 as fast or faster at the two tall ones on an H100 (GEMM v18; on an H200 128 x 192
+// won 6400 x 1600 by 11-13%).
 std::pair<const Sm90Kernel*, Reading> choose(const SparseProblem& p) {
   const auto fit = fitting(p);
   if (p.native_kernel.empty()) {

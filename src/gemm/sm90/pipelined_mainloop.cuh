@@ -184,8 +184,9 @@ struct PipelinedSparseMainloop : Base {
 // up to 16 KiB (the intake probe, GEMM v14), and the kernels took in what that predicts: the
 // native 128 x 256 x 64 stage (3 copies for 41 KiB) 46 bytes per cycle, cuSPARSELt's 128 x 336
 // (4 copies for 52 KiB) 51. A 2:4 stage at the full rate needs its 41 KiB in 512 cycles.
-// Measured: the 16-bit forward kernels ran level with it (-4% to +5%), so the copies' issue was
-// not their limit; the FP8 weight gradient ran 3-9% faster, and kernels.def's has it.
+// Measured: the 16-bit forward kernels ran level with it or slightly faster (-4% to +9%), so the
+// copies' issue was not their limit; the FP8 weight gradient ran 3-9% faster, and kernels.def's
+// has it.
 //
 // B's copies may land (complete_tx) before the leader's arrive_and_expect_tx for the same phase:
 // the barrier's transaction count goes negative meanwhile, and the phase cannot complete while
