@@ -8,8 +8,8 @@
 // Each unmet need is an error that names it. Of the kernels of kernels.def that fit (the file
 // lists them in order of preference, from `bench gemm --all-kernels`), the first runs whose tiles
 // pad the output at most 15% beyond another's and whose tile is long along the output's long
-// side, else the first of those that pad little (choose(), below); a fuller tile-count heuristic (wave quantization) chose worse than
-// kernels.def's order at 2 of 14 benchmark shapes.
+// side, else the first of those that pad little (choose(), below); a fuller tile-count
+// heuristic (wave quantization) chose worse than kernels.def's order at 2 of 14 benchmark shapes.
 #include "gemm/native_sm90.h"
 
 #include <cuda_runtime.h>
