@@ -444,12 +444,12 @@ TEST_F(CudaGemm, TheDispatcherPicksTilesByPaddingAndOrientation) {
     const Tensor d = Tensor::matrix(m, n, DType::kF32, Layout::kRowMajor, Device::kCUDA);
     return std::string(gemm::native_choice({&g, x, d, nullptr, 1.f, 1.f, {}}).name);
   };
-  EXPECT_EQ(chosen(768, 3072), "f16_bn_dr_f32_128x192x64_c2x1_sk_p");
-  EXPECT_EQ(chosen(1600, 6400), "f16_bn_dr_f32_128x192x64_c2x1_sk_p");
+  EXPECT_EQ(chosen(768, 3072), "f16_bn_dr_f32_128x192x64_c2x1_sk_p_sl");
+  EXPECT_EQ(chosen(1600, 6400), "f16_bn_dr_f32_128x192x64_c2x1_sk_p_sl");
   EXPECT_EQ(chosen(3072, 768), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
   EXPECT_EQ(chosen(6400, 1600), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
   EXPECT_EQ(chosen(512, 512), "f16_bn_dr_f32_256x128x64_c2x1_sk_p");
-  EXPECT_EQ(chosen(1280, 384), "f16_bn_dr_f32_128x192x64_c2x1_sk_p");
+  EXPECT_EQ(chosen(1280, 384), "f16_bn_dr_f32_128x192x64_c2x1_sk_p_sl");
 }
 #endif
 

@@ -185,8 +185,8 @@ struct PipelinedSparseMainloop : Base {
 // native 128 x 256 x 64 stage (3 copies for 41 KiB) 46 bytes per cycle, cuSPARSELt's 128 x 336
 // (4 copies for 52 KiB) 51. A 2:4 stage at the full rate needs its 41 KiB in 512 cycles.
 // Measured: the 16-bit forward kernels ran level with it or slightly faster (-4% to +9%), so the
-// copies' issue was not their limit; the FP8 weight gradient ran 3-9% faster, and kernels.def's
-// has it.
+// copies' issue was not their limit; the 128 x 192 weight-gradient kernels ran 1-8% (16-bit, wide
+// outputs) and 3-9% (FP8) faster, and kernels.def's have it.
 //
 // B's copies may land (complete_tx) before the leader's arrive_and_expect_tx for the same phase:
 // the barrier's transaction count goes negative meanwhile, and the phase cannot complete while
