@@ -34,9 +34,10 @@ template <> constexpr DType dtype_of<cutlass::float_e5m2_t>() { return DType::kF
 template <> constexpr DType dtype_of<float>() { return DType::kF32; }
 
 // Mainloop and epilogue schedules, by the names the .def files use. kernels.def uses
-// CooperativePipelined, CooperativePipelinedNoSource and CooperativePipelinedStreamK; the others
-// are candidates of bench/sm90_explore.def that lost so far (bench/NOTES.md), kept so that the
-// measurements can be repeated.
+// CooperativePipelined, CooperativePipelinedNoSource, CooperativePipelinedStreamK and, with split
+// loads, CooperativePipelinedSplit and CooperativePipelinedStreamKSplit; the others are candidates
+// of bench/sm90_explore.def that lost so far (bench/NOTES.md), kept so that the measurements can
+// be repeated.
 namespace sm90_schedule {
 // What every schedule leaves as is unless it says otherwise: CUTLASS's persistent tile scheduler
 // (one output tile per CTA at a time), CUTLASS's sparse mainloop, as many stages as shared
