@@ -21,6 +21,7 @@
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "gemm/sm90/pipelined_mainloop.cuh"
 #include "gemm/sm90/sm90_kernel.h"
+#include "gemm/sm90/warp_store_epilogue.cuh"
 #include "sparse24/error.h"
 
 namespace sparse24::gemm {
@@ -48,6 +49,7 @@ struct Defaults {
   static constexpr bool kSource = true;  // D = ... + beta * D: the epilogue can read D
   static constexpr bool kPipelined = false;
   static constexpr bool kSplitLoads = false;  // one producer warp issues every copy of a stage
+  static constexpr bool kWarpStores = false;  // CUTLASS's TMA epilogue
   static constexpr int kStages = 0;
   using EpilogueTile = cutlass::epilogue::collective::EpilogueTileAuto;
 };
@@ -101,6 +103,11 @@ struct CooperativePipelinedNoSource : CooperativePipelined {
 struct CooperativePipelinedNoSource64 : CooperativePipelinedNoSource {
   using EpilogueTile = cute::Shape<cute::_128, cute::_64>;
 };
+// Without a source operand, and with every warp storing its own rows of the output tile, no
+// barrier between warps (warp_store_epilogue.cuh), instead of CUTLASS's TMA epilogue.
+struct CooperativePipelinedWarpStores : CooperativePipelinedNoSource {
+  static constexpr bool kWarpStores = true;
+};
 // Ping-pong (each math warpgroup owns a whole output tile, one's epilogue overlapping the other's
 // mainloop), with the pipelined mainloop.
 struct PingpongPipelined : Pingpong {
@@ -145,10 +152,16 @@ struct Sm90SparseGemm {
   using ElementC = std::conditional_t<Schedule::kSource, ElementD, void>;
   using Fusion = cutlass::epilogue::fusion::LinCombPerRowBias<ElementD, float, ElementD, ElementC,
                                                               float>;
-  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+  using BuiltEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, TileShape, ClusterShape,
       typename Schedule::EpilogueTile, float, float, ElementC, LayoutD, kAlignD,
       ElementD, LayoutD, kAlignD, typename Schedule::Epilogue, Fusion>::CollectiveOp;
+  static_assert(!Schedule::kWarpStores || (!Schedule::kSource && std::is_same_v<LayoutD, cutlass::layout::ColumnMajor>),
+                "warp stores: column-major D, no source operand");
+  using Epilogue = std::conditional_t<
+      Schedule::kWarpStores,
+      cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<WarpStoreEpilogue<ElementD, TileShape>>,
+      BuiltEpilogue>;
   using BuiltMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, ElementA,
       cutlass::layout::RowMajor, kAlignA, ElementB, LayoutB, kAlignB, float, TileShape,
