@@ -21,7 +21,6 @@
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "gemm/sm90/pipelined_mainloop.cuh"
 #include "gemm/sm90/sm90_kernel.h"
-#include "gemm/sm90/warp_store_epilogue.cuh"
 #include "sparse24/error.h"
 
 namespace sparse24::gemm {
@@ -49,8 +48,6 @@ struct Defaults {
   static constexpr bool kSource = true;  // D = ... + beta * D: the epilogue can read D
   static constexpr bool kPipelined = false;
   static constexpr bool kSplitLoads = false;  // one producer warp issues every copy of a stage
-  static constexpr bool kWarpStores = false;  // CUTLASS's TMA epilogue
-  static constexpr int kStoreStages = 0;       // its shared-memory buffers for D: CUTLASS's choice
   static constexpr int kStages = 0;
   using EpilogueTile = cutlass::epilogue::collective::EpilogueTileAuto;
 };
@@ -104,23 +101,6 @@ struct CooperativePipelinedNoSource : CooperativePipelined {
 struct CooperativePipelinedNoSource64 : CooperativePipelinedNoSource {
   using EpilogueTile = cute::Shape<cute::_128, cute::_64>;
 };
-// Without a source operand, and with every warp storing its own rows of the output tile, no
-// barrier between warps (warp_store_epilogue.cuh), instead of CUTLASS's TMA epilogue.
-struct CooperativePipelinedWarpStores : CooperativePipelinedNoSource {
-  static constexpr bool kWarpStores = true;
-};
-// Without a source operand, and with shared-memory buffers for N of the tile's 8 epilogue subtiles
-// (CUTLASS: 2). CUTLASS's epilogue waits after each subtile's TMA store, both warpgroups at a
-// barrier, until the store issued StagesD subtiles earlier has left shared memory: with 2, every
-// tile's output drains to L2 before the next tile's main loop starts. With 8 the whole tile is
-// buffered and its stores drain during the next tile's main loop (fewer mainloop stages fit).
-template <int N>
-struct CooperativePipelinedStoreStages : CooperativePipelinedNoSource {
-  static constexpr int kStoreStages = N;
-};
-using CooperativePipelinedStoreStages4 = CooperativePipelinedStoreStages<4>;
-using CooperativePipelinedStoreStages6 = CooperativePipelinedStoreStages<6>;
-using CooperativePipelinedStoreStages8 = CooperativePipelinedStoreStages<8>;
 // Ping-pong (each math warpgroup owns a whole output tile, one's epilogue overlapping the other's
 // mainloop), with the pipelined mainloop.
 struct PingpongPipelined : Pingpong {
@@ -154,14 +134,6 @@ using WarpSpecializedPipelined2 = WarpSpecializedPipelined<2>;
 using WarpSpecializedPipelined4 = WarpSpecializedPipelined<4>;
 }  // namespace sm90_schedule
 
-// CUTLASS's epilogue dispatch policy with StagesD replaced (kStoreStages).
-template <class Policy, int StagesD>
-struct WithStoreStages;
-template <int C, int D, int F, bool R, bool Delay, int StagesD>
-struct WithStoreStages<cutlass::epilogue::Sm90TmaWarpSpecialized<C, D, F, R, Delay>, StagesD> {
-  using type = cutlass::epilogue::Sm90TmaWarpSpecialized<C, StagesD, F, R, Delay>;
-};
-
 template <class ElementA, class ElementB, class ElementD, class LayoutB, class LayoutD,
           class TileShape, class ClusterShape, class Schedule>
 struct Sm90SparseGemm {
@@ -173,28 +145,10 @@ struct Sm90SparseGemm {
   using ElementC = std::conditional_t<Schedule::kSource, ElementD, void>;
   using Fusion = cutlass::epilogue::fusion::LinCombPerRowBias<ElementD, float, ElementD, ElementC,
                                                               float>;
-  using BuiltEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, TileShape, ClusterShape,
       typename Schedule::EpilogueTile, float, float, ElementC, LayoutD, kAlignD,
       ElementD, LayoutD, kAlignD, typename Schedule::Epilogue, Fusion>::CollectiveOp;
-  static_assert(!Schedule::kWarpStores || (!Schedule::kSource && std::is_same_v<LayoutD, cutlass::layout::ColumnMajor>),
-                "warp stores: column-major D, no source operand");
-  // The builder's epilogue, with kStoreStages D buffers where the schedule sets them.
-  template <int StagesD, class = void>
-  struct StoreStaged {
-    using type = typename cutlass::epilogue::collective::detail::Sm90TmaBuilderImpl<
-        TileShape, typename BuiltEpilogue::EpilogueTile, float, float, ElementC, LayoutD, kAlignD, ElementD,
-        LayoutD, kAlignD, Fusion,
-        typename WithStoreStages<typename BuiltEpilogue::DispatchPolicy, StagesD>::type>::CollectiveOp;
-  };
-  template <class Void>
-  struct StoreStaged<0, Void> {
-    using type = BuiltEpilogue;
-  };
-  using Epilogue = std::conditional_t<
-      Schedule::kWarpStores,
-      cutlass::epilogue::collective::detail::Sm90TmaWarpSpecializedAdapter<WarpStoreEpilogue<ElementD, TileShape>>,
-      typename StoreStaged<Schedule::kStoreStages>::type>;
   using BuiltMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassSparseTensorOp, ElementA,
       cutlass::layout::RowMajor, kAlignA, ElementB, LayoutB, kAlignB, float, TileShape,
