@@ -48,7 +48,6 @@ struct Defaults {
   static constexpr bool kSource = true;  // D = ... + beta * D: the epilogue can read D
   static constexpr bool kPipelined = false;
   static constexpr bool kSplitLoads = false;  // one producer warp issues every copy of a stage
-  static constexpr bool kForceStreamK = false;  // stream-K: only below one wave of tiles (below)
   static constexpr int kStages = 0;
   using EpilogueTile = cutlass::epilogue::collective::EpilogueTileAuto;
 };
@@ -101,13 +100,6 @@ struct CooperativePipelinedNoSource : CooperativePipelined {
 // The same with 128 x 64 epilogue subtiles: four store rounds per 128 x 256 tile instead of eight.
 struct CooperativePipelinedNoSource64 : CooperativePipelinedNoSource {
   using EpilogueTile = cute::Shape<cute::_128, cute::_64>;
-};
-// Without a source operand, stream-K at every size: each SM takes an equal share of all tiles' K
-// loops, so SMs finish their tiles at different times (data-parallel SMs all finish a round
-// together, and their output writes come in one burst; bench/NOTES.md, GEMM v19).
-struct CooperativePipelinedNoSourceStreamKForced : CooperativePipelinedNoSource {
-  using Scheduler = cutlass::gemm::StreamKScheduler;
-  static constexpr bool kForceStreamK = true;
 };
 // Ping-pong (each math warpgroup owns a whole output tile, one's epilogue overlapping the other's
 // mainloop), with the pipelined mainloop.
@@ -217,7 +209,7 @@ struct Sm90SparseGemm {
       // data-parallel when they fill half the SMs or more). From one wave up, its heuristic.
       const int64_t tiles = grid_tiles(a.m, a.n, cute::size<0>(TileShape{}), cute::size<1>(TileShape{}),
                                        cute::size<0>(ClusterShape{}), cute::size<1>(ClusterShape{}));
-      if (tiles < a.sm_count || Schedule::kForceStreamK)
+      if (tiles < a.sm_count)
         args.scheduler.decomposition_mode = Kernel::TileScheduler::DecompositionMode::StreamK;
     }
     Gemm gemm;
