@@ -13,8 +13,10 @@
 //
 // A second table repeats some of it while a producer thread streams TMA copies into shared
 // memory; the last one measures intake alone: the bytes per cycle that TMA bulk copies and plain
-// loads bring into each SM from an L2-resident buffer (results and readings:
-// bench/results/2026-11-27-h100-wgmma-ceiling.md, 2026-11-27-h100-gemm-intake.md).
+// loads bring into each SM from an L2-resident buffer, and what is left of it while TMA stores
+// stream to memory as a GEMM's output does (results and readings:
+// bench/results/2026-11-27-h100-wgmma-ceiling.md, 2026-11-27-h100-gemm-intake.md,
+// 2026-11-28-h100-gemm-epilogues.md).
 //
 // Build and run (bench/run_device.sh --bench wgmma does both; `./wgmma_ceiling intake` runs the
 // intake table only):
@@ -262,18 +264,29 @@ void tma_row(const char* name, int sms, const unsigned char* source, Counters* c
 struct IntakeCounters {
   long long tma_cycles, tma_bytes;  // SM 0's producers' longest run in cycles; bytes of all SMs
   long long ldg_cycles, ldg_bytes;  // SM 0's warp 0's run in cycles; bytes of all SMs
+  long long st_cycles, st_bytes;    // SM 0's storer's run in cycles; bytes of all SMs
 };
+
+// The output side of a GEMM: with kStores > 0 one more warp's first thread streams TMA bulk
+// stores (cp.async.bulk, shared -> global) of kStoreChunk bytes, kStores in flight (waiting
+// only until each store has read shared memory), into a 1 GiB buffer that no cache holds (each
+// SM its own 1/132 of it, cyclically): what a round of output tiles writes, beside the loads.
+constexpr long long kDest = 1ll << 30;
+constexpr int kStoreChunk = 16384;
 
 // kCopies bulk copies of kChunk bytes in flight from each of kProducers producer threads (one
 // per warp, the last warps), and kLdgWarps warps each keeping 8 16-byte loads per thread in
 // flight, for `budget` cycles; one CTA per SM. Two producers where one was: if the rate doubles,
 // a producer's own loop was the limit; if not, the SM's TMA unit.
-template <int kCopies, int kChunk, int kLdgWarps, int kProducers = 1>
-__global__ void __launch_bounds__(32 * (kLdgWarps + kProducers), 1)
-    intake_loop(long long budget, const unsigned char* source, IntakeCounters* out) {
+// kSplit: even CTAs only store, odd ones only load (whether the loads starve beside the stores
+// on their own SM, or through the memory system every SM shares).
+template <int kCopies, int kChunk, int kLdgWarps, int kProducers = 1, int kStores = 0, bool kSplit = false>
+__global__ void __launch_bounds__(32 * (kLdgWarps + kProducers + (kStores > 0)), 1)
+    intake_loop(long long budget, const unsigned char* source, unsigned char* dest, IntakeCounters* out) {
   extern __shared__ unsigned char raw[];
   unsigned char* landing = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t(1023));
-  uint64_t* bars = reinterpret_cast<uint64_t*>(landing + kProducers * kCopies * kChunk);
+  unsigned char* outgoing = landing + kProducers * kCopies * kChunk;  // the stores' source
+  uint64_t* bars = reinterpret_cast<uint64_t*>(outgoing + kStores * kStoreChunk);
   if (kCopies > 0 && threadIdx.x == 0) {
     for (int b = 0; b < kProducers * kCopies; ++b) cutlass::arch::ClusterTransactionBarrier::init(&bars[b], 1);
     cutlass::arch::fence_barrier_init();
@@ -281,6 +294,24 @@ __global__ void __launch_bounds__(32 * (kLdgWarps + kProducers), 1)
   __syncthreads();
   const long long start = clock64();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const bool storer = warp == kLdgWarps + kProducers;
+  if (kSplit && storer != (blockIdx.x % 2 == 0)) return;
+  if (kStores > 0 && storer) {  // the storer warp
+    if (lane != 0) return;
+    const long long region = kDest / gridDim.x / kStoreChunk * kStoreChunk;
+    long long offset = 0, bytes = 0;
+    for (int b = 0; clock64() - start < budget; b = (b + 1) % (kStores > 0 ? kStores : 1)) {
+      cute::SM90_BULK_COPY_S2G::copy(outgoing + b * kStoreChunk, dest + blockIdx.x * region + offset, kStoreChunk);
+      cute::tma_store_arrive();
+      cute::tma_store_wait<(kStores > 0 ? kStores - 1 : 0)>();
+      offset = (offset + kStoreChunk) % region;
+      bytes += kStoreChunk;
+    }
+    cute::tma_store_wait<0>();
+    atomicAdd(reinterpret_cast<unsigned long long*>(&out->st_bytes), (unsigned long long)bytes);
+    if (blockIdx.x == 0) out->st_cycles = clock64() - start;  // (an even CTA in any case)
+    return;
+  }
   if (warp >= kLdgWarps) {  // a producer warp
     if constexpr (kCopies > 0) {
       if (lane != 0) return;
@@ -291,7 +322,7 @@ __global__ void __launch_bounds__(32 * (kLdgWarps + kProducers), 1)
                                          bars + producer * kCopies, [&] { return clock64() - start >= budget; }) +
           (long long)kCopies * kChunk;
       atomicAdd(reinterpret_cast<unsigned long long*>(&out->tma_bytes), (unsigned long long)bytes);
-      if (blockIdx.x == 0)
+      if (blockIdx.x == (kSplit ? 1 : 0))
         atomicMax(reinterpret_cast<unsigned long long*>(&out->tma_cycles), (unsigned long long)(clock64() - start));
     }
     return;
@@ -311,30 +342,36 @@ __global__ void __launch_bounds__(32 * (kLdgWarps + kProducers), 1)
     loads += 8;
   }
   atomicAdd(reinterpret_cast<unsigned long long*>(&out->ldg_bytes), (unsigned long long)(16 * loads));
-  if (blockIdx.x == 0 && threadIdx.x == 0) out->ldg_cycles = clock64() - start;
+  if (blockIdx.x == (kSplit ? 1 : 0) && threadIdx.x == 0) out->ldg_cycles = clock64() - start;
   if (acc == 0x9E3779B9u) out->tma_cycles = -1;  // keeps the loads (never true for this buffer)
 }
 
 // One row of the intake table: bytes per cycle and SM by each path (the mean over the SMs), and
 // the SM clock.
-template <int kCopies, int kChunk, int kLdgWarps, int kProducers = 1>
-void intake_row(const char* name, int sms, const unsigned char* source, IntakeCounters* counters) {
-  auto kernel = intake_loop<kCopies, kChunk, kLdgWarps, kProducers>;
-  const int threads = 32 * (kLdgWarps + kProducers);
-  const int smem = 1024 + kProducers * kCopies * (kChunk + 8);
+template <int kCopies, int kChunk, int kLdgWarps, int kProducers = 1, int kStores = 0, bool kSplit = false>
+void intake_row(const char* name, int sms, const unsigned char* source, unsigned char* dest,
+                IntakeCounters* counters) {
+  auto kernel = intake_loop<kCopies, kChunk, kLdgWarps, kProducers, kStores, kSplit>;
+  const int threads = 32 * (kLdgWarps + kProducers + (kStores > 0));
+  const int smem = 1024 + kProducers * kCopies * (kChunk + 8) + kStores * kStoreChunk;
   CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  kernel<<<sms, threads, smem>>>(100000, source, counters);  // warm-up
+  kernel<<<sms, threads, smem>>>(100000, source, dest, counters);  // warm-up
   CHECK(cudaGetLastError());
   CHECK(cudaMemset(counters, 0, sizeof(IntakeCounters)));
-  const float ms = timed_ms([&] { kernel<<<sms, threads, smem>>>(4000000, source, counters); });
+  const float ms = timed_ms([&] { kernel<<<sms, threads, smem>>>(4000000, source, dest, counters); });
   IntakeCounters c{};
   CHECK(cudaMemcpy(&c, counters, sizeof c, cudaMemcpyDeviceToHost));
-  // Per SM and cycle, averaged over the SMs (every CTA runs the same budget of cycles).
-  const double tma = c.tma_cycles > 0 ? double(c.tma_bytes) / double(c.tma_cycles) / sms : 0.0;
-  const double ldg = c.ldg_cycles > 0 ? double(c.ldg_bytes) / double(c.ldg_cycles) / sms : 0.0;
-  const long long cycles = c.tma_cycles > c.ldg_cycles ? c.tma_cycles : c.ldg_cycles;
-  std::printf("| %s | %d | %.0f | %.0f | %.0f | %.0f |\n", name, sms, tma, ldg, tma + ldg,
-              double(cycles) / (ms * 1e3));
+  // Per SM and cycle, averaged over the SMs that take that role (every CTA runs the same budget
+  // of cycles).
+  const int role_sms = kSplit ? sms / 2 : sms;
+  const double tma = c.tma_cycles > 0 ? double(c.tma_bytes) / double(c.tma_cycles) / role_sms : 0.0;
+  const double ldg = c.ldg_cycles > 0 ? double(c.ldg_bytes) / double(c.ldg_cycles) / role_sms : 0.0;
+  const double st = c.st_cycles > 0 ? double(c.st_bytes) / double(c.st_cycles) / role_sms : 0.0;
+  long long cycles = c.tma_cycles > c.ldg_cycles ? c.tma_cycles : c.ldg_cycles;
+  cycles = c.st_cycles > cycles ? c.st_cycles : cycles;
+  const double mhz = double(cycles) / (ms * 1e3);
+  std::printf("| %s | %d | %.0f | %.0f | %.0f | %.0f (%.2f TB/s) | %.0f |\n", name, sms, tma, ldg, tma + ldg, st,
+              st * role_sms * mhz * 1e6 / 1e12, mhz);
 }
 
 }  // namespace wgmma_ceiling
@@ -384,35 +421,49 @@ int main(int argc, char** argv) {
 
   IntakeCounters* intake = nullptr;
   CHECK(cudaMalloc(&intake, sizeof(IntakeCounters)));
+  unsigned char* dest = nullptr;
+  CHECK(cudaMalloc(&dest, kDest));
   std::printf("\nIntake alone: bytes per cycle and SM (the mean over the SMs that run) from the %d MiB L2-resident buffer, by TMA bulk "
               "copies (in flight x size) and by 16-byte loads (ld.global.cg, 8 in flight per thread), "
               "each path on its own and both at once; one CTA per SM, ~4M cycles:\n\n"
-              "| paths | SMs | TMA bytes per cycle | load bytes per cycle | total | MHz |\n"
-              "|---|---|---|---|---|---|\n", kSource >> 20);
-  intake_row<1, 16384, 0>("TMA 1 x 16 KiB", sms, source, intake);
-  intake_row<2, 16384, 0>("TMA 2 x 16 KiB", sms, source, intake);
-  intake_row<4, 16384, 0>("TMA 4 x 16 KiB", sms, source, intake);
-  intake_row<6, 16384, 0>("TMA 6 x 16 KiB (as the TMA rows above)", sms, source, intake);
-  intake_row<12, 16384, 0>("TMA 12 x 16 KiB", sms, source, intake);
-  intake_row<12, 16384, 0>("TMA 12 x 16 KiB", sms / 8, source, intake);
-  intake_row<6, 16384, 0, 2>("TMA 2 producers x 6 x 16 KiB", sms, source, intake);
-  intake_row<6, 16384, 0, 2>("TMA 2 producers x 6 x 16 KiB", sms / 8, source, intake);
-  intake_row<12, 8192, 0, 2>("TMA 2 producers x 12 x 8 KiB", sms, source, intake);
-  intake_row<6, 8192, 0, 4>("TMA 4 producers x 6 x 8 KiB", sms, source, intake);
-  intake_row<6, 8192, 0, 4>("TMA 4 producers x 6 x 8 KiB", sms / 8, source, intake);
-  intake_row<24, 8192, 0>("TMA 24 x 8 KiB", sms, source, intake);
-  intake_row<48, 4096, 0>("TMA 48 x 4 KiB", sms, source, intake);
-  intake_row<6, 32768, 0>("TMA 6 x 32 KiB", sms, source, intake);
-  intake_row<1, 65536, 0>("TMA 1 x 64 KiB", sms, source, intake);
-  intake_row<2, 65536, 0>("TMA 2 x 64 KiB", sms, source, intake);
-  intake_row<3, 65536, 0>("TMA 3 x 64 KiB", sms, source, intake);
-  intake_row<3, 65536, 0>("TMA 3 x 64 KiB", sms / 8, source, intake);
-  intake_row<0, 0, 8>("loads, 8 warps", sms, source, intake);
-  intake_row<0, 0, 16>("loads, 16 warps", sms, source, intake);
-  intake_row<0, 0, 31>("loads, 31 warps", sms, source, intake);
-  intake_row<0, 0, 31>("loads, 31 warps", sms / 8, source, intake);
-  intake_row<12, 16384, 16>("TMA 12 x 16 KiB + loads, 16 warps", sms, source, intake);
-  intake_row<6, 16384, 16>("TMA 6 x 16 KiB + loads, 16 warps", sms, source, intake);
+              "| paths | SMs | TMA bytes per cycle | load bytes per cycle | total in | TMA stores out per cycle (all SMs) | MHz |\n"
+              "|---|---|---|---|---|---|---|\n", kSource >> 20);
+  intake_row<1, 16384, 0>("TMA 1 x 16 KiB", sms, source, dest, intake);
+  intake_row<2, 16384, 0>("TMA 2 x 16 KiB", sms, source, dest, intake);
+  intake_row<4, 16384, 0>("TMA 4 x 16 KiB", sms, source, dest, intake);
+  intake_row<6, 16384, 0>("TMA 6 x 16 KiB (as the TMA rows above)", sms, source, dest, intake);
+  intake_row<12, 16384, 0>("TMA 12 x 16 KiB", sms, source, dest, intake);
+  intake_row<12, 16384, 0>("TMA 12 x 16 KiB", sms / 8, source, dest, intake);
+  intake_row<6, 16384, 0, 2>("TMA 2 producers x 6 x 16 KiB", sms, source, dest, intake);
+  intake_row<6, 16384, 0, 2>("TMA 2 producers x 6 x 16 KiB", sms / 8, source, dest, intake);
+  intake_row<12, 8192, 0, 2>("TMA 2 producers x 12 x 8 KiB", sms, source, dest, intake);
+  intake_row<6, 8192, 0, 4>("TMA 4 producers x 6 x 8 KiB", sms, source, dest, intake);
+  intake_row<6, 8192, 0, 4>("TMA 4 producers x 6 x 8 KiB", sms / 8, source, dest, intake);
+  intake_row<24, 8192, 0>("TMA 24 x 8 KiB", sms, source, dest, intake);
+  intake_row<48, 4096, 0>("TMA 48 x 4 KiB", sms, source, dest, intake);
+  intake_row<6, 32768, 0>("TMA 6 x 32 KiB", sms, source, dest, intake);
+  intake_row<1, 65536, 0>("TMA 1 x 64 KiB", sms, source, dest, intake);
+  intake_row<2, 65536, 0>("TMA 2 x 64 KiB", sms, source, dest, intake);
+  intake_row<3, 65536, 0>("TMA 3 x 64 KiB", sms, source, dest, intake);
+  intake_row<3, 65536, 0>("TMA 3 x 64 KiB", sms / 8, source, dest, intake);
+  intake_row<0, 0, 8>("loads, 8 warps", sms, source, dest, intake);
+  intake_row<0, 0, 16>("loads, 16 warps", sms, source, dest, intake);
+  intake_row<0, 0, 31>("loads, 31 warps", sms, source, dest, intake);
+  intake_row<0, 0, 31>("loads, 31 warps", sms / 8, source, dest, intake);
+  intake_row<12, 16384, 16>("TMA 12 x 16 KiB + loads, 16 warps", sms, source, dest, intake);
+  intake_row<6, 16384, 16>("TMA 6 x 16 KiB + loads, 16 warps", sms, source, dest, intake);
+  // A GEMM's two directions at once: its TMA loads (L2-resident source) beside TMA stores to
+  // memory no cache holds, as a round of output tiles writes.
+  intake_row<0, 0, 0, 0, 2>("TMA stores 2 x 16 KiB, alone", sms, source, dest, intake);
+  intake_row<0, 0, 0, 0, 4>("TMA stores 4 x 16 KiB, alone", sms, source, dest, intake);
+  intake_row<6, 16384, 0, 1, 2>("TMA 6 x 16 KiB + stores 2 x 16 KiB", sms, source, dest, intake);
+  intake_row<6, 16384, 0, 1, 4>("TMA 6 x 16 KiB + stores 4 x 16 KiB", sms, source, dest, intake);
+  intake_row<6, 8192, 0, 2, 4>("TMA 2 producers x 6 x 8 KiB + stores 4 x 16 KiB", sms, source, dest, intake);
+  intake_row<6, 8192, 0, 2>("TMA 2 producers x 6 x 8 KiB (for comparison)", sms, source, dest, intake);
+  intake_row<0, 0, 16, 0, 4>("loads, 16 warps + stores 4 x 16 KiB", sms, source, dest, intake);
+  intake_row<6, 16384, 0, 1, 4, true>("TMA 6 x 16 KiB on odd SMs, stores 4 x 16 KiB on even ones (rates per SM of each half)", sms, source, dest, intake);
+  intake_row<6, 16384, 0, 1, 0, true>("TMA 6 x 16 KiB on odd SMs alone (half the SMs)", sms, source, dest, intake);
+  CHECK(cudaFree(dest));
   CHECK(cudaFree(intake));
   CHECK(cudaFree(source));
   CHECK(cudaFree(counters));
