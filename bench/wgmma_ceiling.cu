@@ -425,7 +425,8 @@ int main(int argc, char** argv) {
   CHECK(cudaMalloc(&dest, kDest));
   std::printf("\nIntake alone: bytes per cycle and SM (the mean over the SMs that run) from the %d MiB L2-resident buffer, by TMA bulk "
               "copies (in flight x size) and by 16-byte loads (ld.global.cg, 8 in flight per thread), "
-              "each path on its own and both at once; one CTA per SM, ~4M cycles:\n\n"
+              "each path on its own and both at once, and in the last rows beside TMA bulk stores to a 1 GiB "
+              "buffer (16 KiB each, 2 or 4 in flight per SM); one CTA per SM, ~4M cycles:\n\n"
               "| paths | SMs | TMA bytes per cycle | load bytes per cycle | total in | TMA stores out per cycle (all SMs) | MHz |\n"
               "|---|---|---|---|---|---|---|\n", kSource >> 20);
   intake_row<1, 16384, 0>("TMA 1 x 16 KiB", sms, source, dest, intake);
