@@ -282,7 +282,8 @@ constexpr int kStoreChunk = 16384;
 // on their own SM, or through the memory system every SM shares).
 template <int kCopies, int kChunk, int kLdgWarps, int kProducers = 1, int kStores = 0, bool kSplit = false>
 __global__ void __launch_bounds__(32 * (kLdgWarps + kProducers + (kStores > 0)), 1)
-    intake_loop(long long budget, const unsigned char* source, unsigned char* dest, IntakeCounters* out) {
+    intake_loop(long long budget, const unsigned char* source, unsigned char* dest, IntakeCounters* out,
+                long long store_gap) {
   extern __shared__ unsigned char raw[];
   unsigned char* landing = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t(1023));
   unsigned char* outgoing = landing + kProducers * kCopies * kChunk;  // the stores' source
@@ -300,12 +301,16 @@ __global__ void __launch_bounds__(32 * (kLdgWarps + kProducers + (kStores > 0)),
     if (lane != 0) return;
     const long long region = kDest / gridDim.x / kStoreChunk * kStoreChunk;
     long long offset = 0, bytes = 0;
+    // With store_gap > 0, one store per store_gap cycles at most (a paced output).
     for (int b = 0; clock64() - start < budget; b = (b + 1) % (kStores > 0 ? kStores : 1)) {
+      const long long issued = clock64();
       cute::SM90_BULK_COPY_S2G::copy(outgoing + b * kStoreChunk, dest + blockIdx.x * region + offset, kStoreChunk);
       cute::tma_store_arrive();
       cute::tma_store_wait<(kStores > 0 ? kStores - 1 : 0)>();
       offset = (offset + kStoreChunk) % region;
       bytes += kStoreChunk;
+      while (clock64() - issued < store_gap) {
+      }
     }
     cute::tma_store_wait<0>();
     atomicAdd(reinterpret_cast<unsigned long long*>(&out->st_bytes), (unsigned long long)bytes);
@@ -350,15 +355,15 @@ __global__ void __launch_bounds__(32 * (kLdgWarps + kProducers + (kStores > 0)),
 // the SM clock.
 template <int kCopies, int kChunk, int kLdgWarps, int kProducers = 1, int kStores = 0, bool kSplit = false>
 void intake_row(const char* name, int sms, const unsigned char* source, unsigned char* dest,
-                IntakeCounters* counters) {
+                IntakeCounters* counters, long long store_gap = 0) {
   auto kernel = intake_loop<kCopies, kChunk, kLdgWarps, kProducers, kStores, kSplit>;
   const int threads = 32 * (kLdgWarps + kProducers + (kStores > 0));
   const int smem = 1024 + kProducers * kCopies * (kChunk + 8) + kStores * kStoreChunk;
   CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  kernel<<<sms, threads, smem>>>(100000, source, dest, counters);  // warm-up
+  kernel<<<sms, threads, smem>>>(100000, source, dest, counters, store_gap);  // warm-up
   CHECK(cudaGetLastError());
   CHECK(cudaMemset(counters, 0, sizeof(IntakeCounters)));
-  const float ms = timed_ms([&] { kernel<<<sms, threads, smem>>>(4000000, source, dest, counters); });
+  const float ms = timed_ms([&] { kernel<<<sms, threads, smem>>>(4000000, source, dest, counters, store_gap); });
   IntakeCounters c{};
   CHECK(cudaMemcpy(&c, counters, sizeof c, cudaMemcpyDeviceToHost));
   // Per SM and cycle, averaged over the SMs that take that role (every CTA runs the same budget
@@ -464,6 +469,12 @@ int main(int argc, char** argv) {
   intake_row<0, 0, 16, 0, 4>("loads, 16 warps + stores 4 x 16 KiB", sms, source, dest, intake);
   intake_row<6, 16384, 0, 1, 4, true>("TMA 6 x 16 KiB on odd SMs, stores 4 x 16 KiB on even ones (rates per SM of each half)", sms, source, dest, intake);
   intake_row<6, 16384, 0, 1, 0, true>("TMA 6 x 16 KiB on odd SMs alone (half the SMs)", sms, source, dest, intake);
+  // Paced stores: one 16 KiB store per gap cycles and SM (at ~1.98 GHz on 132 SMs, 4300 cycles
+  // is about 1 TB/s in all).
+  for (long long gap : {8600ll, 4300ll, 2870ll, 2150ll, 1430ll}) {
+    const std::string name = "TMA 6 x 16 KiB + a store of 16 KiB every " + std::to_string(gap) + " cycles";
+    intake_row<6, 16384, 0, 1, 4>(name.c_str(), sms, source, dest, intake, gap);
+  }
   CHECK(cudaFree(dest));
   CHECK(cudaFree(intake));
   CHECK(cudaFree(source));
