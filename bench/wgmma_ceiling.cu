@@ -262,15 +262,16 @@ void tma_row(const char* name, int sms, const unsigned char* source, Counters* c
 // producer, one SM, and all SMs together. A second path into the SM, plain loads (LDG, L2 only:
 // ld.global.cg) into registers, alone and beside the TMA, shows whether the paths add up.
 struct IntakeCounters {
-  long long tma_cycles, tma_bytes;  // SM 0's producers' longest run in cycles; bytes of all SMs
-  long long ldg_cycles, ldg_bytes;  // SM 0's warp 0's run in cycles; bytes of all SMs
-  long long st_cycles, st_bytes;    // SM 0's storer's run in cycles; bytes of all SMs
+  // Cycles: of SM 0 (SM 1 for the loads when kSplit gives the loads to odd SMs); bytes: all SMs.
+  long long tma_cycles, tma_bytes;  // the producers' longest run
+  long long ldg_cycles, ldg_bytes;  // warp 0's run
+  long long st_cycles, st_bytes;    // the storer's run
 };
 
 // The output side of a GEMM: with kStores > 0 one more warp's first thread streams TMA bulk
 // stores (cp.async.bulk, shared -> global) of kStoreChunk bytes, kStores in flight (waiting
 // only until each store has read shared memory), into a 1 GiB buffer that no cache holds (each
-// SM its own 1/132 of it, cyclically): what a round of output tiles writes, beside the loads.
+// SM cycling through its own share of it): what a round of output tiles writes, beside the loads.
 constexpr long long kDest = 1ll << 30;
 constexpr int kStoreChunk = 16384;
 
