@@ -298,25 +298,27 @@ __global__ void __launch_bounds__(32 * (kLdgWarps + kProducers + (kStores > 0)),
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const bool storer = warp == kLdgWarps + kProducers;
   if (kSplit && storer != (blockIdx.x % 2 == 0)) return;
-  if (kStores > 0 && storer) {  // the storer warp
-    if (lane != 0) return;
-    const long long region = kDest / gridDim.x / kStoreChunk * kStoreChunk;
-    long long offset = 0, bytes = 0;
-    // With store_gap > 0, one store per store_gap cycles at most (a paced output).
-    for (int b = 0; clock64() - start < budget; b = (b + 1) % (kStores > 0 ? kStores : 1)) {
-      const long long issued = clock64();
-      cute::SM90_BULK_COPY_S2G::copy(outgoing + b * kStoreChunk, dest + blockIdx.x * region + offset, kStoreChunk);
-      cute::tma_store_arrive();
-      cute::tma_store_wait<(kStores > 0 ? kStores - 1 : 0)>();
-      offset = (offset + kStoreChunk) % region;
-      bytes += kStoreChunk;
-      while (clock64() - issued < store_gap) {
+  if constexpr (kStores > 0) {
+    if (storer) {
+      if (lane != 0) return;
+      const long long region = kDest / gridDim.x / kStoreChunk * kStoreChunk;
+      long long offset = 0, bytes = 0;
+      // With store_gap > 0, one store per store_gap cycles at most (a paced output).
+      for (int b = 0; clock64() - start < budget; b = (b + 1) % kStores) {
+        const long long issued = clock64();
+        cute::SM90_BULK_COPY_S2G::copy(outgoing + b * kStoreChunk, dest + blockIdx.x * region + offset, kStoreChunk);
+        cute::tma_store_arrive();
+        cute::tma_store_wait<kStores - 1>();
+        offset = (offset + kStoreChunk) % region;
+        bytes += kStoreChunk;
+        while (clock64() - issued < store_gap) {
+        }
       }
+      cute::tma_store_wait<0>();
+      atomicAdd(reinterpret_cast<unsigned long long*>(&out->st_bytes), (unsigned long long)bytes);
+      if (blockIdx.x == 0) out->st_cycles = clock64() - start;  // (an even CTA in any case)
+      return;
     }
-    cute::tma_store_wait<0>();
-    atomicAdd(reinterpret_cast<unsigned long long*>(&out->st_bytes), (unsigned long long)bytes);
-    if (blockIdx.x == 0) out->st_cycles = clock64() - start;  // (an even CTA in any case)
-    return;
   }
   if (warp >= kLdgWarps) {  // a producer warp
     if constexpr (kCopies > 0) {

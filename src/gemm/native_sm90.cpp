@@ -225,11 +225,13 @@ std::pair<const Sm90Kernel*, Reading> choose(const SparseProblem& p) {
     const int64_t m = p.s->rows, n = p.d.cols();
     int64_t least = padded_outputs(*fit.front().first, m, n);
     for (const auto& f : fit) least = std::min(least, padded_outputs(*f.first, m, n));
-    const auto near = [&](const Sm90Kernel& k) { return double(padded_outputs(k, m, n)) <= 1.15 * double(least); };
-    for (const auto& f : fit)
-      if (near(*f.first) && same_orientation(*f.first, m, n)) return f;
-    for (const auto& f : fit)
-      if (near(*f.first)) return f;
+    const std::pair<const Sm90Kernel*, Reading>* first_near = nullptr;
+    for (const auto& f : fit) {
+      if (double(padded_outputs(*f.first, m, n)) > 1.15 * double(least)) continue;
+      if (same_orientation(*f.first, m, n)) return f;
+      if (!first_near) first_near = &f;
+    }
+    return *first_near;  // the least-padding kernel is near itself
   }
   for (const auto& f : fit)
     if (p.native_kernel == f.first->name) return f;
